@@ -1,0 +1,1 @@
+"""The FastAPI WebSocket/REST gateway and the live dashboard (being built)."""

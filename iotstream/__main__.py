@@ -1,0 +1,5 @@
+"""``python -m iotstream``."""
+
+from iotstream.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""``iotstream``: one command for every part of the system.
+
+Each subcommand lives in :mod:`iotstream.commands` and registers itself through a
+``register(subparsers)`` function; heavy imports happen inside the handlers so that
+``iotstream --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from iotstream.commands import COMMANDS
+
+__all__ = ["build_parser", "main"]
+
+DESCRIPTION = """\
+Real-time streaming ML inference for IoT.
+
+Devices publish readings over MQTT; inference workers batch them through ONNX Runtime
+models and write predictions to Redis Streams; a WebSocket gateway serves live dashboards.
+"""
+
+EPILOG = """\
+examples:
+  iotstream contract schema reading        JSON Schema of a telemetry reading
+  iotstream contract check reading.json    validate a payload the way a worker would
+
+Run 'iotstream COMMAND --help' for a command's options.
+Docs: README.md and docs/ in the source tree.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="iotstream",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for register in COMMANDS:
+        register(subparsers)
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("iotstream")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen command; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    code: int = handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,16 @@
+"""Subcommands of the ``iotstream`` CLI; each module exposes ``register(subparsers)``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any, TypeAlias
+
+from iotstream.commands import contract
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[Any]"
+Register: TypeAlias = Callable[[Subparsers], None]
+
+COMMANDS: list[Register] = [contract.register]
+
+__all__ = ["COMMANDS", "Register", "Subparsers"]

@@ -1,0 +1,50 @@
+"""Fixtures shared by every test tier."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from iot_contract import RedisKeys
+from tests.harness.services import HarnessError, Service, provide_mosquitto, provide_redis
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """A real Mosquitto shared by the session (anonymous, MQTT v5, shared subscriptions)."""
+    try:
+        with provide_mosquitto(tmp_path_factory.mktemp("mosquitto")) as service:
+            yield service
+    except HarnessError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def redis_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """A real Redis shared by the session; tests keep apart with :func:`redis_keys`."""
+    try:
+        with provide_redis(tmp_path_factory.mktemp("redis")) as service:
+            yield service
+    except HarnessError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short name unique to this test, for device ids, key prefixes and client ids."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def redis_keys(unique: str) -> RedisKeys:
+    """Redis key names under a prefix no other test uses."""
+    return RedisKeys(prefix=f"t{unique}")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A scratch directory for this test."""
+    return tmp_path

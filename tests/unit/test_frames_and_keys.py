@@ -1,0 +1,106 @@
+"""WebSocket control messages, server frames and Redis key names."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from pydantic import TypeAdapter
+
+from iot_contract import (
+    AuthMessage,
+    ContractError,
+    PredictionsFrame,
+    RedisKeys,
+    RejectReason,
+    ServerFrame,
+    SubscribedFrame,
+    SubscribeMessage,
+    UnsubscribeMessage,
+    parse_client_message,
+    parse_stream_id,
+)
+from iot_contract.frames import MAX_CONTROL_MESSAGE
+
+
+def test_subscribe_defaults_to_every_device_live() -> None:
+    msg = parse_client_message(b'{"type": "subscribe"}')
+    assert isinstance(msg, SubscribeMessage)
+    assert msg.devices == ["*"]
+    assert msg.since is None
+    assert not msg.anomalies_only
+
+
+@pytest.mark.parametrize("since", ["$", "-10", "1764129600000-0", "0-0"])
+def test_since_forms_are_accepted(since: str) -> None:
+    msg = parse_client_message(orjson.dumps({"type": "subscribe", "since": since}))
+    assert isinstance(msg, SubscribeMessage)
+    assert msg.since == since
+
+
+@pytest.mark.parametrize("since", ["", "latest", "-", "1-", "-1-0", "$$", 5])
+def test_bad_since_is_refused(since: object) -> None:
+    with pytest.raises(ContractError, match="since"):
+        parse_client_message(orjson.dumps({"type": "subscribe", "since": since}))
+
+
+def test_other_client_messages_parse() -> None:
+    assert isinstance(parse_client_message('{"type":"unsubscribe"}'), UnsubscribeMessage)
+    auth = parse_client_message('{"type":"auth","token":"abc"}')
+    assert isinstance(auth, AuthMessage)
+    assert auth.token == "abc"
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"not json", RejectReason.MALFORMED),
+        (b'{"type": "launch"}', RejectReason.INVALID),
+        (b'{"devices": ["a"]}', RejectReason.INVALID),
+        (b'{"type": "subscribe", "devices": ["a/b"]}', RejectReason.INVALID),
+        (b'{"type": "subscribe", "devices": []}', RejectReason.INVALID),
+        (b'{"type": "subscribe", "bogus": 1}', RejectReason.INVALID),
+    ],
+)
+def test_bad_control_messages_raise_contract_error(raw: bytes, reason: RejectReason) -> None:
+    with pytest.raises(ContractError) as info:
+        parse_client_message(raw)
+    assert info.value.reason is reason
+
+
+def test_oversize_control_message_is_refused() -> None:
+    with pytest.raises(ContractError) as info:
+        parse_client_message(b" " * (MAX_CONTROL_MESSAGE + 1))
+    assert info.value.reason is RejectReason.OVERSIZE
+
+
+def test_server_frames_are_told_apart_by_type() -> None:
+    adapter: TypeAdapter[ServerFrame] = TypeAdapter(ServerFrame)
+    frame = adapter.validate_json(b'{"type":"predictions","items":[],"last_id":"1-0"}')
+    assert isinstance(frame, PredictionsFrame)
+    sub = adapter.validate_json(b'{"type":"subscribed","recovered":false,"epoch":"e1"}')
+    assert isinstance(sub, SubscribedFrame)
+    assert sub.recovered is False
+
+
+def test_redis_keys_share_one_prefix() -> None:
+    keys = RedisKeys("plant-3")
+    assert {keys.predictions, keys.deadletter, keys.latest, keys.epoch} == {
+        "plant-3:predictions",
+        "plant-3:deadletter",
+        "plant-3:latest",
+        "plant-3:epoch",
+    }
+    assert RedisKeys().predictions == "iotstream:predictions"
+
+
+@pytest.mark.parametrize("prefix", ["", "has space", "a{b}", "x" * 65])
+def test_bad_redis_prefix_is_refused(prefix: str) -> None:
+    with pytest.raises(ContractError):
+        RedisKeys(prefix)
+
+
+def test_stream_ids_parse() -> None:
+    assert parse_stream_id("1764129600000-3") == (1764129600000, 3)
+    for bad in ["1764129600000", "a-b", "$", "-5", "1-2-3"]:
+        with pytest.raises(ContractError):
+            parse_stream_id(bad)
