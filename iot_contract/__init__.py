@@ -15,6 +15,7 @@ from iot_contract.codecs import (
     codec_for,
     decode_reading,
     encode_reading,
+    sniff_codec,
 )
 from iot_contract.errors import ContractError, RejectReason
 from iot_contract.frames import (
@@ -31,7 +32,7 @@ from iot_contract.frames import (
     UnsubscribeMessage,
     parse_client_message,
 )
-from iot_contract.keys import RECORD_FIELD, RedisKeys, parse_stream_id
+from iot_contract.keys import RECORD_FIELD, SEEN_BLOCK_BITS, RedisKeys, parse_stream_id
 from iot_contract.messages import (
     DEADLETTER_PAYLOAD_CAP,
     MAX_FEATURES,
@@ -63,6 +64,7 @@ __all__ = [
     "MSGPACK_CONTENT_TYPE",
     "RECORD_FIELD",
     "SCHEMA_VERSION",
+    "SEEN_BLOCK_BITS",
     "STATUS_OFFLINE",
     "STATUS_ONLINE",
     "AuthMessage",
@@ -96,6 +98,7 @@ __all__ = [
     "parse_device_topic",
     "parse_stream_id",
     "shared_subscription",
+    "sniff_codec",
     "status_topic",
     "telemetry_filter",
     "telemetry_topic",

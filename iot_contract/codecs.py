@@ -1,6 +1,8 @@
 """Payload codecs: JSON (default) and MessagePack, chosen by the MQTT v5 content type.
 
-MQTT 3.1.1 has no content type, so a message without one is JSON. MessagePack carries the
+A message without a content type (every MQTT 3.1.1 message, and v5 messages a 3.1.1
+subscriber receives) is sniffed: a MessagePack map starts with byte 0x80-0x8f, 0xde or 0xdf,
+which no JSON text does; anything else is parsed as JSON. MessagePack carries the
 same fields as JSON (ArduinoJson's ``serializeMsgPack`` on an ESP32 produces it directly)
 at about half the size for float vectors.
 
@@ -27,6 +29,7 @@ __all__ = [
     "codec_for",
     "decode_reading",
     "encode_reading",
+    "sniff_codec",
     "validation_detail",
 ]
 
@@ -135,6 +138,13 @@ _BY_CONTENT_TYPE: Final[dict[str, Codec]] = {
 }
 
 
+def sniff_codec(payload: bytes) -> Codec:
+    """The codec for a payload that came without a content type (see module docstring)."""
+    if payload and (0x80 <= payload[0] <= 0x8F or payload[0] in (0xDE, 0xDF)):
+        return _MSGPACK
+    return _JSON
+
+
 def codec_for(content_type: str | None) -> Codec:
     """The codec for an MQTT v5 content type (``None`` or empty: JSON).
 
@@ -167,7 +177,7 @@ def decode_reading(
 
     Args:
         payload: the MQTT message body.
-        content_type: the MQTT v5 content type, ``None`` for MQTT 3.1.1 (JSON).
+        content_type: the MQTT v5 content type; ``None`` or empty: sniffed (JSON or MessagePack).
         max_bytes: payloads larger than this are refused before parsing.
         topic_device_id: the device id from the topic; the payload must name the same one.
 
@@ -178,7 +188,8 @@ def decode_reading(
         raise ContractError(
             RejectReason.OVERSIZE, f"payload is {len(payload)} bytes; the limit is {max_bytes}"
         )
-    reading = codec_for(content_type).decode(payload, Reading)
+    codec = codec_for(content_type) if content_type else sniff_codec(payload)
+    reading = codec.decode(payload, Reading)
     if topic_device_id is not None and reading.device_id != topic_device_id:
         raise ContractError(
             RejectReason.DEVICE_MISMATCH,

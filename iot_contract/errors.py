@@ -24,6 +24,14 @@ class RejectReason(StrEnum):
     """The topic is not one of the contract's topics, or its device id is invalid."""
     DEVICE_MISMATCH = "device_mismatch"
     """The payload's ``device_id`` differs from the one in the topic."""
+    UNKNOWN_MODEL = "unknown_model"
+    """The reading names a model no worker serves."""
+    FEATURE_COUNT = "feature_count"
+    """The feature vector's length differs from the model's input width."""
+    OUT_OF_RANGE = "out_of_range"
+    """A value is finite but outside what the model can take (e.g. overflows float32)."""
+    MODEL_OUTPUT = "model_output"
+    """The model produced a non-finite output for this reading."""
 
 
 class ContractError(ValueError):

@@ -91,6 +91,9 @@ class SubscribeMessage(_Frame):
     """Where to start; ``None`` is the same as ``$`` (live only)."""
     coalesce: bool = False
     """On overflow keep the newest item per device instead of closing with SLOW_CONSUMER."""
+    epoch: Annotated[str, StringConstraints(strict=True, max_length=128)] | None = None
+    """The ``epoch`` of the ``subscribed`` frame ``since`` came from; if the stream has been
+    reset since, the resume answers ``recovered: false`` (omitted: not checked)."""
 
 
 class UnsubscribeMessage(_Frame):

@@ -8,10 +8,13 @@ from typing import Final
 
 from iot_contract.errors import ContractError, RejectReason
 
-__all__ = ["RECORD_FIELD", "RedisKeys", "parse_stream_id"]
+__all__ = ["RECORD_FIELD", "SEEN_BLOCK_BITS", "RedisKeys", "parse_stream_id"]
 
 RECORD_FIELD: Final = b"m"
 """The single field of each stream entry: the message as JSON bytes."""
+
+SEEN_BLOCK_BITS: Final = 8192
+"""Readings per deduplication bitmap block (one bit per ``seq``, 1 KiB per block)."""
 
 _PREFIX_RE: Final = re.compile(r"\A[A-Za-z0-9_.:-]{1,64}\Z")
 _STREAM_ID_RE: Final = re.compile(r"\A(\d{1,20})-(\d{1,20})\Z")
@@ -52,6 +55,16 @@ class RedisKeys:
     def epoch(self) -> str:
         """String that changes whenever the predictions stream is reset (offsets become void)."""
         return f"{self.prefix}:epoch"
+
+    def seen(self, device_id: str, seq: int) -> tuple[str, int]:
+        """Bitmap key and bit offset recording that ``(device_id, seq)`` was stored.
+
+        Bit ``seq % SEEN_BLOCK_BITS`` of block ``seq // SEEN_BLOCK_BITS``: a SETBIT that
+        returns 0 means the reading is new, so deduplication is exact whatever the order
+        readings arrive in, at one bit per reading.
+        """
+        block, bit = divmod(seq, SEEN_BLOCK_BITS)
+        return f"{self.prefix}:seen:{device_id}:{block}", bit
 
 
 def parse_stream_id(value: str) -> tuple[int, int]:

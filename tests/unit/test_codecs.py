@@ -26,6 +26,7 @@ from iot_contract import (
     codec_for,
     decode_reading,
     encode_reading,
+    sniff_codec,
 )
 
 CONTENT_TYPES = [None, JSON_CONTENT_TYPE, MSGPACK_CONTENT_TYPE]
@@ -249,3 +250,12 @@ def test_unknown_content_type_is_refused_with_the_alternatives() -> None:
 def test_msgpack_is_smaller_than_json_for_float_vectors() -> None:
     reading = Reading(device_id="d", seq=1, ts=1.0, features=[i / 7 for i in range(16)])
     assert len(encode_reading(reading, MSGPACK_CONTENT_TYPE)) < len(encode_reading(reading))
+
+
+@given(readings)
+def test_payloads_without_content_type_are_sniffed(reading: Reading) -> None:
+    """A 3.1.1 subscriber gets no content type: both encodings still decode."""
+    for content_type in (JSON_CONTENT_TYPE, MSGPACK_CONTENT_TYPE):
+        payload = encode_reading(reading, content_type)
+        assert decode_reading(payload, None, max_bytes=1 << 20) == reading
+        assert isinstance(sniff_codec(payload), codec_for(content_type).__class__)

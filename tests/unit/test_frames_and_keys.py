@@ -7,6 +7,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from iot_contract import (
+    SEEN_BLOCK_BITS,
     AuthMessage,
     ContractError,
     PredictionsFrame,
@@ -104,3 +105,13 @@ def test_stream_ids_parse() -> None:
     for bad in ["1764129600000", "a-b", "$", "-5", "1-2-3"]:
         with pytest.raises(ContractError):
             parse_stream_id(bad)
+
+
+def test_seen_bitmap_blocks_cover_every_seq_once() -> None:
+    keys = RedisKeys("p")
+    assert keys.seen("d1", 0) == ("p:seen:d1:0", 0)
+    assert keys.seen("d1", SEEN_BLOCK_BITS - 1) == ("p:seen:d1:0", SEEN_BLOCK_BITS - 1)
+    assert keys.seen("d1", SEEN_BLOCK_BITS) == ("p:seen:d1:1", 0)
+    big = 2**63 - 1
+    key, bit = keys.seen("d1", big)
+    assert int(key.rsplit(":", 1)[1]) * SEEN_BLOCK_BITS + bit == big

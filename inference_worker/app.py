@@ -1,0 +1,105 @@
+"""Assembling and running a worker from its settings."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+
+from inference_worker.core import InferenceCore
+from inference_worker.model import Model
+from inference_worker.mqtt_source import MqttSource
+from inference_worker.redis_sink import RedisSink
+from inference_worker.service import Worker, describe
+from inference_worker.settings import WorkerSettings
+from iot_contract import RedisKeys
+
+__all__ = ["build_core", "run", "running_worker"]
+
+log = logging.getLogger(__name__)
+
+
+def build_core(settings: WorkerSettings, worker_id: str | None = None) -> InferenceCore:
+    """Load the models named by ``settings`` (warmed up) into an inference core."""
+    from inference_worker.onnx_model import load_models
+
+    models: dict[str, Model] = dict(
+        load_models(
+            settings.models_dir,
+            names=settings.models,
+            variant_override=settings.variant,
+            threads=settings.intra_op_threads,
+        )
+    )
+    for name, model in models.items():
+        log.info("model %s %s variant %s ready", name, model.info.version, model.info.variant)
+    return InferenceCore(
+        models, default_model=settings.default_model, worker_id=worker_id or settings.worker_id
+    )
+
+
+@contextlib.contextmanager
+def running_worker(
+    settings: WorkerSettings, core: InferenceCore | None = None
+) -> Iterator[tuple[Worker, threading.Event]]:
+    """A connected worker running on a background thread; leaving the block stops it
+    gracefully (unsubscribe, finish, ack, disconnect). For tests and embedding."""
+    worker, source, client = _assemble(settings, core)
+    stop = threading.Event()
+    with client, source:
+        thread = threading.Thread(target=worker.run, args=(stop,), name="worker", daemon=True)
+        thread.start()
+        try:
+            yield worker, stop
+        finally:
+            stop.set()
+            thread.join(30)
+
+
+def _assemble(
+    settings: WorkerSettings, core: InferenceCore | None
+) -> tuple[Worker, MqttSource, redis.Redis]:
+    core = core or build_core(settings)
+    client: redis.Redis = redis.Redis.from_url(
+        settings.redis_url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10
+    )
+    sink = RedisSink(
+        client,
+        RedisKeys(settings.redis_prefix),
+        stream_maxlen=settings.stream_maxlen,
+        deadletter_maxlen=settings.deadletter_maxlen,
+        dedup_ttl=settings.dedup_ttl,
+    )
+    source = MqttSource(settings)
+    return Worker(settings, core, source, sink), source, client
+
+
+def run(settings: WorkerSettings) -> int:
+    """Run a worker in the foreground until SIGTERM/SIGINT. Returns the exit code."""
+    log.info("starting worker %s", describe(settings))
+    worker, source, client = _assemble(settings, None)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    if settings.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port, registry=worker.metrics.registry)
+        log.info("metrics on :%d/metrics", settings.metrics_port)
+    with client:
+        epoch = worker.sink.ensure_epoch()
+        log.info("redis %s ready (stream epoch %s)", settings.redis_url, epoch)
+        with source:
+            log.info("ready: consuming %s", settings.mqtt_url)
+            worker.run(stop)
+    return 0

@@ -1,0 +1,196 @@
+"""The inference data plane: readings in, predictions out. No transport, no clock of its own.
+
+The MQTT worker and the gateway's REST ``/v1/predict`` both call :meth:`InferenceCore.infer`,
+so the same readings give the same predictions on either path.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from inference_worker.model import Model, Output
+from iot_contract import ContractError, Hops, ModelRef, Prediction, Reading, RejectReason
+
+__all__ = ["BatchResult", "InferenceCore"]
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What became of a batch.
+
+    Attributes:
+        predictions: one per accepted reading, in input order.
+        indices: for each prediction, the index of its reading in the input.
+        rejected: ``(index, error)`` for each reading refused, in input order.
+    """
+
+    predictions: list[Prediction] = field(default_factory=list)
+    indices: list[int] = field(default_factory=list)
+    rejected: list[tuple[int, ContractError]] = field(default_factory=list)
+
+
+class InferenceCore:
+    """Routes readings to models, checks them against each model's input, runs the models
+    one call per model per batch, and builds the predictions.
+
+    Args:
+        models: loaded models by route name.
+        default_model: route for readings that name no model.
+        worker_id: recorded in every prediction.
+        clock: epoch-seconds clock for ``inferred_ts`` (a parameter so tests control it).
+    """
+
+    def __init__(
+        self,
+        models: Mapping[str, Model],
+        *,
+        default_model: str,
+        worker_id: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if default_model not in models:
+            raise ValueError(
+                f"default model {default_model!r} is not loaded; loaded: {sorted(models)}"
+            )
+        self.models = dict(models)
+        self.default_model = default_model
+        self.worker_id = worker_id
+        self._clock = clock
+        self._refs = {
+            name: ModelRef(name=m.info.name, version=m.info.version, variant=m.info.variant)
+            for name, m in self.models.items()
+        }
+
+    def infer(
+        self, readings: Sequence[Reading], received_ts: float | Sequence[float]
+    ) -> BatchResult:
+        """Score ``readings`` (already decoded and schema-valid).
+
+        Args:
+            readings: the batch.
+            received_ts: when each reading arrived (one value for all, or one per reading).
+
+        Returns:
+            Predictions for the readings the models accepted, rejects with reasons for the
+            rest; a bad reading never affects the others.
+        """
+        received = (
+            [received_ts] * len(readings) if isinstance(received_ts, float | int) else received_ts
+        )
+        groups: dict[str, list[int]] = {}
+        result = BatchResult()
+        for i, reading in enumerate(readings):
+            name = reading.model or self.default_model
+            model = self.models.get(name)
+            if model is None:
+                result.rejected.append(
+                    (
+                        i,
+                        ContractError(
+                            RejectReason.UNKNOWN_MODEL,
+                            f"no model named {name!r}; served: {', '.join(sorted(self.models))}",
+                        ),
+                    )
+                )
+            elif len(reading.features) != model.info.n_features:
+                result.rejected.append(
+                    (
+                        i,
+                        ContractError(
+                            RejectReason.FEATURE_COUNT,
+                            f"model {name!r} takes {model.info.n_features} features, "
+                            f"the reading has {len(reading.features)}",
+                        ),
+                    )
+                )
+            else:
+                groups.setdefault(name, []).append(i)
+
+        produced: list[tuple[int, Prediction]] = []
+        for name, idx in groups.items():
+            self._run_group(name, [readings[i] for i in idx], idx, received, produced, result)
+        produced.sort(key=lambda pair: pair[0])
+        result.indices = [i for i, _ in produced]
+        result.predictions = [p for _, p in produced]
+        result.rejected.sort(key=lambda pair: pair[0])
+        return result
+
+    def _run_group(
+        self,
+        name: str,
+        group: list[Reading],
+        idx: list[int],
+        received: Sequence[float],
+        produced: list[tuple[int, Prediction]],
+        result: BatchResult,
+    ) -> None:
+        with np.errstate(over="ignore"):
+            batch = np.array([r.features for r in group], dtype=np.float32)
+        finite = np.isfinite(batch).all(axis=1)
+        for j in np.flatnonzero(~finite):
+            result.rejected.append(
+                (
+                    idx[j],
+                    ContractError(
+                        RejectReason.OUT_OF_RANGE,
+                        "a feature is outside the float32 range the model takes",
+                    ),
+                )
+            )
+        if not finite.all():
+            keep = np.flatnonzero(finite)
+            batch, group, idx = batch[keep], [group[k] for k in keep], [idx[k] for k in keep]
+        if not group:
+            return
+        outputs = self.models[name].predict(batch)
+        inferred_ts = self._clock()
+        ref = self._refs[name]
+        for reading, i, out in zip(group, idx, outputs, strict=True):
+            if not _finite_output(out):
+                result.rejected.append(
+                    (
+                        i,
+                        ContractError(
+                            RejectReason.MODEL_OUTPUT,
+                            f"model {name!r} produced a non-finite output",
+                        ),
+                    )
+                )
+                continue
+            produced.append((i, self._prediction(reading, ref, out, received[i], inferred_ts)))
+
+    def _prediction(
+        self, reading: Reading, ref: ModelRef, out: Output, received_ts: float, inferred_ts: float
+    ) -> Prediction:
+        # model_construct: every value here comes from validated readings and checked outputs.
+        return Prediction.model_construct(
+            device_id=reading.device_id,
+            seq=reading.seq,
+            model=ref,
+            score=out.score,
+            anomaly=out.anomaly,
+            label=out.label,
+            probabilities=out.probabilities,
+            values=list(out.values) if out.values is not None else None,
+            truth=reading.label,
+            hops=Hops.model_construct(
+                device_ts=reading.ts,
+                received_ts=received_ts,
+                inferred_ts=inferred_ts,
+                published_ts=None,
+            ),
+            worker_id=self.worker_id,
+        )
+
+
+def _finite_output(out: Output) -> bool:
+    if not math.isfinite(out.score):
+        return False
+    if out.probabilities is not None and not all(map(math.isfinite, out.probabilities.values())):
+        return False
+    return out.values is None or all(map(math.isfinite, out.values))

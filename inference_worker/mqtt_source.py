@@ -1,0 +1,229 @@
+"""MQTT in: a shared subscription feeding a bounded queue, acknowledged on request.
+
+paho's network thread only wraps each message and puts it on the queue. When the queue is
+full that thread waits (policy: **backpressure**): it stops reading the socket, so
+unacknowledged QoS 1 readings stay with the broker instead of piling up in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self, cast
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from inference_worker.settings import WorkerSettings
+from iot_contract import shared_subscription
+from iotstream.mqttconn import MqttEndpoint, make_client
+
+__all__ = ["Incoming", "MqttSource", "MqttSourceError"]
+
+log = logging.getLogger(__name__)
+
+
+class MqttSourceError(RuntimeError):
+    """The broker could not be reached or refused the worker."""
+
+
+@dataclass(slots=True)
+class Incoming:
+    """One received MQTT message, as the network thread saw it."""
+
+    topic: str
+    payload: bytes
+    content_type: str | None
+    mid: int
+    qos: int
+    received_ts: float
+    generation: int
+    """Connection it arrived on: a packet id is only meaningful on its own connection."""
+
+
+class MqttSource:
+    """Receives telemetry through ``$share/<group>/devices/+/telemetry``.
+
+    Use as a context manager: entering connects (persistent session, manual acks) and
+    subscribes; exiting unsubscribes and disconnects. paho reconnects by itself and the
+    subscription is renewed on every connect.
+    """
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.queue: queue.Queue[Incoming] = queue.Queue(maxsize=settings.queue_size)
+        self.connected = threading.Event()
+        self.generation = 0
+        self.blocked_seconds = 0.0
+        self._closing = False
+        self._subscribed = threading.Event()
+        self._unsubscribed = threading.Event()
+        endpoint = MqttEndpoint.from_url(settings.mqtt_url)
+        self._v5 = settings.mqtt_protocol == "5"
+        self.client = make_client(
+            endpoint,
+            settings.worker_id,
+            protocol=settings.mqtt_protocol,
+            username=settings.mqtt_username,
+            password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
+            ca_file=settings.mqtt_ca_file,
+            manual_ack=settings.qos == 1,
+            clean_session=False,
+        )
+        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_unsubscribe = lambda *_args: self._unsubscribed.set()
+        self._endpoint = endpoint
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Connect and subscribe; raise MqttSourceError if that does not happen in time."""
+        props = None
+        if self._v5:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = self.settings.session_expiry
+            props.ReceiveMaximum = self.settings.receive_maximum
+        self.client.connect_async(
+            self._endpoint.host,
+            self._endpoint.port,
+            keepalive=self.settings.keepalive,
+            clean_start=False if self._v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=props,
+        )
+        self.client.loop_start()
+        if not self._subscribed.wait(timeout):
+            self.client.loop_stop()
+            raise MqttSourceError(
+                f"no subscription to {self.settings.mqtt_url} within {timeout:.0f}s "
+                "(broker down, wrong credentials, or ACL refusing the shared subscription)"
+            )
+
+    def unsubscribe(self, timeout: float = 5.0) -> bool:
+        """Stop new readings from coming to this worker (the first step of a graceful stop).
+
+        Returns whether the broker confirmed; readings it sent before confirming are already
+        on the queue then.
+        """
+        self._closing = True
+        self._unsubscribed.clear()
+        rc, _mid = self.client.unsubscribe(self._filter)
+        return rc == mqtt.MQTT_ERR_SUCCESS and self._unsubscribed.wait(timeout)
+
+    def close(self) -> None:
+        """Disconnect and stop the network thread (acks must be sent before this)."""
+        self._closing = True
+        try:
+            self.client.disconnect()
+        finally:
+            self.client.loop_stop()
+
+    # --- data path -----------------------------------------------------------------------
+    def get(self, timeout: float | None) -> Incoming | None:
+        """The next message, or ``None`` after ``timeout`` seconds."""
+        try:
+            return self.queue.get(timeout=timeout) if timeout else self.queue.get_nowait()
+        except queue.Empty:
+            return None
+
+    def ack(self, items: Iterable[Incoming]) -> int:
+        """Acknowledge QoS 1 messages; those from an earlier connection are left alone
+        (the broker redelivers them and deduplication absorbs the repeat). Returns how many
+        were acknowledged."""
+        acked = 0
+        generation = self.generation
+        for item in items:
+            if item.qos == 1 and item.generation == generation:
+                self.client.ack(item.mid, item.qos)
+                acked += 1
+        return acked
+
+    @property
+    def _filter(self) -> str:
+        return shared_subscription(self.settings.share_group)
+
+    # --- paho callbacks (network thread) ---------------------------------------------------
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        _u: Any,
+        flags: mqtt.ConnectFlags,
+        rc: ReasonCode,
+        _p: Properties | None,
+    ) -> None:
+        if rc.is_failure:
+            log.error("broker %s refused the connection: %s", self.settings.mqtt_url, rc)
+            return
+        self.generation += 1
+        self.connected.set()
+        log.info(
+            "connected to %s as %s (MQTT %s, session present: %s)",
+            self.settings.mqtt_url,
+            self.settings.worker_id,
+            self.settings.mqtt_protocol,
+            flags.session_present,
+        )
+        if not self._closing:
+            client.subscribe(self._filter, qos=self.settings.qos)
+
+    def _on_subscribe(
+        self, _c: mqtt.Client, _u: Any, _mid: int, codes: list[ReasonCode], _p: Properties | None
+    ) -> None:
+        if any(code.is_failure for code in codes):
+            log.error("subscription to %s refused: %s", self._filter, codes)
+            return
+        log.info("subscribed to %s", self._filter)
+        self._subscribed.set()
+
+    def _on_disconnect(
+        self,
+        _c: mqtt.Client,
+        _u: Any,
+        _f: mqtt.DisconnectFlags,
+        rc: ReasonCode,
+        _p: Properties | None,
+    ) -> None:
+        self.connected.clear()
+        if not self._closing:
+            log.warning("disconnected from %s (%s); paho reconnects", self.settings.mqtt_url, rc)
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        content_type = None
+        if self._v5 and msg.properties is not None:
+            content_type = getattr(msg.properties, "ContentType", None)
+        item = Incoming(
+            msg.topic,
+            cast(bytes, msg.payload),
+            content_type,
+            msg.mid,
+            msg.qos,
+            time.time(),
+            self.generation,
+        )
+        try:
+            self.queue.put_nowait(item)
+        except queue.Full:
+            started = time.monotonic()
+            self.queue.put(item)  # backpressure: the network thread waits for room
+            self.blocked_seconds += time.monotonic() - started

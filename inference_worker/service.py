@@ -1,0 +1,203 @@
+"""The worker's run loop: MQTT source -> batcher -> inference core -> Redis sink -> ack.
+
+Everything runs on one thread besides paho's network thread; ONNX Runtime releases the GIL
+while it computes, so the network thread keeps receiving meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import orjson
+import redis
+
+from inference_worker.batcher import Batcher
+from inference_worker.core import InferenceCore
+from inference_worker.metrics import WorkerMetrics
+from inference_worker.mqtt_source import Incoming, MqttSource
+from inference_worker.ratelog import RateLimitedLog
+from inference_worker.redis_sink import RedisSink
+from inference_worker.settings import WorkerSettings
+from iot_contract import (
+    ContractError,
+    DeadLetter,
+    JsonCodec,
+    Prediction,
+    Reading,
+    RejectReason,
+    TopicKind,
+    decode_reading,
+    inference_topic,
+    parse_device_topic,
+)
+
+__all__ = ["Worker"]
+
+log = logging.getLogger(__name__)
+_CODEC = JsonCodec()
+
+
+class Worker:
+    """Runs until ``stop`` is set, then shuts down gracefully (see :meth:`run`)."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        core: InferenceCore,
+        source: MqttSource,
+        sink: RedisSink,
+        metrics: WorkerMetrics | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.core = core
+        self.source = source
+        self.sink = sink
+        self.metrics = metrics or WorkerMetrics()
+        self._clock = clock
+        self._batcher = Batcher[Incoming](settings.max_batch, settings.max_wait_ms / 1000)
+        self._rejects = RateLimitedLog(log)
+
+    def run(self, stop: threading.Event) -> None:
+        """Process readings until ``stop`` is set; then unsubscribe, finish what was received,
+        acknowledge it, and return (the caller disconnects)."""
+        while not stop.is_set():
+            self._step(stop, idle_timeout=0.1)
+        log.info("stopping: unsubscribing, then finishing the readings already received")
+        self.source.unsubscribe()
+        while (item := self.source.get(timeout=0.05)) is not None:
+            if batch := self._batcher.add(item, time.monotonic()):
+                self.process(batch, stop=None)
+        if batch := self._batcher.flush():
+            self.process(batch, stop=None)
+        log.info("stopped cleanly")
+
+    def _step(self, stop: threading.Event, idle_timeout: float) -> None:
+        deadline = self._batcher.deadline
+        now = time.monotonic()
+        timeout = idle_timeout if deadline is None else max(0.0, deadline - now)
+        item = self.source.get(timeout)
+        now = time.monotonic()
+        batch = self._batcher.add(item, now) if item else self._batcher.flush_due(now)
+        if batch:
+            self.process(batch, stop)
+
+    def process(self, batch: list[Incoming], stop: threading.Event | None) -> bool:
+        """Decode, infer, store and acknowledge one batch. Returns False if it could not be
+        stored before ``stop`` was set (then nothing is acknowledged and the broker keeps it)."""
+        m = self.metrics
+        m.received.inc(len(batch))
+        m.batches.inc()
+        m.batch_size.observe(len(batch))
+        m.queue_depth.set(self.source.queue.qsize())
+        readings: list[Reading] = []
+        origin: list[Incoming] = []
+        deadletters: list[DeadLetter] = []
+        for item in batch:
+            try:
+                reading = self._decode(item)
+            except ContractError as exc:
+                deadletters.append(self._deadletter(item, exc))
+                continue
+            readings.append(reading)
+            origin.append(item)
+        result = self.core.infer(readings, [item.received_ts for item in origin])
+        for index, error in result.rejected:
+            deadletters.append(self._deadletter(origin[index], error, readings[index].device_id))
+        if not self._store(result.predictions, deadletters, stop):
+            return False
+        self.source.ack(batch)
+        if self.settings.publish_inference:
+            self._publish_back(result.predictions)
+        return True
+
+    def _decode(self, item: Incoming) -> Reading:
+        device_id, kind = parse_device_topic(item.topic)
+        if kind is not TopicKind.TELEMETRY:
+            raise ContractError(RejectReason.BAD_TOPIC, f"{item.topic!r} is not a telemetry topic")
+        return decode_reading(
+            item.payload,
+            item.content_type,
+            max_bytes=self.settings.max_payload,
+            topic_device_id=device_id,
+        )
+
+    def _deadletter(
+        self, item: Incoming, exc: ContractError, device_id: str | None = None
+    ) -> DeadLetter:
+        self.metrics.rejected.labels(exc.reason.value).inc()
+        self._rejects.warning(
+            exc.reason.value, "dead-lettered a reading from %s: %s", item.topic[:200], exc
+        )
+        if device_id is None:
+            try:
+                device_id = parse_device_topic(item.topic)[0]
+            except ContractError:
+                device_id = None
+        return DeadLetter.from_error(
+            exc,
+            topic=item.topic,
+            payload=item.payload,
+            received_ts=item.received_ts,
+            worker_id=self.settings.worker_id,
+            content_type=item.content_type,
+            device_id=device_id,
+        )
+
+    def _store(
+        self,
+        predictions: list[Prediction],
+        deadletters: list[DeadLetter],
+        stop: threading.Event | None,
+    ) -> bool:
+        delay = 0.1
+        while True:
+            try:
+                result = self.sink.write(predictions, deadletters, self._clock())
+            except redis.RedisError as exc:
+                self.metrics.redis_retries.inc()
+                log.warning(
+                    "Redis write failed (%s: %s); holding %d readings unacknowledged, "
+                    "retrying in %.1fs",
+                    type(exc).__name__,
+                    exc,
+                    len(predictions) + len(deadletters),
+                    delay,
+                )
+                if stop is not None and stop.wait(delay):
+                    return False
+                if stop is None:
+                    time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self.metrics.stored.inc(result.stored)
+            self.metrics.duplicates.inc(result.duplicates)
+            return True
+
+    def _publish_back(self, predictions: list[Prediction]) -> None:
+        for p in predictions:
+            self.source.client.publish(inference_topic(p.device_id), _CODEC.encode(p), qos=0)
+
+
+def describe(settings: WorkerSettings) -> str:
+    """One line saying how the worker is set up (logged at start, secrets left out)."""
+    shown = settings.model_dump(
+        include={
+            "worker_id",
+            "mqtt_url",
+            "mqtt_protocol",
+            "share_group",
+            "qos",
+            "redis_url",
+            "redis_prefix",
+            "default_model",
+            "variant",
+            "max_batch",
+            "max_wait_ms",
+        }
+    )
+    return orjson.dumps(shown, default=str).decode()

@@ -1,0 +1,92 @@
+"""Worker settings, from ``WORKER_*`` environment variables (or keyword arguments)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["WorkerSettings"]
+
+
+class WorkerSettings(BaseSettings):
+    """Everything an inference worker can be told. Each field is ``WORKER_<NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WORKER_", use_attribute_docstrings=True, extra="forbid"
+    )
+
+    worker_id: str = Field(default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    """Stable identity: the MQTT client id and the ``worker_id`` in predictions. Keep it the
+    same across restarts (StatefulSet pod name) so the broker hands back the queued session."""
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    """Broker URL: ``mqtt://host:port`` or ``mqtts://host:port`` (TLS)."""
+    mqtt_username: str | None = None
+    """Broker user name (the production broker refuses anonymous clients)."""
+    mqtt_password: SecretStr | None = None
+    """Broker password."""
+    mqtt_ca_file: Path | None = None
+    """CA bundle for ``mqtts://``; the system store when unset."""
+    mqtt_protocol: Literal["3.1.1", "5"] = "3.1.1"
+    """MQTT version the worker speaks. 3.1.1 costs about half the client CPU per message in
+    paho (no per-message Properties object); devices may use either version."""
+    share_group: str = Field(default="workers", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    """Shared-subscription group: each reading goes to one worker of the group."""
+    qos: Literal[0, 1] = 1
+    """Subscription QoS. 1 gives at-least-once: a reading is acknowledged only once stored."""
+    session_expiry: int = Field(default=3600, ge=0)
+    """Seconds the broker keeps this worker's session (and queued readings) while it is away."""
+    receive_maximum: int = Field(default=512, ge=1, le=65535)
+    """Unacknowledged QoS 1 readings the broker may have in flight to this worker (MQTT 5).
+    Keep it a few times ``max_batch``; on 3.1.1 the broker's ``max_inflight_messages`` rules."""
+    keepalive: int = Field(default=30, ge=5)
+    """MQTT keepalive in seconds."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis URL (``redis://`` or ``rediss://``)."""
+    redis_prefix: str = "iotstream"
+    """Prefix of every Redis key (one deployment per prefix)."""
+    stream_maxlen: int = Field(default=1_000_000, ge=1000)
+    """Approximate cap on the predictions stream (``XADD MAXLEN ~``): the resume window."""
+    deadletter_maxlen: int = Field(default=100_000, ge=100)
+    """Approximate cap on the dead-letter stream."""
+    dedup_ttl: int = Field(default=7 * 24 * 3600, ge=60)
+    """Seconds a ``(device_id, seq)`` is remembered for deduplication of redeliveries."""
+
+    models_dir: Path = Path("models")
+    """Model repository (``<name>/<version>/manifest.json``)."""
+    models: Annotated[list[str] | None, NoDecode] = None
+    """Models to serve, comma-separated route names; all in the repository when unset."""
+    default_model: str = "fault-clf"
+    """Route for readings that name no model."""
+    variant: str | None = None
+    """Force a model variant (``fp32``, ``int8-x86_64``, ``int8-arm64``); the manifest's
+    measured default for this CPU when unset."""
+    intra_op_threads: int = Field(default=1, ge=1)
+    """ONNX Runtime intra-op threads per model."""
+
+    max_batch: int = Field(default=64, ge=1, le=4096)
+    """A micro-batch closes at this many readings ..."""
+    max_wait_ms: float = Field(default=5.0, ge=0)
+    """... or this many milliseconds after its first reading, whichever comes first."""
+    queue_size: int = Field(default=2048, ge=1)
+    """Readings buffered between the MQTT thread and inference. When full the MQTT thread
+    stops reading (backpressure: unacknowledged readings stay with the broker)."""
+    max_payload: int = Field(default=65536, ge=64)
+    """Payloads larger than this are dead-lettered unread."""
+    publish_inference: bool = False
+    """Also publish each prediction to ``devices/{id}/inference`` (QoS 0)."""
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """Serve Prometheus metrics on this port when set."""
+    log_level: str = "INFO"
+    """Python log level."""
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _split_models(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value

@@ -1,0 +1,110 @@
+"""Helpers for end-to-end tests: publish readings, read the streams back."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from iot_contract import (
+    RECORD_FIELD,
+    DeadLetter,
+    JsonCodec,
+    Prediction,
+    Reading,
+    RedisKeys,
+    encode_reading,
+    telemetry_topic,
+)
+from iotstream.mqttconn import MqttEndpoint, make_client
+from tests.harness.services import Service
+
+_CODEC = JsonCodec()
+
+
+def publish(
+    service: Service,
+    messages: Iterable[tuple[str, bytes, str | None]],
+    *,
+    client_id: str,
+    qos: int = 1,
+    protocol: str = "5",
+) -> int:
+    """Publish ``(topic, payload, content_type)`` messages and wait until each is acknowledged."""
+    client = make_client(
+        MqttEndpoint.from_url(service.url), client_id, protocol="5" if protocol == "5" else "3.1.1"
+    )
+    client.max_inflight_messages_set(100)
+    client.connect(service.host, service.port)
+    client.loop_start()
+    infos = []
+    try:
+        for topic, payload, content_type in messages:
+            props = None
+            if content_type and protocol == "5":
+                props = Properties(PacketTypes.PUBLISH)
+                props.ContentType = content_type
+            infos.append(client.publish(topic, payload, qos=qos, properties=props))
+        for info in infos:
+            info.wait_for_publish(10)
+            assert info.is_published()
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return len(infos)
+
+
+def reading_messages(
+    readings: Iterable[Reading], content_type: str | None = None
+) -> list[tuple[str, bytes, str | None]]:
+    """Readings as ``(topic, payload, content_type)`` tuples."""
+    return [
+        (telemetry_topic(r.device_id), encode_reading(r, content_type), content_type)
+        for r in readings
+    ]
+
+
+def read_stream(client: redis.Redis, key: str) -> list[bytes]:
+    """Every record's payload in a stream, in order."""
+    entries: Any = client.xrange(key)
+    return [fields[RECORD_FIELD] for _id, fields in entries]
+
+
+def predictions(client: redis.Redis, keys: RedisKeys) -> list[Prediction]:
+    """Every prediction in the stream."""
+    return [_CODEC.decode(raw, Prediction) for raw in read_stream(client, keys.predictions)]
+
+
+def deadletters(client: redis.Redis, keys: RedisKeys) -> list[DeadLetter]:
+    """Every dead-letter record."""
+    return [_CODEC.decode(raw, DeadLetter) for raw in read_stream(client, keys.deadletter)]
+
+
+def wait_for(client: redis.Redis, key: str, count: int, timeout: float = 20.0) -> int:
+    """Wait until stream ``key`` holds at least ``count`` entries; return its length."""
+    deadline = time.monotonic() + timeout
+    length = 0
+    while time.monotonic() < deadline:
+        length = int(client.xlen(key))
+        if length >= count:
+            return length
+        time.sleep(0.05)
+    return length
+
+
+def settle(client: redis.Redis, key: str, quiet: float = 0.5, timeout: float = 20.0) -> int:
+    """Wait until stream ``key`` stops growing for ``quiet`` seconds; return its length."""
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        length = int(client.xlen(key))
+        if length != last:
+            last, since = length, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return length
+        time.sleep(0.05)
+    return last

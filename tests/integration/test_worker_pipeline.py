@@ -1,0 +1,231 @@
+"""Worker end to end on real Mosquitto and Redis (in-process worker, numpy test model)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+
+import msgpack
+import pytest
+import redis
+
+from inference_worker.app import running_worker
+from inference_worker.core import InferenceCore
+from inference_worker.redis_sink import RedisSink
+from inference_worker.settings import WorkerSettings
+from iot_contract import (
+    MSGPACK_CONTENT_TYPE,
+    Reading,
+    RedisKeys,
+    RejectReason,
+    telemetry_topic,
+)
+from iotstream.localservices import find_binary
+from tests.harness.models import LinearModel
+from tests.harness.pipeline import (
+    deadletters,
+    predictions,
+    publish,
+    reading_messages,
+    settle,
+    wait_for,
+)
+from tests.harness.services import Service
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def settings(mosquitto: Service, redis_service: Service, redis_keys: RedisKeys, unique: str):
+    return WorkerSettings(
+        worker_id=f"w-{unique}",
+        mqtt_url=mosquitto.url,
+        redis_url=redis_service.url,
+        redis_prefix=redis_keys.prefix,
+        share_group=f"g{unique}",
+        max_batch=16,
+        max_wait_ms=5,
+        default_model="lin",
+    )
+
+
+@pytest.fixture
+def rclient(redis_service: Service) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_service.url)
+    yield client
+    client.close()
+
+
+def make_core(worker_id: str) -> InferenceCore:
+    return InferenceCore({"lin": LinearModel()}, default_model="lin", worker_id=worker_id)
+
+
+def fleet(unique: str, n: int, devices: int = 5) -> list[Reading]:
+    return [
+        Reading(
+            device_id=f"dev{unique}-{i % devices}",
+            seq=i // devices,
+            ts=time.time(),
+            features=[i % 7, (i * 3) % 5, 0.25],
+            label="normal",
+        )
+        for i in range(n)
+    ]
+
+
+def test_every_reading_gets_exactly_one_prediction_equal_to_a_direct_run(
+    settings: WorkerSettings,
+    mosquitto: Service,
+    rclient: redis.Redis,
+    redis_keys: RedisKeys,
+    unique: str,
+) -> None:
+    sent = fleet(unique, 300)
+    with running_worker(settings, make_core(settings.worker_id)):
+        half = len(sent) // 2
+        publish(mosquitto, reading_messages(sent[:half]), client_id=f"p1{unique}")
+        publish(
+            mosquitto, reading_messages(sent[half:], MSGPACK_CONTENT_TYPE), client_id=f"p2{unique}"
+        )
+        assert wait_for(rclient, redis_keys.predictions, len(sent)) == len(sent)
+    got = predictions(rclient, redis_keys)
+    assert settle(rclient, redis_keys.predictions) == len(sent)
+    by_key = {(p.device_id, p.seq): p for p in got}
+    assert len(by_key) == len(sent), "one prediction per reading, no duplicates"
+    direct = make_core("direct").infer(sent, received_ts=0.0).predictions
+    for expected in direct:
+        p = by_key[(expected.device_id, expected.seq)]
+        assert p.score == expected.score
+        assert (p.label, p.anomaly, p.probabilities) == (
+            expected.label,
+            expected.anomaly,
+            expected.probabilities,
+        )
+        assert p.truth == "normal"
+        assert p.hops.device_ts <= p.hops.received_ts + 1
+        assert p.hops.received_ts <= p.hops.inferred_ts <= (p.hops.published_ts or 0)
+    latest = rclient.hgetall(redis_keys.latest)
+    assert len(latest) == 5
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+def test_bad_payloads_are_dead_lettered_and_good_ones_flow(
+    settings: WorkerSettings,
+    mosquitto: Service,
+    rclient: redis.Redis,
+    redis_keys: RedisKeys,
+    unique: str,
+    protocol: str,
+) -> None:
+    settings = settings.model_copy(update={"mqtt_protocol": protocol})
+    dev = f"dev{unique}"
+    topic = telemetry_topic(dev)
+    good = [Reading(device_id=dev, seq=i, ts=1.0, features=[1.0, 2.0, 3.0]) for i in range(4)]
+    hostile: list[tuple[str, bytes, str | None]] = [
+        (topic, b"{not json", None),
+        (topic, b'{"device_id":"%s","seq":1,"ts":1,"features":[NaN,1,2]}' % dev.encode(), None),
+        (
+            topic,
+            msgpack.packb(
+                {"device_id": dev, "seq": 2, "ts": 1.0, "features": [float("inf"), 1.0, 2.0]}
+            ),
+            MSGPACK_CONTENT_TYPE,
+        ),
+        (topic, b'{"device_id":"%s","seq":3,"ts":1,"features":[1,2]}' % dev.encode(), None),
+        (topic, b'{"device_id":"other","seq":4,"ts":1,"features":[1,2,3]}', None),
+        (
+            topic,
+            b'{"device_id":"%s","seq":5,"ts":1,"features":[1,2,3],"model":"nope"}' % dev.encode(),
+            None,
+        ),
+        (topic, b"x" * 70_000, None),
+        (topic, b"\x00\xff\xfe", MSGPACK_CONTENT_TYPE),
+    ]
+    expected = [
+        RejectReason.MALFORMED,
+        RejectReason.INVALID,
+        RejectReason.INVALID,
+        RejectReason.FEATURE_COUNT,
+        RejectReason.DEVICE_MISMATCH,
+        RejectReason.UNKNOWN_MODEL,
+        RejectReason.OVERSIZE,
+        RejectReason.MALFORMED,
+    ]
+    if protocol == "5":  # a 3.1.1 subscriber never sees content types (payloads are sniffed)
+        hostile.append(
+            (
+                topic,
+                b'{"device_id":"%s","seq":6,"ts":1,"features":[1,2,3]}' % dev.encode(),
+                "text/csv",
+            )
+        )
+        expected.append(RejectReason.UNSUPPORTED_CONTENT_TYPE)
+    messages = reading_messages(good[:2]) + hostile + reading_messages(good[2:])
+    with running_worker(settings, make_core(settings.worker_id)):
+        publish(mosquitto, messages, client_id=f"p{unique}")
+        wait_for(rclient, redis_keys.deadletter, len(hostile))
+        wait_for(rclient, redis_keys.predictions, len(good))
+    assert sorted(p.seq for p in predictions(rclient, redis_keys)) == [0, 1, 2, 3]
+    dead = deadletters(rclient, redis_keys)
+    assert sorted(d.reason for d in dead) == sorted(expected)
+    (oversize,) = [d for d in dead if d.reason is RejectReason.OVERSIZE]
+    assert oversize.payload_size == 70_000
+    assert len(oversize.payload) == 1024
+    assert all(d.topic == topic for d in dead)
+    assert all(d.worker_id == settings.worker_id for d in dead)
+
+
+def test_reading_from_mosquitto_pub_cli_is_processed(
+    settings: WorkerSettings,
+    mosquitto: Service,
+    rclient: redis.Redis,
+    redis_keys: RedisKeys,
+    unique: str,
+) -> None:
+    binary = find_binary("mosquitto_pub")
+    assert binary, "mosquitto_pub comes with mosquitto-clients (scripts/bootstrap installs it)"
+    dev = f"esp{unique}"
+    with running_worker(settings, make_core(settings.worker_id)):
+        for version in ("mqttv311", "mqttv5"):
+            payload = '{"device_id": "%s", "seq": %d, "ts": 1764129600.5, "features": [1, 2, 3]}'
+            subprocess.run(
+                [
+                    binary,
+                    "-h",
+                    mosquitto.host,
+                    "-p",
+                    str(mosquitto.port),
+                    "-V",
+                    version,
+                    "-q",
+                    "1",
+                    "-t",
+                    telemetry_topic(dev),
+                    "-m",
+                    payload % (dev, 1 if version == "mqttv5" else 0),
+                ],
+                check=True,
+                timeout=10,
+            )
+        assert wait_for(rclient, redis_keys.predictions, 2) == 2
+    assert sorted(p.seq for p in predictions(rclient, redis_keys)) == [0, 1]
+
+
+def test_sink_deduplicates_redelivered_readings(
+    rclient: redis.Redis, redis_keys: RedisKeys, unique: str
+) -> None:
+    sink = RedisSink(rclient, redis_keys)
+    readings = fleet(unique, 40, devices=2)
+    core = make_core("w")
+    first = core.infer(readings[:30], received_ts=1.0).predictions
+    again = core.infer(readings[10:], received_ts=2.0).predictions  # 20 repeats + 10 new
+    r1 = sink.write(first, [], published_ts=3.0)
+    r2 = sink.write(again, [], published_ts=4.0)
+    assert (r1.stored, r1.duplicates) == (30, 0)
+    assert (r2.stored, r2.duplicates) == (10, 20)
+    stored = predictions(rclient, redis_keys)
+    assert sorted((p.device_id, p.seq) for p in stored) == sorted(
+        (r.device_id, r.seq) for r in readings
+    )
+    assert all(p.hops.published_ts in (3.0, 4.0) for p in stored)
