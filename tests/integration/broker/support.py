@@ -1,0 +1,227 @@
+"""Start real Mosquitto brokers from the files in broker/, and small paho helpers for tests."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import getpass
+import queue
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from iotstream.broker_tools import BROKER_DIR, PasswordFile, Profile, render_file
+from iotstream.broker_tools.accounts import add_devices, add_service
+from iotstream.broker_tools.certs import Issued, create_ca, issue_client, issue_server
+from iotstream.localservices import MosquittoProcess, free_port
+
+DEVICES = ("dev-a", "dev-b")
+SERVICES = ("worker", "admin", "bridge-site1")
+LIFETIME = dt.timedelta(hours=2)
+
+
+@dataclass
+class Pki:
+    """Test certificates: a CA, a server cert for localhost, client certs, and bad ones."""
+
+    folder: Path
+    ca: Issued
+
+    def path(self, name: str, ext: str = "crt") -> str:
+        return str(self.folder / f"{name}.{ext}")
+
+    def client(self, name: str) -> tuple[str, str, str]:
+        """(ca, cert, key) paths for paho's tls_set."""
+        return self.path("ca"), self.path(name), self.path(name, "key")
+
+
+def make_pki(folder: Path) -> Pki:
+    """CA + server + clients for dev-a, bridge-site1; an expired dev-a; a foreign-CA dev-a."""
+    ca = create_ca("iotstream test CA", LIFETIME)
+    ca.write(folder, "ca")
+    issue_server(ca, ["localhost", "127.0.0.1"], LIFETIME).write(folder, "server")
+    for name in ("dev-a", "bridge-site1"):
+        issue_client(ca, name, LIFETIME).write(folder, name)
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
+    issue_client(ca, "dev-a", dt.timedelta(days=1), not_before=past).write(folder, "dev-a-expired")
+    foreign = create_ca("someone else's CA", LIFETIME)
+    issue_client(foreign, "dev-a", LIFETIME).write(folder, "dev-a-foreign")
+    return Pki(folder, ca)
+
+
+@dataclass
+class Broker:
+    """A running broker started from a broker/ template, with the secrets of its users."""
+
+    process: MosquittoProcess
+    ports: dict[str, int]
+    secrets: dict[str, str] = field(default_factory=dict)
+    etc: Path = Path()
+
+    @property
+    def port(self) -> int:
+        return self.process.port
+
+
+def write_accounts(etc: Path) -> dict[str, str]:
+    """A copy of broker/acl and a password file made by the tooling; returns the secrets."""
+    etc.mkdir(parents=True, exist_ok=True)
+    shutil.copy(BROKER_DIR / "acl", etc / "acl")
+    passwords = PasswordFile(etc / "passwd")
+    secrets = add_devices(passwords, DEVICES)
+    secrets |= {name: add_service(passwords, name) for name in SERVICES}
+    passwords.save()
+    return secrets
+
+
+@contextlib.contextmanager
+def run_broker(
+    profile: Profile, root: Path, values: dict[str, str | int], secrets: dict[str, str]
+) -> Iterator[Broker]:
+    """Render ``profile`` with free loopback ports and paths under ``root``; run it."""
+    ports = {name: free_port() for name in ("mqtt_port", "tls_port", "ws_port")}
+    data = root / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    base: dict[str, str | int] = {
+        "run_as_user": getpass.getuser(),
+        "data_dir": str(data),
+        "password_file": str(root / "etc" / "passwd"),
+        "acl_file": str(root / "etc" / "acl"),
+        "mqtt_bind": "127.0.0.1",
+        "tls_bind": "127.0.0.1",
+        "ws_bind": "127.0.0.1",
+        **ports,
+    }
+    config = render_file(profile, base | values)
+    process = MosquittoProcess(root / "run", config=config, port=ports["mqtt_port"])
+    with process:
+        yield Broker(process, ports, secrets, root / "etc")
+
+
+def production_values(pki: Pki, **extra: str | int) -> dict[str, str | int]:
+    """Template values pointing the TLS listener at the test PKI."""
+    return {
+        "cafile": pki.path("ca"),
+        "certfile": pki.path("server"),
+        "keyfile": pki.path("server", "key"),
+        **extra,
+    }
+
+
+class Client:
+    """A paho v5 client whose callbacks feed queues the test can wait on."""
+
+    def __init__(self, client_id: str, *, clean_start: bool = True, **kwargs: Any) -> None:
+        self.paho = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            **kwargs,
+        )
+        self.clean_start = clean_start
+        self.connack_properties: Any = None
+        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self.paho.on_connect = lambda _c, _u, flags, rc, props: self.events.put(
+            ("connect", (rc, flags, props))
+        )
+        self.paho.on_disconnect = lambda _c, _u, _f, rc, _p: self.events.put(("disconnect", rc))
+        self.paho.on_subscribe = lambda _c, _u, _m, rcs, _p: self.events.put(("suback", rcs))
+        self.paho.on_publish = lambda _c, _u, mid, rc, _p: self.events.put(("puback", (mid, rc)))
+        self.paho.on_message = lambda _c, _u, msg: self.messages.put(msg)
+
+    def login(self, user: str, password: str | None) -> Client:
+        self.paho.username_pw_set(user, password)
+        return self
+
+    def tls(self, ca: str, cert: str | None = None, key: str | None = None) -> Client:
+        self.paho.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
+        return self
+
+    def connect(self, port: int, *, session_expiry: int | None = None) -> None:
+        """Connect and start the network loop (the result arrives as an event)."""
+        props = None
+        if session_expiry is not None:
+            props = Properties(mqtt.PacketTypes.CONNECT)
+            props.SessionExpiryInterval = session_expiry
+        self.paho.connect("127.0.0.1", port, clean_start=self.clean_start, properties=props)
+        self.paho.loop_start()
+
+    def wait(self, kind: str, timeout: float = 5.0) -> Any:
+        """The next event of ``kind``; other events are dropped. TimeoutError when none."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            with contextlib.suppress(queue.Empty):
+                got, value = self.events.get(timeout=left)
+                if got == kind:
+                    return value
+        raise TimeoutError(f"no {kind} in {timeout}s")
+
+    def outcome(self, port: int, timeout: float = 5.0) -> str:
+        """Connect and say how it went: 'ok', or why not (reason code or error)."""
+        try:
+            self.connect(port)
+        except OSError as exc:
+            return f"error: {exc!r}"
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                got, value = self.events.get(timeout=left)
+            except queue.Empty:
+                break
+            if got == "connect":
+                rc: ReasonCode = value[0]
+                self.connack_properties = value[2]
+                return "ok" if not rc.is_failure else f"refused: {rc}"
+            if got == "disconnect":
+                return f"disconnected: {value}"
+        return "no answer"
+
+    def subscribe(self, topic: str, qos: int = 1) -> list[ReasonCode]:
+        self.paho.subscribe(topic, qos)
+        result: list[ReasonCode] = self.wait("suback")
+        return result
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> ReasonCode | None:
+        """Publish; for QoS 1 wait for the PUBACK and return its reason code."""
+        info = self.paho.publish(topic, payload, qos)
+        if qos == 0:
+            return None
+        mid, rc = self.wait("puback")
+        assert mid == info.mid
+        result: ReasonCode = rc
+        return result
+
+    def drain(self, quiet: float = 0.3) -> list[mqtt.MQTTMessage]:
+        """Messages that arrive until none has come for ``quiet`` seconds."""
+        got = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                got.append(self.messages.get(timeout=quiet))
+        return got
+
+    def close(self) -> None:
+        self.paho.disconnect()
+        self.paho.loop_stop()
+        # paho closes its wake-up socket pair only in __del__, which a reference cycle through
+        # the callbacks delays past the test (a ResourceWarning, an error under -W error).
+        self.paho._reset_sockets()
+
+
+@contextlib.contextmanager
+def clients() -> Iterator[list[Client]]:
+    """Collects clients made in a test and closes them all at the end."""
+    made: list[Client] = []
+    try:
+        yield made
+    finally:
+        for client in made:
+            client.close()
