@@ -1,0 +1,65 @@
+"""Simulator settings, from ``SIM_*`` environment variables or ``iotstream sim`` options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["SimSettings"]
+
+
+class SimSettings(BaseSettings):
+    """How the simulated fleet behaves. Each field is ``SIM_<NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SIM_", use_attribute_docstrings=True, extra="forbid"
+    )
+
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    """Broker URL: ``mqtt://``, ``mqtts://`` (TLS), ``ws://`` or ``wss://`` (MQTT over
+    WebSockets, path ``/mqtt`` unless the URL gives one)."""
+    devices: int = Field(default=50, ge=1, le=100_000)
+    """Number of simulated devices."""
+    rate: float = Field(default=1.0, gt=0)
+    """Readings per second per device."""
+    device_prefix: str = Field(default="sim", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
+    """Device ids are ``<prefix>-<n>`` (zero-padded)."""
+    mode: Literal["devices", "load"] = "devices"
+    """``devices``: one MQTT connection and identity per device, with birth/will status.
+    ``load``: all devices multiplexed over ``connections`` connections, for benchmark rates
+    (the broker must let that user publish for every device)."""
+    connections: int = Field(default=4, ge=1, le=1000)
+    """Connections in ``load`` mode."""
+    qos: Literal[0, 1] = 1
+    """Publish QoS. With 1, unacknowledged readings are resent after a reconnect."""
+    protocol: Literal["3.1.1", "5"] = "5"
+    """MQTT version of the devices."""
+    codec: Literal["json", "msgpack"] = "json"
+    """Payload encoding; ``msgpack`` sets the MQTT 5 content type (3.1.1 workers sniff it)."""
+    model: str | None = None
+    """Route key put in each reading (``None``: the workers' default model)."""
+    username: str | None = None
+    """User name for every connection; default in ``devices`` mode: the device id."""
+    password: SecretStr | None = None
+    """Password for every connection (the demo broker's throwaway device password)."""
+    ca_file: Path | None = None
+    """CA bundle for TLS URLs."""
+    cert_file: Path | None = None
+    """Client certificate for brokers that require one."""
+    key_file: Path | None = None
+    """Private key of ``cert_file``."""
+    seed: int = 7
+    """Seed of the sensor model: same seed, same readings."""
+    mean_time_between_faults: float = Field(default=120.0, gt=0)
+    """Mean seconds of normal running before a device develops a fault."""
+    duration: float | None = Field(default=None, gt=0)
+    """Stop after this many seconds (``None``: until Ctrl-C)."""
+    count: int | None = Field(default=None, ge=1)
+    """Stop after this many readings per device (``None``: no limit)."""
+    max_inflight: int = Field(default=100, ge=1)
+    """Unacknowledged QoS 1 publishes per connection (about 100 measured best)."""
+    report_every: float = Field(default=5.0, gt=0)
+    """Seconds between progress lines."""

@@ -1,0 +1,52 @@
+"""``iotstream worker``: run an inference worker."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+__all__ = ["register"]
+
+EPILOG = """\
+examples:
+  iotstream worker                                  localhost broker and Redis, models/
+  iotstream worker --worker-id worker-0 --mqtt-url mqtts://broker:8883 --mqtt-username worker-0
+  WORKER_MAX_BATCH=128 WORKER_VARIANT=fp32 iotstream worker
+"""
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add ``worker``."""
+    from inference_worker.settings import WorkerSettings
+    from iotstream.settings_cli import add_settings_arguments
+
+    parser = subparsers.add_parser(
+        "worker",
+        help="run an inference worker (MQTT in, ONNX Runtime, Redis out)",
+        description=(
+            "Consume readings through an MQTT shared subscription, micro-batch them through "
+            "ONNX Runtime and store predictions in Redis Streams. At-least-once: a reading is "
+            "acknowledged only after its prediction is stored; redeliveries are deduplicated. "
+            "SIGTERM stops gracefully (unsubscribe, finish, acknowledge, disconnect)."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_settings_arguments(parser, WorkerSettings)
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from inference_worker.app import run
+    from inference_worker.settings import WorkerSettings
+    from iotstream.logs import configure_logging
+    from iotstream.settings_cli import SettingsError, settings_from_args
+
+    try:
+        settings = settings_from_args(WorkerSettings, args)
+    except SettingsError as exc:
+        print(f"iotstream worker: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.worker_id)
+    return run(settings)

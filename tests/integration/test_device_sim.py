@@ -1,0 +1,174 @@
+"""The device simulator against a real Mosquitto."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import defaultdict
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from device_sim.app import run
+from device_sim.sensors import FEATURE_NAMES, LABELS
+from device_sim.settings import SimSettings
+from iot_contract import (
+    STATUS_OFFLINE,
+    STATUS_ONLINE,
+    Reading,
+    decode_reading,
+    parse_device_topic,
+)
+from tests.harness.services import Service
+
+pytestmark = pytest.mark.integration
+
+
+def _subscriber(service: Service, prefix: str) -> tuple[mqtt.Client, queue.Queue[mqtt.MQTTMessage]]:
+    got: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+    ready = threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.on_message = lambda _c, _u, msg: (
+        got.put(msg) if msg.topic.split("/")[1].startswith(f"{prefix}-") else None
+    )
+    client.on_subscribe = lambda *_a: ready.set()
+    client.connect(service.host, service.port)
+    client.subscribe("devices/+/#", qos=1)
+    client.loop_start()
+    assert ready.wait(5)
+    return client, got
+
+
+def _drain(got: queue.Queue[mqtt.MQTTMessage], quiet: float = 0.5) -> list[mqtt.MQTTMessage]:
+    out = []
+    while True:
+        try:
+            out.append(got.get(timeout=quiet))
+        except queue.Empty:
+            return out
+
+
+@pytest.mark.parametrize(
+    ("protocol", "codec"), [("5", "json"), ("5", "msgpack"), ("3.1.1", "json")]
+)
+def test_devices_publish_counted_readings_with_birth_and_will(
+    mosquitto: Service, unique: str, protocol: str, codec: str
+) -> None:
+    prefix = f"s{unique}"
+    client, got = _subscriber(mosquitto, prefix)
+    settings = SimSettings(
+        mqtt_url=mosquitto.url,
+        devices=4,
+        rate=50,
+        count=10,
+        device_prefix=prefix,
+        protocol=protocol,
+        codec=codec,  # type: ignore[arg-type]
+    )
+    stats = run(settings)
+    messages = _drain(got)
+    client.loop_stop()
+    client.disconnect()
+
+    assert (stats.published, stats.dropped) == (40, 0)
+    assert stats.acked == 40 + 8, "readings plus online/offline status, all acknowledged"
+    readings: dict[str, list[Reading]] = defaultdict(list)
+    status: dict[str, list[bytes]] = defaultdict(list)
+    for msg in messages:
+        device_id, kind = parse_device_topic(msg.topic)
+        if kind.value == "status":
+            status[device_id].append(msg.payload)
+        else:
+            content_type = getattr(msg.properties, "ContentType", None)
+            readings[device_id].append(
+                decode_reading(msg.payload, content_type, topic_device_id=device_id)
+            )
+    assert sorted(readings) == [f"{prefix}-{i}" for i in range(4)]
+    for device_id, items in readings.items():
+        assert [r.seq for r in items] == list(range(10)), device_id
+        assert all(len(r.features) == len(FEATURE_NAMES) for r in items)
+        assert all(r.label in LABELS for r in items)
+        assert status[device_id] == [STATUS_ONLINE, STATUS_OFFLINE]
+
+
+def test_same_seed_gives_same_readings(mosquitto: Service, unique: str) -> None:
+    runs = []
+    for attempt in range(2):
+        prefix = f"r{unique}{attempt}"
+        client, got = _subscriber(mosquitto, prefix)
+        run(
+            SimSettings(
+                mqtt_url=mosquitto.url, devices=2, rate=100, count=5, device_prefix=prefix, seed=11
+            )
+        )
+        msgs = [m for m in _drain(got, 0.3) if m.topic.endswith("telemetry")]
+        client.loop_stop()
+        client.disconnect()
+        runs.append(
+            sorted(
+                (r.device_id.split("-")[-1], r.seq, tuple(r.features), r.label)
+                for r in (decode_reading(m.payload) for m in msgs)
+            )
+        )
+    assert runs[0] == runs[1]
+    assert len(runs[0]) == 10
+
+
+def test_load_mode_multiplexes_devices_over_few_connections(
+    mosquitto: Service, unique: str
+) -> None:
+    prefix = f"l{unique}"
+    client, got = _subscriber(mosquitto, prefix)
+    started = time.monotonic()
+    stats = run(
+        SimSettings(
+            mqtt_url=mosquitto.url,
+            devices=200,
+            rate=20,
+            count=5,
+            mode="load",
+            connections=3,
+            device_prefix=prefix,
+        )
+    )
+    elapsed = time.monotonic() - started
+    msgs = _drain(got)
+    client.loop_stop()
+    client.disconnect()
+    assert stats.connections == 3
+    assert (stats.published, stats.acked) == (1000, 1000)
+    assert len({m.topic for m in msgs}) == 200
+    assert len(msgs) == 1000
+    assert elapsed < 10
+
+
+def test_simulator_keeps_publishing_across_a_broker_restart(
+    mosquitto: Service, unique: str, tmp_path
+) -> None:
+    from iotstream.localservices import MosquittoProcess
+
+    with MosquittoProcess(tmp_path / "b") as broker:
+        stop = threading.Event()
+        settings = SimSettings(
+            mqtt_url=broker.url,
+            devices=2,
+            rate=20,
+            device_prefix=f"x{unique}",
+            mode="load",
+            connections=1,
+        )
+        result: list = []
+        thread = threading.Thread(target=lambda: result.append(run(settings, stop)))
+        thread.start()
+        time.sleep(1.0)
+        broker.restart()
+        time.sleep(3.0)
+        stop.set()
+        thread.join(15)
+    stats = result[0]
+    assert stats.reconnects >= 1
+    assert stats.acked >= stats.published - 2 * 20, (
+        "resent after reconnect, acked by the new broker"
+    )

@@ -1,0 +1,67 @@
+"""Options generated from settings classes; settings validation."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from device_sim.settings import SimSettings
+from inference_worker.settings import WorkerSettings
+from iotstream.cli import main
+from iotstream.settings_cli import SettingsError, add_settings_arguments, settings_from_args
+
+
+def parse(cls, argv: list[str]):
+    parser = argparse.ArgumentParser()
+    add_settings_arguments(parser, cls)
+    return settings_from_args(cls, parser.parse_args(argv))
+
+
+def test_options_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIM_DEVICES", "7")
+    monkeypatch.setenv("SIM_RATE", "2.5")
+    settings = parse(SimSettings, ["--rate", "4", "--qos", "0", "--codec", "msgpack"])
+    assert settings.devices == 7
+    assert settings.rate == 4.0
+    assert settings.qos == 0
+    assert settings.codec == "msgpack"
+
+
+def test_worker_models_list_from_env_and_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORKER_MODELS", "fault-clf, vib-ae")
+    assert parse(WorkerSettings, []).models == ["fault-clf", "vib-ae"]
+    assert parse(WorkerSettings, ["--models", "a"]).models == ["a"]
+    assert parse(WorkerSettings, ["--publish-inference"]).publish_inference is True
+
+
+def test_invalid_values_name_the_setting() -> None:
+    with pytest.raises(SettingsError, match="devices"):
+        parse(SimSettings, ["--devices", "0"])
+    with pytest.raises(SettingsError, match="worker_id"):
+        parse(WorkerSettings, ["--worker-id", "has space"])
+
+
+def test_choices_are_enforced_by_the_parser() -> None:
+    with pytest.raises(SystemExit):
+        parse(SimSettings, ["--protocol", "4"])
+
+
+@pytest.mark.parametrize("command", ["sim", "worker"])
+def test_help_documents_every_setting_with_its_env_var(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    cls = SimSettings if command == "sim" else WorkerSettings
+    prefix = "SIM_" if command == "sim" else "WORKER_"
+    for name in cls.model_fields:
+        assert f"--{name.replace('_', '-')}" in out
+        assert f"{prefix}{name.upper()}" in out
+    assert "examples:" in out
+
+
+def test_bad_settings_exit_2_with_message(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sim", "--devices", "-1"]) == 2
+    assert "invalid settings" in capsys.readouterr().err
