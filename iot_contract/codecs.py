@@ -74,7 +74,7 @@ class Codec(Protocol):
         """Serialise ``message``."""
         ...
 
-    def decode(self, payload: bytes, cls: type[M]) -> M:
+    def decode(self, payload: bytes | bytearray, cls: type[M]) -> M:
         """Parse and validate ``payload`` as ``cls``; raise ContractError on any failure."""
         ...
 
@@ -88,7 +88,7 @@ class JsonCodec:
         """Serialise ``message`` to compact JSON, leaving out fields that are ``None``."""
         return message.__pydantic_serializer__.to_json(message, exclude_none=True)
 
-    def decode(self, payload: bytes, cls: type[M]) -> M:
+    def decode(self, payload: bytes | bytearray, cls: type[M]) -> M:
         """Parse ``payload`` as ``cls``."""
         try:
             return cls.model_validate_json(payload)
@@ -107,7 +107,7 @@ class MsgpackCodec:
         packed: bytes = msgpack.packb(data, use_bin_type=True)
         return packed
 
-    def decode(self, payload: bytes, cls: type[M]) -> M:
+    def decode(self, payload: bytes | bytearray, cls: type[M]) -> M:
         """Parse ``payload`` as ``cls``."""
         try:
             data: Any = msgpack.unpackb(payload, raw=False, strict_map_key=True)
@@ -138,7 +138,7 @@ _BY_CONTENT_TYPE: Final[dict[str, Codec]] = {
 }
 
 
-def sniff_codec(payload: bytes) -> Codec:
+def sniff_codec(payload: bytes | bytearray) -> Codec:
     """The codec for a payload that came without a content type (see module docstring)."""
     if payload and (0x80 <= payload[0] <= 0x8F or payload[0] in (0xDE, 0xDF)):
         return _MSGPACK
@@ -167,7 +167,7 @@ def codec_for(content_type: str | None) -> Codec:
 
 
 def decode_reading(
-    payload: bytes,
+    payload: bytes | bytearray,
     content_type: str | None = None,
     *,
     max_bytes: int = DEFAULT_MAX_PAYLOAD,

@@ -12,6 +12,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from device_sim.app import run
+from device_sim.fleet import FleetStats
 from device_sim.sensors import FEATURE_NAMES, LABELS
 from device_sim.settings import SimSettings
 from iot_contract import (
@@ -79,7 +80,7 @@ def test_devices_publish_counted_readings_with_birth_and_will(
     for msg in messages:
         device_id, kind = parse_device_topic(msg.topic)
         if kind.value == "status":
-            status[device_id].append(msg.payload)
+            status[device_id].append(bytes(msg.payload))
         else:
             content_type = getattr(msg.properties, "ContentType", None)
             readings[device_id].append(
@@ -159,7 +160,7 @@ def test_simulator_keeps_publishing_across_a_broker_restart(
             mode="load",
             connections=1,
         )
-        result: list = []
+        result: list[FleetStats] = []
         thread = threading.Thread(target=lambda: result.append(run(settings, stop)))
         thread.start()
         time.sleep(1.0)
