@@ -66,7 +66,7 @@ def test_devices_publish_counted_readings_with_birth_and_will(
         count=10,
         device_prefix=prefix,
         protocol=protocol,
-        codec=codec,  # type: ignore[arg-type]
+        codec=codec,
     )
     stats = run(settings)
     messages = _drain(got)
