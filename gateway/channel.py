@@ -1,0 +1,174 @@
+"""One client's bounded send queue and its overflow policy. Pure (no I/O): the connection's
+sender task drains it.
+
+Policy when more than ``limit`` predictions wait:
+    * ``disconnect`` (default): the channel is marked slow and the connection is closed with
+      :attr:`iot_contract.CloseCode.SLOW_CONSUMER`; the client resumes with ``since``.
+    * ``coalesce`` (the client subscribed with ``coalesce: true``): only the newest prediction
+      per device is kept, in stream order; the dropped ones are counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gateway.filters import SubscriptionFilter
+from gateway.items import StreamItem, StreamKey
+from iot_contract import CloseCode
+
+__all__ = ["ClientChannel", "Drained"]
+
+
+@dataclass(slots=True)
+class Drained:
+    """What the sender takes in one go: control frames first, then predictions."""
+
+    frames: list[str]
+    items: list[StreamItem]
+    last_id: str | None
+
+
+@dataclass(eq=False, slots=True)
+class ClientChannel:
+    """Queue between the hub (producer) and one connection's sender task (consumer).
+
+    Attributes:
+        limit: most predictions that may wait.
+        coalesce: overflow policy, see the module docstring.
+        filter: the current subscription; ``None`` means not subscribed.
+        catching_up: while a resume is being replayed, live items wait behind the replay.
+        close_request: ``(code, reason)`` once the connection must close (overflow under the
+            ``disconnect`` policy, stream reset, shutdown).
+        on_close_request: called when a close is requested (the sender interrupts a write).
+        position: stream position everything queued so far covers (for ``last_id``).
+        dropped: predictions dropped by coalescing.
+    """
+
+    limit: int
+    coalesce: bool = False
+    filter: SubscriptionFilter | None = None
+    catching_up: bool = False
+    close_request: tuple[int, str] | None = None
+    on_close_request: Callable[[], None] | None = None
+    position: str | None = None
+    dropped: int = 0
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    _items: deque[StreamItem] = field(default_factory=deque)
+    _frames: deque[str] = field(default_factory=deque)
+    _last_key: StreamKey = (0, 0)
+    _replayed_key: StreamKey = (0, 0)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def offer(self, items: list[StreamItem], position: str) -> int:
+        """Queue ``items`` (already filtered, in stream order) up to ``position``.
+
+        Items at or before the last one handed to the client are skipped, so a replay and
+        the live feed never duplicate at their seam. Returns the number of items dropped by
+        coalescing; sets :attr:`slow` when the disconnect policy is triggered.
+        """
+        if self.close_request is not None:
+            return 0
+        last = self._last_key
+        fresh = [i for i in items if i.key > last] if items and items[0].key <= last else items
+        if fresh:
+            self._items.extend(fresh)
+            self._last_key = fresh[-1].key
+        self.position = position
+        dropped = 0
+        if len(self._items) > self.limit:
+            if self.coalesce:
+                dropped = self._coalesce()
+            else:
+                self.request_close(CloseCode.SLOW_CONSUMER, "slow consumer")
+        if fresh and not self.catching_up:
+            self.wakeup.set()
+        return dropped
+
+    @property
+    def slow(self) -> bool:
+        """True when the queue overflowed under the ``disconnect`` policy."""
+        return self.close_request is not None and self.close_request[0] == CloseCode.SLOW_CONSUMER
+
+    def request_close(self, code: int, reason: str) -> None:
+        """Ask the sender to close the connection (the first request wins)."""
+        if self.close_request is None:
+            self.close_request = (code, reason)
+            self.wakeup.set()
+            if self.on_close_request is not None:
+                self.on_close_request()
+
+    def push_frame(self, frame: str) -> None:
+        """Queue a control frame (``subscribed``, ``error``, a replay page); it goes out
+        before any queued prediction."""
+        self._frames.append(frame)
+        self.wakeup.set()
+
+    @property
+    def idle(self) -> bool:
+        """Subscribed, caught up and nothing waiting (``position`` is then fully delivered)."""
+        return self.filter is not None and not self.catching_up and not self._items
+
+    def begin(self, subscription: SubscriptionFilter, coalesce: bool, position: str) -> None:
+        """Start a new subscription at stream ``position``: forget queued items and hold live
+        ones back until :meth:`finish_catch_up`."""
+        self.filter = subscription
+        self.coalesce = coalesce
+        self.catching_up = True
+        self.position = position
+        self._items.clear()
+        self._last_key = (0, 0)
+        self._replayed_key = (0, 0)
+
+    def mark_replayed(self, key: StreamKey) -> None:
+        """Record that the replay covered everything up to ``key``."""
+        self._replayed_key = max(self._replayed_key, key)
+
+    def finish_catch_up(self) -> None:
+        """Release the live items that arrived during the replay, minus any it covered."""
+        done = self._replayed_key
+        if self._items and self._items[0].key <= done:
+            self._items = deque(i for i in self._items if i.key > done)
+        self._last_key = max(done, self._last_key)
+        self.catching_up = False
+        self.wakeup.set()
+
+    def stop(self) -> None:
+        """Unsubscribe: drop queued predictions and stop receiving."""
+        self.filter = None
+        self.catching_up = False
+        self._items.clear()
+
+    def drain(self, max_items: int) -> Drained:
+        """Take the control frames and up to ``max_items`` predictions (all of them if
+        caught up and fewer wait)."""
+        frames = list(self._frames)
+        self._frames.clear()
+        items: list[StreamItem] = []
+        if not self.catching_up and self._items:
+            if len(self._items) <= max_items:
+                items = list(self._items)
+                self._items.clear()
+            else:
+                items = [self._items.popleft() for _ in range(max_items)]
+        last_id = self.position if not self._items else (items[-1].id if items else None)
+        if self._items or self._frames:
+            self.wakeup.set()
+        return Drained(frames, items, last_id)
+
+    def _coalesce(self) -> int:
+        before = len(self._items)
+        newest: dict[str, StreamItem] = {}
+        for item in self._items:
+            newest[item.device_id] = item
+        kept = sorted(newest.values(), key=lambda i: i.key)
+        if len(kept) > self.limit:
+            kept = kept[-self.limit :]
+        self._items = deque(kept)
+        dropped = before - len(kept)
+        self.dropped += dropped
+        return dropped

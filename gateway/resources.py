@@ -1,0 +1,104 @@
+"""Everything a running gateway holds, built in the app's lifespan and handed to routes as
+typed lifespan state (no globals)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+import anyio
+from fastapi import Depends
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.requests import HTTPConnection
+
+from gateway.auth import TokenVerifier
+from gateway.hub import Hub
+from gateway.metrics import GatewayMetrics
+from gateway.predictor import Predictor, load_predictor
+from gateway.reader import StreamReader
+from gateway.settings import GatewaySettings
+from iot_contract import CloseCode, RedisKeys
+
+__all__ = ["GatewayResources", "Resources", "get_resources", "open_resources"]
+
+log = logging.getLogger(__name__)
+STATE_KEY = "gateway"
+
+
+@dataclass(slots=True)
+class GatewayResources:
+    """The gateway's long-lived parts."""
+
+    settings: GatewaySettings
+    keys: RedisKeys
+    redis: Redis
+    hub: Hub
+    reader: StreamReader
+    verifier: TokenVerifier
+    metrics: GatewayMetrics
+    predictor: Predictor | None
+    dev_token: str | None
+
+
+def get_resources(conn: HTTPConnection) -> GatewayResources:
+    """The resources from the lifespan state (HTTP and WebSocket routes alike)."""
+    resources: GatewayResources = conn.state.gateway
+    return resources
+
+
+Resources = Annotated[GatewayResources, Depends(get_resources)]
+
+
+@contextlib.asynccontextmanager
+async def open_resources(
+    settings: GatewaySettings, metrics: GatewayMetrics
+) -> AsyncIterator[GatewayResources]:
+    """Connect to Redis, start the stream reader, load the REST models; undo it all on exit."""
+    keys = RedisKeys(settings.redis_prefix)
+    redis = Redis.from_url(settings.redis_url, decode_responses=False)
+    hub = Hub()
+
+    def close_all() -> None:
+        for channel in hub.channels:
+            channel.request_close(CloseCode.GOING_AWAY, "stream reset")
+
+    reader = StreamReader(
+        redis,
+        keys,
+        hub,
+        metrics,
+        count=settings.read_count,
+        block_ms=settings.read_block_ms,
+        batch_window=settings.batch_window_ms / 1000,
+        on_reset=close_all,
+    )
+    verifier = TokenVerifier(settings)
+    dev_token = None
+    if settings.dev_mode:
+        dev_token = verifier.mint(subject="dev")
+    predictor = await anyio.to_thread.run_sync(
+        load_predictor,
+        settings.models_dir,
+        settings.default_model,
+        f"gateway-{socket.gethostname()}",
+    )
+    try:
+        try:
+            await reader.start()
+        except (RedisError, OSError) as exc:
+            log.warning("redis not reachable at start (%s); the reader keeps trying", exc)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reader.run)
+            yield GatewayResources(
+                settings, keys, redis, hub, reader, verifier, metrics, predictor, dev_token
+            )
+            for channel in hub.channels:
+                channel.request_close(CloseCode.GOING_AWAY, "gateway shutting down")
+            tg.cancel_scope.cancel()
+    finally:
+        await redis.aclose()

@@ -1,0 +1,222 @@
+"""One accepted WebSocket connection: its control messages in, its frames out.
+
+Two tasks per connection: the receive loop (control messages, resumes) and the sender
+(drains the :class:`ClientChannel`, heartbeats, closes). Every write has a timeout and can be
+interrupted, so a stuck client only ever blocks its own sender.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from gateway.channel import ClientChannel
+from gateway.filters import DeviceMatcher, SubscriptionFilter
+from gateway.history import latest_items, plan_resume
+from gateway.items import encode_heartbeat, encode_predictions
+from iot_contract import (
+    CloseCode,
+    ContractError,
+    ErrorFrame,
+    PingMessage,
+    RejectReason,
+    SubscribedFrame,
+    SubscribeMessage,
+    UnsubscribeMessage,
+    parse_client_message,
+)
+
+if TYPE_CHECKING:
+    from gateway.auth import Principal
+    from gateway.resources import GatewayResources
+
+__all__ = ["Session"]
+
+log = logging.getLogger(__name__)
+_SEND_ERRORS = (WebSocketDisconnect, OSError, RuntimeError)
+
+
+def error_frame(code: str, message: str) -> str:
+    """An ``error`` frame as text."""
+    return ErrorFrame(code=code, message=message).model_dump_json()
+
+
+class Session:
+    """Serves one authenticated connection until it closes."""
+
+    def __init__(
+        self, websocket: WebSocket, resources: GatewayResources, principal: Principal
+    ) -> None:
+        self.ws = websocket
+        self.res = resources
+        self.principal = principal
+        settings = resources.settings
+        self.channel = ClientChannel(limit=settings.client_queue_items)
+        self.channel.on_close_request = self._interrupt
+        self._send_scope: anyio.CancelScope | None = None
+        self._last_send = time.monotonic()
+
+    async def run(self) -> None:
+        """Serve until the client leaves or the gateway closes the connection."""
+        self.res.hub.register(self.channel)
+        self.res.metrics.clients.inc()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._send_loop, tg.cancel_scope)
+                await self._receive_loop()
+                tg.cancel_scope.cancel()
+        finally:
+            self.res.hub.unregister(self.channel)
+            self.res.metrics.clients.dec()
+
+    # --- receiving
+    async def _receive_loop(self) -> None:
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("text") or message.get("bytes") or b""
+            try:
+                parsed = parse_client_message(data)
+            except ContractError as exc:
+                self.channel.push_frame(error_frame(exc.reason.value, exc.detail))
+                if exc.reason in (RejectReason.OVERSIZE, RejectReason.MALFORMED):
+                    self.channel.request_close(CloseCode.BAD_REQUEST, "bad control message")
+                continue
+            if isinstance(parsed, SubscribeMessage):
+                await self._subscribe(parsed)
+            elif isinstance(parsed, UnsubscribeMessage):
+                self.channel.stop()
+            elif isinstance(parsed, PingMessage):
+                self.channel.push_frame(encode_heartbeat(self._heartbeat_id()))
+            else:
+                self.channel.push_frame(error_frame("invalid", "already authenticated"))
+
+    async def _subscribe(self, msg: SubscribeMessage) -> None:
+        allowed = self.principal.devices
+        if allowed is not None:
+            denied = [
+                p for p in msg.devices if DeviceMatcher.is_literal(p) and not allowed.match(p)
+            ]
+            if denied:
+                self.channel.push_frame(error_frame("forbidden", "device not allowed by token"))
+                self.channel.request_close(CloseCode.FORBIDDEN, "device not allowed")
+                return
+        res = self.res
+        flt = SubscriptionFilter(
+            devices=DeviceMatcher(msg.devices),
+            models=frozenset(msg.models) if msg.models else None,
+            anomalies_only=msg.anomalies_only,
+            allowed=allowed,
+        )
+        position = res.hub.position or "0-0"
+        self.channel.begin(flt, msg.coalesce, position)
+        plan = await plan_resume(
+            res.redis,
+            res.keys,
+            since=msg.since,
+            client_epoch=msg.epoch,
+            epoch=res.reader.epoch,
+            position=position,
+            max_replay=res.settings.max_replay_items,
+        )
+        self.channel.push_frame(
+            SubscribedFrame(
+                recovered=plan.recovered, epoch=res.reader.epoch, last_id=position
+            ).model_dump_json()
+        )
+        step = res.settings.max_frame_items
+        if plan.recovered:
+            selected = flt.select(plan.items)
+            for start in range(0, len(selected), step):
+                chunk = selected[start : start + step]
+                end = start + step >= len(selected)
+                self.channel.push_frame(
+                    encode_predictions(chunk, position if end else chunk[-1].id)
+                )
+        else:
+            latest = flt.select(await latest_items(res.redis, res.keys))
+            for start in range(0, len(latest), step) or [0]:
+                chunk = latest[start : start + step]
+                self.channel.push_frame(encode_predictions(chunk, position, snapshot=True))
+        self.channel.mark_replayed(plan.replayed_to)
+        self.channel.finish_catch_up()
+
+    # --- sending
+    def _interrupt(self) -> None:
+        if self._send_scope is not None:
+            self._send_scope.cancel()
+
+    def _heartbeat_id(self) -> str | None:
+        return self.channel.position if self.channel.idle else None
+
+    async def _send(self, text: str) -> bool:
+        """Write one frame; False when the connection is done for."""
+        with anyio.CancelScope() as scope:
+            self._send_scope = scope
+            try:
+                with anyio.fail_after(self.res.settings.send_timeout_s):
+                    await self.ws.send_text(text)
+            except TimeoutError:
+                self.channel.request_close(CloseCode.SLOW_CONSUMER, "send timed out")
+                return False
+            except _SEND_ERRORS:
+                return False
+            finally:
+                self._send_scope = None
+        if scope.cancelled_caught:
+            return False
+        self._last_send = time.monotonic()
+        return True
+
+    async def _send_loop(self, connection_scope: anyio.CancelScope) -> None:
+        channel = self.channel
+        metrics = self.res.metrics
+        settings = self.res.settings
+        max_items = settings.max_frame_items
+        while True:
+            wait = self._last_send + settings.heartbeat_s - time.monotonic()
+            with anyio.move_on_after(max(wait, 0)):
+                await channel.wakeup.wait()
+            channel.wakeup.clear()
+            if channel.close_request is None and time.time() > self.principal.expires_at:
+                channel.request_close(CloseCode.UNAUTHORIZED, "token expired")
+            if channel.close_request is not None:
+                break
+            drained = channel.drain(max_items)
+            if not drained.frames and not drained.items:
+                if time.monotonic() - self._last_send >= settings.heartbeat_s:
+                    if not await self._send(encode_heartbeat(self._heartbeat_id())):
+                        break
+                    metrics.frames.labels("heartbeat").inc()
+                continue
+            ok = True
+            for frame in drained.frames:
+                ok = ok and await self._send(frame)
+                metrics.frames.labels("control").inc()
+            if ok and drained.items:
+                ok = await self._send(encode_predictions(drained.items, drained.last_id))
+                metrics.frames.labels("predictions").inc()
+                metrics.items.inc(len(drained.items))
+            if not ok:
+                break
+        await self._close()
+        connection_scope.cancel()
+
+    async def _close(self) -> None:
+        request = self.channel.close_request
+        if request is None:
+            return
+        code, reason = request
+        if code == CloseCode.SLOW_CONSUMER:
+            self.res.metrics.slow_closes.inc()
+        log.info("closing client %s: %s (%d)", self.principal.subject, reason, code)
+        with anyio.move_on_after(self.res.settings.close_timeout_s):
+            try:
+                await self.ws.close(code, reason)
+            except _SEND_ERRORS:
+                return

@@ -1,0 +1,141 @@
+"""Gateway settings, from ``GATEWAY_*`` environment variables.
+
+Build them once in the entry point and pass them to :func:`gateway.create_app`; library
+modules never read the environment themselves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final, Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DEMO_JWT_SECRET", "GatewaySettings", "SettingsError"]
+
+DEMO_JWT_SECRET: Final = "iotstream-demo-secret-change-me"  # noqa: S105 - refused outside dev
+"""The throwaway secret of the local demo; refused outside dev mode."""
+_MIN_SECRET_BYTES: Final = 32
+_SYMMETRIC: Final = frozenset({"HS256", "HS384", "HS512"})
+_ASYMMETRIC: Final = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA"})
+
+
+class SettingsError(ValueError):
+    """The settings are inconsistent or unsafe."""
+
+
+class GatewaySettings(BaseSettings):
+    """Everything the gateway can be told (``GATEWAY_<FIELD>`` environment variables)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_", use_attribute_docstrings=True, extra="forbid"
+    )
+
+    # --- where it listens and reads
+    host: str = "127.0.0.1"
+    """Interface uvicorn binds to (``0.0.0.0`` in containers)."""
+    port: int = Field(default=8000, ge=0, le=65535)
+    """TCP port of the HTTP/WebSocket server."""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis holding the predictions stream and the latest-value hash."""
+    redis_prefix: str = "iotstream"
+    """Key prefix shared with the workers (``{prefix}:predictions`` ...)."""
+
+    # --- security
+    dev_mode: bool = False
+    """Local demo: a random signing secret and a throwaway token printed at start and served at
+    ``/v1/dev-token``. Never enable it on a network others can reach."""
+    jwt_secret: SecretStr | None = None
+    """HMAC secret for HS256/384/512 tokens (at least 32 bytes outside dev mode)."""
+    jwt_public_key: str | None = None
+    """PEM public key for RS*/ES*/PS*/EdDSA tokens (instead of ``jwt_secret``)."""
+    jwt_algorithms: list[str] = ["HS256"]
+    """Allowlist of token algorithms; ``none`` is never accepted."""
+    jwt_audience: str = "iotstream-gateway"
+    """Required ``aud`` claim."""
+    jwt_issuer: str | None = None
+    """Required ``iss`` claim, if set."""
+    jwt_leeway_s: float = Field(default=10.0, ge=0, le=300)
+    """Clock skew tolerated on ``exp``/``nbf``."""
+    auth_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    """Time a client has to send its ``auth`` message when the token is not in the header."""
+    allowed_origins: list[str] = ["http://localhost:8000", "http://127.0.0.1:8000"]
+    """Browser origins allowed to open ``/ws`` (``*`` allows any). The gateway's own origin is
+    always allowed, so its dashboard works wherever it is served from."""
+    allow_missing_origin: bool = True
+    """Accept WebSocket handshakes without an ``Origin`` header (non-browser clients)."""
+
+    # --- fan-out
+    read_count: int = Field(default=1000, ge=1, le=100_000)
+    """Most stream entries one XREAD returns."""
+    read_block_ms: int = Field(default=1000, ge=1, le=60_000)
+    """XREAD BLOCK timeout; also how often the epoch is re-checked when idle."""
+    batch_window_ms: float = Field(default=5.0, ge=0, le=1000)
+    """Adaptive tick: the first item after a quiet spell goes out at once; while items keep
+    coming, fan-out rounds are at least this far apart so they coalesce into bigger frames."""
+    max_frame_items: int = Field(default=500, ge=1, le=100_000)
+    """Most predictions in one frame; 1 gives one frame per prediction."""
+    client_queue_items: int = Field(default=10_000, ge=1)
+    """Per-client bound on queued predictions. Overflow closes the client with 4408
+    (SLOW_CONSUMER) unless it subscribed with ``coalesce``: then only the newest per device is
+    kept."""
+    send_timeout_s: float = Field(default=10.0, gt=0)
+    """A frame write that takes longer than this closes the client as slow."""
+    close_timeout_s: float = Field(default=10.0, gt=0)
+    """How long a close frame may wait for a stuck client's socket."""
+    heartbeat_s: float = Field(default=15.0, gt=0)
+    """A heartbeat frame goes out after this long without any other frame."""
+    max_replay_items: int = Field(default=100_000, ge=1)
+    """Largest gap a resume replays; a bigger gap is answered with ``recovered: false``."""
+    max_clients: int = Field(default=10_000, ge=1)
+    """Connections beyond this are refused before accept."""
+
+    # --- REST
+    models_dir: Path = Path("models")
+    """Model repository for ``POST /v1/predict`` (same loader as the workers)."""
+    default_model: str | None = None
+    """Route for readings without ``model``; default: the first model found."""
+    rest_rate_per_s: float = Field(default=50.0, gt=0)
+    """Token-bucket refill rate per client IP on ``/v1/*``."""
+    rest_burst: int = Field(default=100, ge=1)
+    """Token-bucket size per client IP."""
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    """Largest request body accepted (413 beyond)."""
+    max_batch_readings: int = Field(default=1000, ge=1)
+    """Most readings one ``POST /v1/predict`` may carry."""
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _known_algorithms(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one algorithm is required")
+        for alg in value:
+            if alg not in _SYMMETRIC | _ASYMMETRIC:
+                raise ValueError(f"algorithm {alg!r} is not allowed")
+        return value
+
+    @model_validator(mode="after")
+    def _keys_match_policy(self) -> Self:
+        wants_secret = any(a in _SYMMETRIC for a in self.jwt_algorithms)
+        wants_public = any(a in _ASYMMETRIC for a in self.jwt_algorithms)
+        if wants_secret and wants_public:
+            raise ValueError("mix of HMAC and public-key algorithms: pick one family")
+        if wants_public and not self.jwt_public_key:
+            raise ValueError("a public-key algorithm needs GATEWAY_JWT_PUBLIC_KEY")
+        if self.dev_mode:
+            return self
+        if wants_secret:
+            secret = self.jwt_secret.get_secret_value() if self.jwt_secret else ""
+            if not secret:
+                raise ValueError("GATEWAY_JWT_SECRET is required outside dev mode")
+            if secret == DEMO_JWT_SECRET:
+                raise ValueError("the demo JWT secret is refused outside dev mode")
+            if len(secret.encode()) < _MIN_SECRET_BYTES:
+                raise ValueError(f"GATEWAY_JWT_SECRET must be at least {_MIN_SECRET_BYTES} bytes")
+        return self
+
+    @property
+    def symmetric(self) -> bool:
+        """True when tokens are HMAC-signed."""
+        return self.jwt_algorithms[0] in _SYMMETRIC
