@@ -62,8 +62,10 @@ _N_LABELS = len(LABELS)
 
 # Relative measurement noise (standard deviation as a share of the value) per feature.
 _REL_NOISE = np.array(
-    [0.08, 0.08, 0.08, 0.05, 0.05, 0.05, 0.10, 0.06]
-    + [0.015, 0.015, 0.02, 0.02, 0.02, 0.03, 0.03, 0.002],
+    [
+        *(0.08, 0.08, 0.08, 0.05, 0.05, 0.05, 0.10, 0.06),  # vibration
+        *(0.015, 0.015, 0.02, 0.02, 0.02, 0.03, 0.03, 0.002),  # process
+    ],
     dtype=np.float32,
 )
 _LOAD_MEAN, _LOAD_SD, _LOAD_TAU_S = 0.72, 0.12, 600.0
@@ -82,8 +84,11 @@ def _device_params(
     f = _F
     base = np.zeros((n, N_FEATURES), dtype=np.float64)
     load_coef = np.zeros_like(base)
-    rms0 = 1.8 * rng.lognormal(0.0, 0.2, (n, 1)) * np.array([1.0, 0.9, 0.6]) * rng.lognormal(
-        0.0, 0.08, (n, 3)
+    rms0 = (
+        1.8
+        * rng.lognormal(0.0, 0.2, (n, 1))
+        * np.array([1.0, 0.9, 0.6])
+        * rng.lognormal(0.0, 0.08, (n, 3))
     )
     base[:, 0:3] = rms0
     base[:, 3:6] = 3.0 + rng.normal(0.0, 0.12, (n, 3))

@@ -6,11 +6,17 @@ import argparse
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
-from iotstream.commands import broker, contract, sim, worker
+from iotstream.commands import broker, contract, models, sim, worker
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[Any]"
 Register: TypeAlias = Callable[[Subparsers], None]
 
-COMMANDS: list[Register] = [contract.register, sim.register, worker.register, broker.register]
+COMMANDS: list[Register] = [
+    contract.register,
+    models.register,
+    sim.register,
+    worker.register,
+    broker.register,
+]
 
 __all__ = ["COMMANDS", "Register", "Subparsers"]

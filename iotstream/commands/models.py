@@ -1,0 +1,182 @@
+"""``iotstream models``: build, list, verify and benchmark the model repository."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DEFAULT_ROOT", "register"]
+
+DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "models"
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add ``models build|list|verify|bench``."""
+    parser = subparsers.add_parser(
+        "models",
+        help="build, list, verify and benchmark the ONNX models",
+        description="The model repository: models/<name>/<version>/{*.onnx,manifest.json}.",
+    )
+    sub = parser.add_subparsers(title="subcommands", metavar="SUBCOMMAND", required=True)
+
+    def add(name: str, help_: str, description: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(name, help=help_, description=description)
+        p.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="model repository folder")
+        return p
+
+    build = add(
+        "build",
+        "train, export, quantize, gate and write the models",
+        "Rebuild the models from source (deterministic: same inputs, same sha256). Fails "
+        "(exit 1, nothing written) if an int8 variant breaks the accuracy gate.",
+    )
+    build.add_argument("names", nargs="*", help="models to build (default: all)")
+    build.set_defaults(handler=_build)
+
+    listing = add("list", "show the models, variants and defaults", "List the repository.")
+    listing.add_argument("--json", action="store_true", help="print the manifests as JSON")
+    listing.set_defaults(handler=_list)
+
+    verify = add(
+        "verify",
+        "check every file against its manifest's sha256",
+        "Check sizes and sha256 of every file. With --rebuild, also rebuild into a temporary "
+        "folder and compare the files and manifests (provenance excluded) with the repository.",
+    )
+    verify.add_argument("names", nargs="*", help="models to check (default: all)")
+    verify.add_argument("--rebuild", action="store_true", help="also check reproducibility")
+    verify.set_defaults(handler=_verify)
+
+    bench = add(
+        "bench",
+        "fp32 vs int8 speed, size and accuracy on this machine",
+        "Rows/s and per-call latency per variant, batch size and thread count; writes JSON "
+        "and a markdown table. Run it alone (flock /tmp/iotstream-heavy.lock ...).",
+    )
+    bench.add_argument("names", nargs="*", help="models to measure (default: all)")
+    bench.add_argument("--batches", type=int, nargs="+", default=[1, 8, 64, 256, 1024])
+    bench.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    bench.add_argument("--min-time", type=float, default=0.4, help="seconds per point")
+    bench.add_argument(
+        "--out", type=Path, default=Path("bench/results"), help="folder for the JSON/markdown"
+    )
+    bench.set_defaults(handler=_bench)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from training.build import build
+    from training.gate import GateError
+
+    args.root.mkdir(parents=True, exist_ok=True)
+    try:
+        build(args.root, args.names or None, log=lambda line: print(line, file=sys.stderr))
+    except GateError as exc:
+        print(f"build failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyError as exc:
+        print(f"build failed: {exc.args[0]}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from inference_worker.model_repo import ModelError, find_manifests, read_manifest
+    from inference_worker.variants import current_platform, select_variant
+
+    platform = current_platform()
+    found = find_manifests(args.root)
+    if not found:
+        print(f"no models under {args.root}; run `iotstream models build`", file=sys.stderr)
+        return 1
+    dumped = []
+    for path in found.values():
+        try:
+            m = read_manifest(path)
+        except ModelError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        dumped.append(m.model_dump(mode="json"))
+        if args.json:
+            continue
+        chosen = select_variant(m.variants, m.defaults, platform)
+        print(f"{m.name} v{m.version} [{m.output.kind}] {m.description}")
+        print(
+            f"  input {m.input.name} float32 (batch, {m.input.shape[1]}); on this CPU "
+            f"({platform}) loads {chosen}"
+        )
+        for name, v in m.variants.items():
+            acc = v.accuracy
+            print(
+                f"  {name:<20} {v.size_bytes:>9,} B  F1 {acc.macro_f1:.4f}  AUC {acc.auc:.4f}  "
+                f"agreement {acc.agreement_with_fp32:.4f}  sha256 {v.sha256[:12]}"
+            )
+    if args.json:
+        print(json.dumps(dumped, indent=2))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from inference_worker.model_repo import ModelError, find_manifests, read_manifest, sha256_bytes
+
+    found = find_manifests(args.root)
+    names = args.names or sorted(found)
+    problems: list[str] = []
+    for name in names:
+        if name not in found:
+            problems.append(f"{name}: no manifest under {args.root}")
+            continue
+        try:
+            m = read_manifest(found[name])
+        except ModelError as exc:
+            problems.append(str(exc))
+            continue
+        for variant, entry in m.variants.items():
+            path = found[name].parent / entry.file
+            if not path.is_file():
+                problems.append(f"{name}/{variant}: {path} missing")
+            elif sha256_bytes(path.read_bytes()) != entry.sha256:
+                problems.append(f"{name}/{variant}: sha256 differs from the manifest")
+        print(f"{name} v{m.version}: {len(m.variants)} files checked", file=sys.stderr)
+    if args.rebuild and not problems:
+        problems += _rebuild_and_compare(args.root, names)
+    for problem in problems:
+        print(f"FAIL {problem}", file=sys.stderr)
+    if not problems:
+        print("ok", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _rebuild_and_compare(root: Path, names: list[str]) -> list[str]:
+    from training.build import build
+    from training.reproduce import compare_trees
+
+    tmp = Path(tempfile.mkdtemp(prefix="iotstream-rebuild-"))
+    try:
+        build(tmp, names, log=lambda line: print(line, file=sys.stderr))
+        return compare_trees(root, tmp, names)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from training.bench import BenchConfig, markdown, run_bench
+
+    cfg = BenchConfig(
+        batches=tuple(args.batches),
+        threads=tuple(args.threads),
+        min_time_s=args.min_time,
+        names=tuple(args.names) or None,
+    )
+    report = run_bench(args.root, cfg)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "models_bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    table = markdown(report)
+    (args.out / "models_bench.md").write_text(table + "\n")
+    print(table)
+    print(f"wrote {args.out / 'models_bench.json'} and models_bench.md", file=sys.stderr)
+    return 0
