@@ -48,7 +48,7 @@ def read_manifests(root: Path) -> list[dict[str, Any]]:
     ]
 
 
-def load_predictor(root: Path, default_model: str | None, worker_id: str) -> Predictor | None:
+def load_predictor(root: Path, default_model: str, worker_id: str) -> Predictor | None:
     """Load every model under ``root``; ``None`` (logged) when there is none to load.
 
     Blocking: call it from a thread.
@@ -59,10 +59,9 @@ def load_predictor(root: Path, default_model: str | None, worker_id: str) -> Pre
     try:
         models = load_models(root)
         manifests = read_manifests(root)
-    except ModelError as exc:
+        core = InferenceCore(models, default_model=default_model, worker_id=worker_id)
+    except (ModelError, ValueError) as exc:
         log.warning("REST predictions disabled: %s", exc)
         return None
-    default = default_model or sorted(models)[0]
-    core = InferenceCore(models, default_model=default, worker_id=worker_id)
-    log.info("REST predictions on models %s (default %s)", sorted(models), default)
+    log.info("REST predictions on models %s (default %s)", sorted(models), default_model)
     return Predictor(core, manifests)

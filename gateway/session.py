@@ -186,6 +186,10 @@ class Session:
             if channel.close_request is None and time.time() > self.principal.expires_at:
                 channel.request_close(CloseCode.UNAUTHORIZED, "token expired")
             if channel.close_request is not None:
+                if channel.close_request[0] != CloseCode.SLOW_CONSUMER:
+                    for frame in channel.drain(0).frames:  # say why before closing
+                        if not await self._send(frame):
+                            break
                 break
             drained = channel.drain(max_items)
             if not drained.frames and not drained.items:

@@ -14,10 +14,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["DEMO_JWT_SECRET", "GatewaySettings", "SettingsError"]
 
-DEMO_JWT_SECRET: Final = "iotstream-demo-secret-change-me"  # noqa: S105 - refused outside dev
+DEMO_JWT_SECRET: Final = "iotstream-demo-secret-not-for-production-use"  # noqa: S105 - refused outside dev
 """The throwaway secret of the local demo; refused outside dev mode."""
-_MIN_SECRET_BYTES: Final = 32
-_SYMMETRIC: Final = frozenset({"HS256", "HS384", "HS512"})
+_MIN_SECRET_BYTES: Final = {"HS256": 32, "HS384": 48, "HS512": 64}
+"""RFC 7518 3.2: an HMAC key at least as long as the hash."""
+_SYMMETRIC: Final = frozenset(_MIN_SECRET_BYTES)
 _ASYMMETRIC: Final = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA"})
 
 
@@ -47,7 +48,7 @@ class GatewaySettings(BaseSettings):
     """Local demo: a random signing secret and a throwaway token printed at start and served at
     ``/v1/dev-token``. Never enable it on a network others can reach."""
     jwt_secret: SecretStr | None = None
-    """HMAC secret for HS256/384/512 tokens (at least 32 bytes outside dev mode)."""
+    """HMAC secret for HS256/384/512 tokens (at least 32/48/64 bytes outside dev mode)."""
     jwt_public_key: str | None = None
     """PEM public key for RS*/ES*/PS*/EdDSA tokens (instead of ``jwt_secret``)."""
     jwt_algorithms: list[str] = ["HS256"]
@@ -94,8 +95,8 @@ class GatewaySettings(BaseSettings):
     # --- REST
     models_dir: Path = Path("models")
     """Model repository for ``POST /v1/predict`` (same loader as the workers)."""
-    default_model: str | None = None
-    """Route for readings without ``model``; default: the first model found."""
+    default_model: str = "fault-clf"
+    """Route for readings without ``model`` (keep it equal to the workers' default)."""
     rest_rate_per_s: float = Field(default=50.0, gt=0)
     """Token-bucket refill rate per client IP on ``/v1/*``."""
     rest_burst: int = Field(default=100, ge=1)
@@ -131,8 +132,9 @@ class GatewaySettings(BaseSettings):
                 raise ValueError("GATEWAY_JWT_SECRET is required outside dev mode")
             if secret == DEMO_JWT_SECRET:
                 raise ValueError("the demo JWT secret is refused outside dev mode")
-            if len(secret.encode()) < _MIN_SECRET_BYTES:
-                raise ValueError(f"GATEWAY_JWT_SECRET must be at least {_MIN_SECRET_BYTES} bytes")
+            need = max(_MIN_SECRET_BYTES.get(a, 0) for a in self.jwt_algorithms)
+            if len(secret.encode()) < need:
+                raise ValueError(f"GATEWAY_JWT_SECRET must be at least {need} bytes")
         return self
 
     @property

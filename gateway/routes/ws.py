@@ -10,11 +10,13 @@ connection closes with 4401. Tokens are never logged and never read from the URL
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from urllib.parse import urlsplit
 
 import anyio
 from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect
 
 from gateway.auth import BEARER_SUBPROTOCOL, AuthError, Principal
 from gateway.resources import GatewayResources, Resources
@@ -99,8 +101,9 @@ async def live_predictions(websocket: WebSocket, res: Resources) -> None:
         principal = await _first_message_auth(websocket, res)
         if principal is None:
             res.metrics.auth_failures.labels("message").inc()
-            await websocket.send_text(error_frame("unauthorized", "a valid token is required"))
-            await websocket.close(CloseCode.UNAUTHORIZED, "unauthorized")
+            with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
+                await websocket.send_text(error_frame("unauthorized", "a valid token is required"))
+                await websocket.close(CloseCode.UNAUTHORIZED, "unauthorized")
             return
     if principal is not None:
         await Session(websocket, res, principal).run()

@@ -72,7 +72,8 @@ class Feeder:
 
     def ids(self) -> list[str]:
         """Every id in the stream, oldest first."""
-        return [sid.decode() for sid, _ in self.client.xrange(self.keys.predictions)]
+        entries: Any = self.client.xrange(self.keys.predictions)
+        return [sid.decode() for sid, _ in entries]
 
     def close(self) -> None:
         """Drop the connection."""
