@@ -8,7 +8,9 @@ from pathlib import Path
 
 from iot_contract import inference_topic, telemetry_topic, validate_device_id
 
-__all__ = ["DeviceConnection"]
+__all__ = ["SECRET_PLACEHOLDER", "DeviceConnection"]
+
+SECRET_PLACEHOLDER = "$DEVICE_SECRET"  # noqa: S105 - a shell variable name, not a secret
 
 
 @dataclass(frozen=True)
@@ -36,11 +38,15 @@ class DeviceConnection:
     def __post_init__(self) -> None:
         validate_device_id(self.device_id)
 
-    def mosquitto_pub_argv(self, message: str, password: str = "$DEVICE_SECRET") -> list[str]:
-        """A ``mosquitto_pub`` command that publishes ``message`` as this device (QoS 1, v5)."""
+    def mosquitto_pub_argv(self, message: str, password: str | None = None) -> list[str]:
+        """A ``mosquitto_pub`` command that publishes ``message`` as this device (QoS 1, v5).
+
+        Without ``password`` the argv holds :data:`SECRET_PLACEHOLDER` in its place.
+        """
+        secret = password or SECRET_PLACEHOLDER
         argv = [
             "mosquitto_pub", "-h", self.host, "-p", str(self.tls_port), "-V", "mqttv5",
-            "--cafile", str(self.ca_file), "-u", self.device_id, "-P", password,
+            "--cafile", str(self.ca_file), "-u", self.device_id, "-P", secret,
             "-i", self.device_id, "-q", "1", "-t", telemetry_topic(self.device_id), "-m", message,
         ]  # fmt: skip
         if self.cert_file and self.key_file:
@@ -58,7 +64,7 @@ class DeviceConnection:
         )
         argv = self.mosquitto_pub_argv(example)
         command = " ".join(
-            '"$DEVICE_SECRET"' if part == "$DEVICE_SECRET" else shlex.quote(part) for part in argv
+            f'"{part}"' if part == SECRET_PLACEHOLDER else shlex.quote(part) for part in argv
         )
         lines = [
             f"host:              {self.host}",

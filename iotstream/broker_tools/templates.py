@@ -83,10 +83,14 @@ VARIABLES: Final[Mapping[str, TemplateVar]] = {
         TemplateVar("central_port", "8883", "edge: central broker TLS port"),
         TemplateVar("bridge_name", "bridge-site1", "edge: bridge client id and central username"),
         TemplateVar("bridge_password", None, "edge: the bridge user's password at the centre"),
-        TemplateVar("bridge_protocol_version", "mqttv311", "edge: mqttv311 or mqttv50"),
+        TemplateVar(
+            "bridge_protocol_version", "mqttv50", "edge: mqttv50 (keeps properties) or mqttv311"
+        ),
         TemplateVar("bridge_restart_timeout", "2 30", "edge: reconnect backoff base and cap, s"),
         TemplateVar("bridge_cafile", f"{_ETC}/certs/ca.crt", "edge: CA of the central broker"),
-        TemplateVar("bridge_certfile", f"{_ETC}/certs/bridge-site1.crt", "edge: bridge client cert"),
+        TemplateVar(
+            "bridge_certfile", f"{_ETC}/certs/bridge-site1.crt", "edge: bridge client cert"
+        ),
         TemplateVar("bridge_keyfile", f"{_ETC}/certs/bridge-site1.key", "edge: bridge client key"),
     )
 }

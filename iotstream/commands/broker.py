@@ -206,8 +206,7 @@ def _add_devices(args: argparse.Namespace) -> int:
 
 
 def _account_op(args: argparse.Namespace, op: str) -> int:
-    from iotstream.broker_tools import PasswordFile, PasswordFileError
-    from iotstream.broker_tools import accounts
+    from iotstream.broker_tools import PasswordFile, PasswordFileError, accounts
 
     passwords = PasswordFile(args.passwd)
     try:

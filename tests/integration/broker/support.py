@@ -15,6 +15,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -130,13 +131,24 @@ class Client:
         self.connack_properties: Any = None
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
-        self.paho.on_connect = lambda _c, _u, flags, rc, props: self.events.put(
-            ("connect", (rc, flags, props))
-        )
+        self.subscriptions: list[str] = []
+        self.paho.on_connect = self._on_connect
         self.paho.on_disconnect = lambda _c, _u, _f, rc, _p: self.events.put(("disconnect", rc))
         self.paho.on_subscribe = lambda _c, _u, _m, rcs, _p: self.events.put(("suback", rcs))
         self.paho.on_publish = lambda _c, _u, mid, rc, _p: self.events.put(("puback", (mid, rc)))
         self.paho.on_message = lambda _c, _u, msg: self.messages.put(msg)
+
+    def _on_connect(self, _c: Any, _u: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
+        # Subscribe on every connect, even with a session present: on 2.0.11 a shared
+        # subscription restored from persistence matches nothing until it is renewed.
+        for topic in self.subscriptions:
+            self.paho.subscribe(topic, 1)
+        self.events.put(("connect", (rc, flags, props)))
+
+    def keep_subscribed(self, topic: str) -> None:
+        """Subscribe now and again on every reconnect (what a worker must do)."""
+        self.subscriptions.append(topic)
+        self.subscribe(topic)
 
     def login(self, user: str, password: str | None) -> Client:
         self.paho.username_pw_set(user, password)
@@ -150,7 +162,7 @@ class Client:
         """Connect and start the network loop (the result arrives as an event)."""
         props = None
         if session_expiry is not None:
-            props = Properties(mqtt.PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = session_expiry
         self.paho.connect("127.0.0.1", port, clean_start=self.clean_start, properties=props)
         self.paho.loop_start()
@@ -190,9 +202,11 @@ class Client:
         result: list[ReasonCode] = self.wait("suback")
         return result
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1) -> ReasonCode | None:
+    def publish(
+        self, topic: str, payload: bytes, qos: int = 1, properties: Properties | None = None
+    ) -> ReasonCode | None:
         """Publish; for QoS 1 wait for the PUBACK and return its reason code."""
-        info = self.paho.publish(topic, payload, qos)
+        info = self.paho.publish(topic, payload, qos, properties=properties)
         if qos == 0:
             return None
         mid, rc = self.wait("puback")
