@@ -33,8 +33,8 @@ class BenchConfig:
 
     batches: tuple[int, ...] = (1, 8, 64, 256, 1024)
     threads: tuple[int, ...] = (1, 2)
-    min_time_s: float = 0.4
-    min_calls: int = 20
+    min_time_s: float = 0.6
+    rounds: int = 3
     names: tuple[str, ...] | None = None
 
 
@@ -47,18 +47,35 @@ def _session(path: Path, threads: int) -> ort.InferenceSession:
 
 
 def _time_calls(
-    session: ort.InferenceSession, name: str, x: npt.NDArray[np.float32], cfg: BenchConfig
+    session: ort.InferenceSession, name: str, x: npt.NDArray[np.float32], seconds: float
 ) -> list[float]:
     feed = {name: x}
-    for _ in range(5):
-        session.run(None, feed)
+    session.run(None, feed)
     times: list[float] = []
     start = time.perf_counter()
-    while len(times) < cfg.min_calls or time.perf_counter() - start < cfg.min_time_s:
+    while len(times) < 3 or time.perf_counter() - start < seconds:
         t0 = time.perf_counter()
         session.run(None, feed)
         times.append(time.perf_counter() - t0)
     return times
+
+
+def _interleaved(
+    sessions: dict[str, ort.InferenceSession],
+    name: str,
+    x: npt.NDArray[np.float32],
+    cfg: BenchConfig,
+) -> dict[str, npt.NDArray[np.float64]]:
+    """Per-call times of every variant, measured in alternating rounds.
+
+    Alternating spreads any slow period of a shared machine over all variants, so the
+    ratios stay fair even when the absolute figures wobble.
+    """
+    times: dict[str, list[float]] = {v: [] for v in sessions}
+    for _ in range(cfg.rounds):
+        for variant, session in sessions.items():
+            times[variant] += _time_calls(session, name, x, cfg.min_time_s / cfg.rounds)
+    return {v: np.array(t) for v, t in times.items()}
 
 
 def _machine() -> dict[str, Any]:
@@ -84,23 +101,25 @@ def _bench_model(
     manifest: Manifest, directory: Path, x_all: npt.NDArray[np.float32], cfg: BenchConfig
 ) -> dict[str, Any]:
     fp32_size = manifest.variants["fp32"].size_bytes
-    variants: dict[str, Any] = {}
-    for variant, entry in manifest.variants.items():
-        points = []
-        for threads in cfg.threads:
-            session = _session(directory / entry.file, threads)
-            for batch in cfg.batches:
-                times = np.array(_time_calls(session, manifest.input.name, x_all[:batch], cfg))
-                points.append(
+    points: dict[str, list[dict[str, Any]]] = {v: [] for v in manifest.variants}
+    for threads in cfg.threads:
+        sessions = {v: _session(directory / e.file, threads) for v, e in manifest.variants.items()}
+        for batch in cfg.batches:
+            timed = _interleaved(sessions, manifest.input.name, x_all[:batch], cfg)
+            for variant, times in timed.items():
+                p50 = float(np.percentile(times, 50))
+                points[variant].append(
                     {
                         "threads": threads,
                         "batch": batch,
                         "calls": len(times),
-                        "p50_us": round(float(np.percentile(times, 50)) * 1e6, 2),
+                        "p50_us": round(p50 * 1e6, 2),
                         "p99_us": round(float(np.percentile(times, 99)) * 1e6, 2),
-                        "rows_per_s": round(batch * len(times) / float(times.sum()), 1),
+                        "rows_per_s": round(batch / p50, 1),
                     }
                 )
+    variants: dict[str, Any] = {}
+    for variant, entry in manifest.variants.items():
         acc = entry.accuracy
         variants[variant] = {
             "size_bytes": entry.size_bytes,
@@ -109,7 +128,7 @@ def _bench_model(
             "macro_f1_delta_points": acc.macro_f1_delta_points,
             "auc_delta_points": acc.auc_delta_points,
             "agreement_with_fp32": acc.agreement_with_fp32,
-            "points": points,
+            "points": points[variant],
         }
     base = {(p["threads"], p["batch"]): p["rows_per_s"] for p in variants["fp32"]["points"]}
     for data in variants.values():
@@ -153,7 +172,8 @@ def run_bench(root: Path, cfg: BenchConfig) -> dict[str, Any]:
             "batches": list(cfg.batches),
             "threads": list(cfg.threads),
             "min_time_s": cfg.min_time_s,
-            "timer": "wall time of InferenceSession.run, inter-op 1, sequential",
+            "timer": "wall time of InferenceSession.run, inter-op 1, sequential; variants "
+            "alternate in rounds; rows/s = batch / median call time",
         },
         "models": models,
     }

@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     bench.add_argument("names", nargs="*", help="models to measure (default: all)")
     bench.add_argument("--batches", type=int, nargs="+", default=[1, 8, 64, 256, 1024])
     bench.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    bench.add_argument("--min-time", type=float, default=0.4, help="seconds per point")
+    bench.add_argument("--min-time", type=float, default=0.6, help="seconds per variant and point")
     bench.add_argument(
         "--out", type=Path, default=Path("bench/results"), help="folder for the JSON/markdown"
     )
