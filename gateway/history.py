@@ -1,9 +1,12 @@
 """Reading the predictions stream's history: resume plans, the latest value per device, and
 paged history for REST.
 
-A resume from stream id ``S`` is exact when nothing after ``S`` was ever trimmed: Redis 7
-keeps ``max-deleted-entry-id`` in ``XINFO STREAM``, so the gateway knows rather than
-guesses. Older Redis versions fall back to comparing with the first entry kept.
+A resume from stream id ``S`` is exact when nothing after ``S`` was removed. Workers trim
+with ``MAXLEN ~``, which removes from the head, and ``XDEL`` is recorded in Redis 7's
+``max-deleted-entry-id``; so nothing after ``S`` is missing when the stream never lost an
+entry (``entries-added == length``), or when ``S`` is still kept (``S >= first entry``) and no
+entry after ``S`` was deleted. Otherwise the answer is ``recovered: false`` (erring on the
+safe side when exactly the entries up to ``S`` were trimmed).
 """
 
 from __future__ import annotations
@@ -34,12 +37,14 @@ _ZERO: Final = "0-0"
 
 @dataclass(frozen=True, slots=True)
 class StreamBounds:
-    """What the stream keeps: ids of its first kept entry, the newest id ever generated, and
-    the newest id ever deleted or trimmed (``0-0`` when nothing was)."""
+    """What the stream keeps: ids of its first kept entry, the newest id ever generated, the
+    newest id ever removed by XDEL (``None`` before Redis 7), and whether any entry was ever
+    removed (trimmed or deleted)."""
 
     first: StreamKey | None
     last_generated: StreamKey
     max_deleted: StreamKey | None
+    lost_any: bool = True
 
 
 @dataclass(slots=True)
@@ -81,13 +86,15 @@ async def stream_bounds(redis: Redis, keys: RedisKeys) -> StreamBounds:
     try:
         info = await redis.xinfo_stream(keys.predictions)
     except ResponseError:
-        return StreamBounds(None, (0, 0), None)
+        return StreamBounds(None, (0, 0), None, lost_any=False)
     first = info.get("first-entry")
     max_deleted = info.get("max-deleted-entry-id")
+    added = info.get("entries-added")
     return StreamBounds(
         first=id_key(_s(first[0])) if first else None,
         last_generated=id_key(_s(info["last-generated-id"])),
         max_deleted=id_key(_s(max_deleted)) if max_deleted is not None else None,
+        lost_any=added is None or int(added) > int(info["length"]),
     )
 
 
@@ -171,10 +178,12 @@ async def plan_resume(
     bounds = await stream_bounds(redis, keys)
     if start > bounds.last_generated:
         return ResumePlan(recovered=False, replayed_to=here)  # an id from a reset stream
-    if bounds.max_deleted is not None:
-        trimmed = bounds.max_deleted > start
-    else:  # Redis < 7: entries before the first kept one may have been trimmed
-        trimmed = bounds.first is not None and bounds.first > start and start != (0, 0)
+    trimmed = bounds.lost_any and (
+        (bounds.first is None and bounds.last_generated > start)
+        or (bounds.first is not None and start < bounds.first)
+        or bounds.max_deleted is None
+        or bounds.max_deleted > start
+    )
     if trimmed:
         return ResumePlan(recovered=False, replayed_to=here)
     if start >= here:

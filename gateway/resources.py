@@ -81,6 +81,12 @@ async def open_resources(
     dev_token = None
     if settings.dev_mode:
         dev_token = verifier.mint(subject="dev")
+        # Printed on purpose (dev mode only): the demo needs it; it is never logged.
+        print(
+            f"gateway dev mode: throwaway token (12 h; the dashboard fetches it itself):\n"
+            f"  {dev_token}\n  dashboard: http://{settings.host}:{settings.port}/",
+            flush=True,
+        )
     predictor = await anyio.to_thread.run_sync(
         load_predictor,
         settings.models_dir,

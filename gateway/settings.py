@@ -7,10 +7,10 @@ modules never read the environment themselves.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final, Self
+from typing import Annotated, Any, Final, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["DEMO_JWT_SECRET", "GatewaySettings", "SettingsError"]
 
@@ -51,7 +51,7 @@ class GatewaySettings(BaseSettings):
     """HMAC secret for HS256/384/512 tokens (at least 32/48/64 bytes outside dev mode)."""
     jwt_public_key: str | None = None
     """PEM public key for RS*/ES*/PS*/EdDSA tokens (instead of ``jwt_secret``)."""
-    jwt_algorithms: list[str] = ["HS256"]
+    jwt_algorithms: Annotated[list[str], NoDecode] = ["HS256"]
     """Allowlist of token algorithms; ``none`` is never accepted."""
     jwt_audience: str = "iotstream-gateway"
     """Required ``aud`` claim."""
@@ -61,7 +61,10 @@ class GatewaySettings(BaseSettings):
     """Clock skew tolerated on ``exp``/``nbf``."""
     auth_timeout_s: float = Field(default=5.0, gt=0, le=60)
     """Time a client has to send its ``auth`` message when the token is not in the header."""
-    allowed_origins: list[str] = ["http://localhost:8000", "http://127.0.0.1:8000"]
+    allowed_origins: Annotated[list[str], NoDecode] = [
+        "http://localhost:8000",
+        "http://127.0.0.1:8000",
+    ]
     """Browser origins allowed to open ``/ws`` (``*`` allows any). The gateway's own origin is
     always allowed, so its dashboard works wherever it is served from."""
     allow_missing_origin: bool = True
@@ -89,6 +92,9 @@ class GatewaySettings(BaseSettings):
     """A heartbeat frame goes out after this long without any other frame."""
     max_replay_items: int = Field(default=100_000, ge=1)
     """Largest gap a resume replays; a bigger gap is answered with ``recovered: false``."""
+    ws_compression: bool = False
+    """Offer permessage-deflate. Off by default: it compresses every frame once per client
+    (the shared-bytes fan-out can't share it) and roughly halves fan-out throughput."""
     max_clients: int = Field(default=10_000, ge=1)
     """Connections beyond this are refused before accept."""
 
@@ -97,6 +103,8 @@ class GatewaySettings(BaseSettings):
     """Model repository for ``POST /v1/predict`` (same loader as the workers)."""
     default_model: str = "fault-clf"
     """Route for readings without ``model`` (keep it equal to the workers' default)."""
+    log_level: str = "INFO"
+    """Logging level of the gateway (uvicorn's access log included)."""
     rest_rate_per_s: float = Field(default=50.0, gt=0)
     """Token-bucket refill rate per client IP on ``/v1/*``."""
     rest_burst: int = Field(default=100, ge=1)
@@ -105,6 +113,13 @@ class GatewaySettings(BaseSettings):
     """Largest request body accepted (413 beyond)."""
     max_batch_readings: int = Field(default=1000, ge=1)
     """Most readings one ``POST /v1/predict`` may carry."""
+
+    @field_validator("jwt_algorithms", "allowed_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("jwt_algorithms")
     @classmethod
