@@ -48,11 +48,21 @@ class StreamItem:
     raw: bytes
 
 
+_U64: Final = 2**64 - 1
+
+
 def id_key(stream_id: str | bytes) -> StreamKey:
-    """``"<ms>-<seq>"`` as ``(ms, seq)``; a bare ``<ms>`` means ``(ms, 0)``."""
+    """``"<ms>-<seq>"`` as ``(ms, seq)``; a bare ``<ms>`` means ``(ms, 0)``.
+
+    Raises:
+        ValueError: not a stream id, or a part beyond Redis's 64-bit range.
+    """
     text = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
     ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
+    key = int(ms), int(seq or 0)
+    if key[0] > _U64 or key[1] > _U64 or key[0] < 0 or key[1] < 0:
+        raise ValueError(f"stream id {text[:48]!r} is out of range")
+    return key
 
 
 def parse_entry(stream_id: bytes | str, fields: Mapping[bytes, bytes]) -> StreamItem | None:

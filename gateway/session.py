@@ -12,12 +12,13 @@ import time
 from typing import TYPE_CHECKING
 
 import anyio
+from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.channel import ClientChannel
 from gateway.filters import DeviceMatcher, SubscriptionFilter
 from gateway.history import latest_items, plan_resume
-from gateway.items import encode_heartbeat, encode_predictions
+from gateway.items import encode_heartbeat, encode_predictions, id_key
 from iot_contract import (
     CloseCode,
     ContractError,
@@ -113,17 +114,34 @@ class Session:
             anomalies_only=msg.anomalies_only,
             allowed=allowed,
         )
-        position = res.hub.position or "0-0"
+        if res.hub.position is None:  # the reader has not reached Redis yet
+            self.channel.push_frame(error_frame("unavailable", "stream not reachable; retry"))
+            self.channel.request_close(CloseCode.GOING_AWAY, "stream not reachable")
+            return
+        position = res.hub.position
+        if msg.since is not None and not msg.since.startswith(("$", "-")):
+            try:
+                id_key(msg.since)
+            except ValueError as exc:
+                self.channel.push_frame(error_frame("invalid", str(exc)))
+                return
         self.channel.begin(flt, msg.coalesce, position)
-        plan = await plan_resume(
-            res.redis,
-            res.keys,
-            since=msg.since,
-            client_epoch=msg.epoch,
-            epoch=res.reader.epoch,
-            position=position,
-            max_replay=res.settings.max_replay_items,
-        )
+        try:
+            plan = await plan_resume(
+                res.redis,
+                res.keys,
+                since=msg.since,
+                client_epoch=msg.epoch,
+                epoch=res.reader.epoch,
+                position=position,
+                max_replay=res.settings.max_replay_items,
+            )
+            latest = [] if plan.recovered else await latest_items(res.redis, res.keys)
+        except (RedisError, OSError) as exc:
+            log.warning("resume failed: %s", exc.__class__.__name__)
+            self.channel.push_frame(error_frame("unavailable", "stream not reachable; retry"))
+            self.channel.request_close(CloseCode.GOING_AWAY, "stream not reachable")
+            return
         self.channel.push_frame(
             SubscribedFrame(
                 recovered=plan.recovered, epoch=res.reader.epoch, last_id=position
@@ -139,7 +157,7 @@ class Session:
                     encode_predictions(chunk, position if end else chunk[-1].id)
                 )
         else:
-            latest = flt.select(await latest_items(res.redis, res.keys))
+            latest = flt.select(latest)
             for start in range(0, len(latest), step) or [0]:
                 chunk = latest[start : start + step]
                 self.channel.push_frame(encode_predictions(chunk, position, snapshot=True))

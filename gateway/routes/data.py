@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import Response
 
 from gateway.filters import DeviceMatcher, SubscriptionFilter
 from gateway.history import latest_items, xrange
-from gateway.items import StreamItem, parse_entry
+from gateway.items import StreamItem, id_key, parse_entry
 from gateway.resources import Resources
 from gateway.routes.deps import Caller
 
@@ -45,6 +45,7 @@ _LIST_DOC: dict[int | str, dict[str, Any]] = {
         },
     },
     401: {"description": "missing or bad token"},
+    422: {"description": "bad query parameter"},
 }
 
 
@@ -67,6 +68,11 @@ async def predictions(
 ) -> Response:
     """Stored predictions of ``device``: after ``since`` (oldest first, page with
     ``last_id``), or else the newest ``limit`` (oldest first)."""
+    if since is not None:
+        try:
+            id_key(since)
+        except ValueError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     flt = SubscriptionFilter(devices=DeviceMatcher([device]), allowed=caller.devices)
     out: list[StreamItem] = []
     scanned = 0

@@ -13,6 +13,7 @@ import anyio
 import orjson
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from gateway.process import GatewayProcess
@@ -120,3 +121,17 @@ async def collect(ws: ClientConnection, received: Received, n_items: int, within
     with anyio.fail_after(within):
         while len(received.items) < n_items:
             received.record(await ws.recv())
+
+
+async def until_closed(
+    ws: ClientConnection, received: Received | None = None, within: float = 10.0
+) -> ConnectionClosed:
+    """Read (recording into ``received``) until the server closes; return how it closed."""
+    with anyio.fail_after(within):
+        try:
+            while True:
+                text = await ws.recv()
+                if received is not None:
+                    received.record(text)
+        except ConnectionClosed as exc:
+            return exc

@@ -1,0 +1,98 @@
+"""The real pipeline into the gateway: MQTT -> worker (real models) -> Redis -> /ws, and the
+same readings through REST /v1/predict give the same predictions."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from device_sim.sensors import Machine
+from inference_worker.app import running_worker
+from inference_worker.settings import WorkerSettings
+from iot_contract import Reading, RedisKeys
+from tests.component.gateway.support import token
+from tests.harness.pipeline import publish, reading_messages
+from tests.harness.services import Service
+from tests.integration.gateway.conftest import Received, collect, open_client, subscribe
+
+pytestmark = pytest.mark.integration
+
+MODELS = Path(__file__).resolve().parents[3] / "models"
+
+
+def sensor_readings(n: int, devices: int = 4) -> list[Reading]:
+    machines = [
+        Machine(seed=d, mean_time_between_faults_s=20.0, fault_duration_s=(5.0, 10.0))
+        for d in range(devices)
+    ]
+    out = []
+    for i in range(n):
+        features, label = machines[i % devices].step(1.0)
+        out.append(
+            Reading(
+                device_id=f"pump-{i % devices}",
+                seq=i // devices,
+                ts=time.time(),
+                features=[float(x) for x in features],
+                label=label,
+            )
+        )
+    return out
+
+
+def comparable(p: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in p.items() if k not in ("hops", "worker_id")}
+
+
+def test_rest_and_streaming_give_identical_predictions(
+    start_gateway: Any,
+    mosquitto: Service,
+    redis_service: Service,
+    redis_keys: RedisKeys,
+    unique: str,
+) -> None:
+    worker_settings = WorkerSettings(
+        worker_id=f"w-{unique}",
+        mqtt_url=mosquitto.url,
+        redis_url=redis_service.url,
+        redis_prefix=redis_keys.prefix,
+        share_group=f"g{unique}",
+        models_dir=MODELS,
+        default_model="fault-clf",
+        max_wait_ms=5,
+    )
+    gw = start_gateway(models_dir=str(MODELS))
+    readings = sensor_readings(200)
+    got = Received()
+
+    with running_worker(worker_settings):
+
+        async def main() -> None:
+            async with await open_client(gw.ws_url) as ws:
+                await subscribe(ws, got)
+                await anyio.to_thread.run_sync(
+                    lambda: publish(mosquitto, reading_messages(readings), client_id=f"p{unique}")
+                )
+                await collect(ws, got, len(readings), within=30)
+
+        anyio.run(main)
+
+    streamed = {(p["device_id"], p["seq"]): p for p in got.items}
+    assert len(streamed) == len(readings)
+    response = httpx.post(
+        gw.url + "/v1/predict",
+        content=b"[" + b",".join(r.model_dump_json().encode() for r in readings) + b"]",
+        headers={"Authorization": f"Bearer {token()}", "content-type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["rejected"] == [] and len(body["predictions"]) == len(readings)
+    for p in body["predictions"]:
+        assert comparable(p) == comparable(streamed[(p["device_id"], p["seq"])])
+    assert any(p["anomaly"] for p in body["predictions"])  # the fleet did have faults
