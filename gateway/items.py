@@ -88,13 +88,19 @@ _HEAD: Final = b'{"type":"predictions","items":['
 
 
 def encode_predictions(
-    items: Sequence[StreamItem] | Sequence[bytes], last_id: str | None, *, snapshot: bool = False
+    items: Sequence[StreamItem] | Sequence[bytes],
+    last_id: str | None,
+    *,
+    snapshot: bool = False,
+    sent_ts: float | None = None,
 ) -> str:
-    """A ``predictions`` frame (see :class:`iot_contract.PredictionsFrame`) as text."""
+    """A ``predictions`` frame (see :class:`iot_contract.PredictionsFrame`) as text;
+    ``sent_ts`` defaults to now."""
     raws = [i if isinstance(i, bytes) else i.raw for i in items]
     tail = b'],"last_id":' + (b'"' + last_id.encode() + b'"' if last_id else b"null")
     if snapshot:
         tail += b',"snapshot":true'
+    tail += b',"sent_ts":' + repr(time.time() if sent_ts is None else sent_ts).encode()
     return (_HEAD + b",".join(raws) + tail + b"}").decode()
 
 

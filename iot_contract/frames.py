@@ -154,6 +154,8 @@ class PredictionsFrame(_Frame):
     """Stream id of the last item; resume with ``since`` = this value."""
     snapshot: bool = False
     """``True`` for the latest-value-per-device catch-up after ``recovered: false``."""
+    sent_ts: float | None = None
+    """When the gateway sent the frame (epoch seconds), for the gateway -> browser hop."""
 
 
 class HeartbeatFrame(_Frame):
