@@ -32,8 +32,8 @@ from inference_worker.model_repo import (
 )
 from training import evaluate, export, gate, quantize
 from training.data import Splits, make_splits
+from training.isolated import blas_coretype, train_and_export_pinned
 from training.specs import SPECS, ModelSpec, spec_by_name
-from training.train import fit
 
 __all__ = ["AE_FALSE_ALARM_RATE", "SOURCES", "build", "build_model", "quantizable_exclusions"]
 
@@ -86,7 +86,8 @@ def _git() -> tuple[str, bool]:
 def _versions() -> dict[str, str]:
     from importlib.metadata import version
 
-    return {p: version(p) for p in ("numpy", "scikit-learn", "skl2onnx", "onnx", "onnxruntime")}
+    found = {p: version(p) for p in ("numpy", "scikit-learn", "skl2onnx", "onnx", "onnxruntime")}
+    return {**found, "openblas_coretype": blas_coretype()}
 
 
 def _output_spec(spec: ModelSpec, threshold: float) -> OutputSpec:
@@ -118,15 +119,10 @@ def build_model(
     """Build one model version into ``dest`` (created; must not exist). Raises GateError."""
     work = Path(tempfile.mkdtemp(prefix=f"iotstream-build-{spec.name}-"))
     try:
-        log(f"{spec.name}: training {spec.kind} {spec.hidden}")
-        pipeline = fit(spec, splits.train)
-        proto = (
-            export.export_classifier(pipeline)
-            if spec.kind == "classifier"
-            else (export.export_autoencoder(pipeline))
-        )
+        log(f"{spec.name}: training {spec.kind} {spec.hidden} (OpenBLAS {blas_coretype()})")
         files = {"fp32": work / "fp32.onnx"}
-        onnx.save(proto, str(files["fp32"]))
+        train_and_export_pinned(spec, files["fp32"])
+        proto = onnx.load(str(files["fp32"]))
         pre = work / "preprocessed.onnx"
         quantize.preprocess(files["fp32"], pre)
         excluded = quantizable_exclusions(pre)
