@@ -118,8 +118,21 @@ class OnnxModel:
             self.run(np.zeros((n, self._info.n_features), dtype=np.float32))
 
     def run(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """The raw output tensor for a batch (probabilities, or reconstruction errors)."""
-        result: npt.NDArray[np.float32] = self._session.run(self._fetch, {self._input: features})[0]
+        """The raw output tensor for a batch (probabilities, or reconstruction errors).
+
+        Raises:
+            ModelError: ONNX Runtime refused the batch (wrong width, for instance).
+        """
+        batch = np.asarray(features, dtype=np.float32)
+        try:
+            result: npt.NDArray[np.float32] = self._session.run(self._fetch, {self._input: batch})[
+                0
+            ]
+        except Exception as exc:  # ORT's own untyped errors, translated at this boundary
+            raise ModelError(
+                f"{self._info.name}/{self._info.variant} could not score a batch of shape "
+                f"{batch.shape} (expects (n, {self._info.n_features}) float32): {exc}"
+            ) from exc
         return result
 
     def predict(self, features: npt.NDArray[np.float32]) -> list[Output]:

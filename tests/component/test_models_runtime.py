@@ -126,6 +126,15 @@ def test_overrides(rows: np.ndarray) -> None:
         load_models(MODELS, ["fault-clf"], variant_override="int8-mips")
 
 
+def test_bad_batch_is_a_model_error(models: dict[str, Model]) -> None:
+    from inference_worker.model_repo import ModelError
+
+    with pytest.raises(ModelError, match=r"expects \(n, 16\) float32"):
+        models["fault-clf"].predict(np.zeros((2, 15), dtype=np.float32))
+    doubles = np.zeros((2, 16), dtype=np.float64)
+    assert len(models["fault-clf"].predict(doubles)) == 2  # type: ignore[arg-type]
+
+
 def test_missing_models(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="'nope' not found"):
         load_models(MODELS, ["nope"])
