@@ -45,6 +45,10 @@ class ClientChannel:
         on_close_request: called when a close is requested (the sender interrupts a write).
         position: stream position everything queued so far covers (for ``last_id``).
         dropped: predictions dropped by coalescing.
+        expires_at: when the client's token expires (epoch seconds).
+        last_send: when the sender last finished a write (monotonic seconds).
+        send_started: when the write in progress began, ``None`` when not writing.
+        heartbeat_due: the sweep asks the sender for a heartbeat.
     """
 
     limit: int
@@ -53,6 +57,10 @@ class ClientChannel:
     catching_up: bool = False
     close_request: tuple[int, str] | None = None
     on_close_request: Callable[[], None] | None = None
+    expires_at: float = float("inf")
+    last_send: float = 0.0
+    send_started: float | None = None
+    heartbeat_due: bool = False
     position: str | None = None
     dropped: int = 0
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
@@ -101,6 +109,20 @@ class ClientChannel:
             self.wakeup.set()
             if self.on_close_request is not None:
                 self.on_close_request()
+
+    def sweep(self, now: float, wall: float, send_timeout: float, heartbeat: float) -> None:
+        """Periodic check (one timer per process, not per write): close a client whose
+        write has hung longer than ``send_timeout`` or whose token expired; ask for a
+        heartbeat after ``heartbeat`` seconds without a write."""
+        if self.close_request is not None:
+            return
+        if self.send_started is not None and now - self.send_started > send_timeout:
+            self.request_close(CloseCode.SLOW_CONSUMER, "send timed out")
+        elif wall > self.expires_at:
+            self.request_close(CloseCode.UNAUTHORIZED, "token expired")
+        elif self.send_started is None and now - self.last_send >= heartbeat:
+            self.heartbeat_due = True
+            self.wakeup.set()
 
     def push_frame(self, frame: str) -> None:
         """Queue a control frame (``subscribed``, ``error``, a replay page); it goes out

@@ -46,6 +46,11 @@ class Hub:
         """Stop feeding ``channel``; unknown channels are ignored."""
         self._channels.discard(channel)
 
+    def sweep(self, now: float, wall: float, send_timeout: float, heartbeat: float) -> None:
+        """Run :meth:`ClientChannel.sweep` on every channel."""
+        for channel in list(self._channels):
+            channel.sweep(now, wall, send_timeout, heartbeat)
+
     def publish(self, items: Sequence[StreamItem], position: str) -> None:
         """Fan ``items`` (in stream order, ending at ``position``) out to every channel."""
         self.position = position

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
@@ -54,6 +55,14 @@ def get_resources(conn: HTTPConnection) -> GatewayResources:
 Resources = Annotated[GatewayResources, Depends(get_resources)]
 
 
+async def _sweep(hub: Hub, settings: GatewaySettings) -> None:
+    """Send timeouts, token expiry and heartbeats for every client, from one timer."""
+    period = min(1.0, settings.heartbeat_s / 2, settings.send_timeout_s / 2)
+    while True:
+        await anyio.sleep(period)
+        hub.sweep(time.monotonic(), time.time(), settings.send_timeout_s, settings.heartbeat_s)
+
+
 @contextlib.asynccontextmanager
 async def open_resources(
     settings: GatewaySettings, metrics: GatewayMetrics
@@ -100,6 +109,7 @@ async def open_resources(
             log.warning("redis not reachable at start (%s); the reader keeps trying", exc)
         async with anyio.create_task_group() as tg:
             tg.start_soon(reader.run)
+            tg.start_soon(_sweep, hub, settings)
             yield GatewayResources(
                 settings, keys, redis, hub, reader, verifier, metrics, predictor, dev_token
             )

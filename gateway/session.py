@@ -1,8 +1,8 @@
 """One accepted WebSocket connection: its control messages in, its frames out.
 
 Two tasks per connection: the receive loop (control messages, resumes) and the sender
-(drains the :class:`ClientChannel`, heartbeats, closes). Every write has a timeout and can be
-interrupted, so a stuck client only ever blocks its own sender.
+(drains the :class:`ClientChannel`, heartbeats, closes). A write that hangs is interrupted
+by the hub's periodic sweep, so a stuck client only ever blocks its own sender.
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ class Session:
         settings = resources.settings
         self.channel = ClientChannel(limit=settings.client_queue_items)
         self.channel.on_close_request = self._interrupt
+        self.channel.expires_at = principal.expires_at
         self._send_scope: anyio.CancelScope | None = None
-        self._last_send = time.monotonic()
 
     async def run(self) -> None:
         """Serve until the client leaves or the gateway closes the connection."""
@@ -166,68 +166,67 @@ class Session:
 
     # --- sending
     def _interrupt(self) -> None:
-        if self._send_scope is not None:
+        # Only a write in progress needs cutting short; an idle sender wakes up anyway.
+        if self._send_scope is not None and self.channel.send_started is not None:
             self._send_scope.cancel()
 
     def _heartbeat_id(self) -> str | None:
         return self.channel.position if self.channel.idle else None
 
     async def _send(self, text: str) -> bool:
-        """Write one frame; False when the connection is done for."""
-        with anyio.CancelScope() as scope:
-            self._send_scope = scope
-            try:
-                with anyio.fail_after(self.res.settings.send_timeout_s):
-                    await self.ws.send_text(text)
-            except TimeoutError:
-                self.channel.request_close(CloseCode.SLOW_CONSUMER, "send timed out")
-                return False
-            except _SEND_ERRORS:
-                return False
-            finally:
-                self._send_scope = None
-        if scope.cancelled_caught:
+        """Write one frame; False when the connection is gone. A write that hangs is
+        interrupted by the hub's sweep (no per-write timer: this is the hot path)."""
+        channel = self.channel
+        channel.send_started = time.monotonic()
+        try:
+            await self.ws.send_text(text)
+        except _SEND_ERRORS:
             return False
-        self._last_send = time.monotonic()
+        finally:
+            channel.send_started = None
+        channel.last_send = time.monotonic()
         return True
 
     async def _send_loop(self, connection_scope: anyio.CancelScope) -> None:
+        with anyio.CancelScope() as scope:  # cancelled by a close request mid-write
+            self._send_scope = scope
+            await self._send_frames()
+        self._send_scope = None
+        await self._close()
+        connection_scope.cancel()
+
+    async def _send_frames(self) -> None:
         channel = self.channel
         metrics = self.res.metrics
-        settings = self.res.settings
-        max_items = settings.max_frame_items
+        frames_predictions = metrics.frames.labels("predictions")
+        frames_control = metrics.frames.labels("control")
+        frames_heartbeat = metrics.frames.labels("heartbeat")
+        max_items = self.res.settings.max_frame_items
+        channel.last_send = time.monotonic()
         while True:
-            wait = self._last_send + settings.heartbeat_s - time.monotonic()
-            with anyio.move_on_after(max(wait, 0)):
-                await channel.wakeup.wait()
+            await channel.wakeup.wait()
             channel.wakeup.clear()
-            if channel.close_request is None and time.time() > self.principal.expires_at:
-                channel.request_close(CloseCode.UNAUTHORIZED, "token expired")
             if channel.close_request is not None:
                 if channel.close_request[0] != CloseCode.SLOW_CONSUMER:
                     for frame in channel.drain(0).frames:  # say why before closing
                         if not await self._send(frame):
-                            break
-                break
+                            return
+                return
             drained = channel.drain(max_items)
-            if not drained.frames and not drained.items:
-                if time.monotonic() - self._last_send >= settings.heartbeat_s:
-                    if not await self._send(encode_heartbeat(self._heartbeat_id())):
-                        break
-                    metrics.frames.labels("heartbeat").inc()
-                continue
-            ok = True
             for frame in drained.frames:
-                ok = ok and await self._send(frame)
-                metrics.frames.labels("control").inc()
-            if ok and drained.items:
-                ok = await self._send(encode_predictions(drained.items, drained.last_id))
-                metrics.frames.labels("predictions").inc()
+                if not await self._send(frame):
+                    return
+                frames_control.inc()
+            if drained.items:
+                if not await self._send(encode_predictions(drained.items, drained.last_id)):
+                    return
+                frames_predictions.inc()
                 metrics.items.inc(len(drained.items))
-            if not ok:
-                break
-        await self._close()
-        connection_scope.cancel()
+            elif channel.heartbeat_due and not drained.frames:
+                if not await self._send(encode_heartbeat(self._heartbeat_id())):
+                    return
+                frames_heartbeat.inc()
+            channel.heartbeat_due = False
 
     async def _close(self) -> None:
         request = self.channel.close_request

@@ -171,3 +171,19 @@ def test_hub_drops_slow_channel_without_touching_others() -> None:
     hub.publish([item(1), item(2)], "1002-0")
     assert slow.slow and slow not in hub.channels
     assert fast in hub.channels and len(fast) == 2
+
+
+def test_sweep_closes_hung_writes_and_expired_tokens_and_asks_for_heartbeats() -> None:
+    hub = Hub()
+    hung, expired, idle, busy = (ClientChannel(limit=10) for _ in range(4))
+    for ch in (hung, expired, idle, busy):
+        ch.last_send = 100.0
+        hub.register(ch)
+    hung.send_started = 100.0
+    expired.expires_at = 50.0
+    busy.last_send = 119.0
+    hub.sweep(now=120.0, wall=60.0, send_timeout=10.0, heartbeat=15.0)
+    assert hung.close_request == (CloseCode.SLOW_CONSUMER, "send timed out")
+    assert expired.close_request == (CloseCode.UNAUTHORIZED, "token expired")
+    assert idle.heartbeat_due and idle.wakeup.is_set() and idle.close_request is None
+    assert not busy.heartbeat_due and busy.close_request is None

@@ -1,8 +1,11 @@
 """Builders shared by the gateway tests: settings, tokens, and predictions written to Redis
-exactly the way a worker writes them (through the worker's own RedisSink)."""
+in the workers' layout (stream entry ``{m: Prediction JSON}`` added with ``MAXLEN ~``, the
+latest-value hash, the epoch set with ``SET NX``). The tests that need the worker itself run
+it (test_gateway_pipeline, test_dashboard_browser)."""
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -11,8 +14,7 @@ import jwt
 import redis
 
 from gateway import GatewaySettings
-from inference_worker.redis_sink import RedisSink
-from iot_contract import Hops, ModelRef, Prediction, RedisKeys
+from iot_contract import RECORD_FIELD, Hops, JsonCodec, ModelRef, Prediction, RedisKeys
 
 SECRET = "test-secret-" + "x" * 40
 AUDIENCE = "iotstream-gateway"
@@ -58,17 +60,31 @@ def prediction(device: str, seq: int, *, anomaly: bool = False, model: str = "m1
 
 
 class Feeder:
-    """Writes predictions like a worker does (dedup, XADD MAXLEN ~, latest hash)."""
+    """Writes predictions the way a worker does: one pipeline per batch, ``published_ts``
+    stamped at write time."""
 
     def __init__(self, redis_url: str, keys: RedisKeys, maxlen: int = 1_000_000) -> None:
         self.client = redis.Redis.from_url(redis_url)
         self.keys = keys
-        self.sink = RedisSink(self.client, keys, stream_maxlen=maxlen)
-        self.epoch = self.sink.ensure_epoch()
+        self.maxlen = maxlen
+        self.client.set(keys.epoch, secrets.token_hex(8), nx=True)
+        self.epoch = (self.client.get(keys.epoch) or b"").decode()  # type: ignore[union-attr]
+        self._codec = JsonCodec()
 
     def write(self, predictions: Iterable[Prediction]) -> None:
         """Store a batch."""
-        self.sink.write(list(predictions), [], time.time())
+        now = time.time()
+        with self.client.pipeline(transaction=False) as pipe:
+            for p in predictions:
+                stamped = p.model_copy(
+                    update={"hops": p.hops.model_copy(update={"published_ts": now})}
+                )
+                raw = self._codec.encode(stamped)
+                pipe.xadd(
+                    self.keys.predictions, {RECORD_FIELD: raw}, maxlen=self.maxlen, approximate=True
+                )
+                pipe.hset(self.keys.latest, p.device_id, raw)
+            pipe.execute()
 
     def ids(self) -> list[str]:
         """Every id in the stream, oldest first."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -23,6 +24,15 @@ def frames_until(ws: Any, n_items: int) -> list[dict[str, Any]]:
         if frame["type"] == "predictions":
             items.extend(frame["items"])
     return items
+
+
+def caught_up(client: TestClient, last_id: str) -> None:
+    """Wait until the gateway's stream reader has read up to ``last_id``."""
+    auth = {"Authorization": f"Bearer {token()}"}
+    deadline = time.monotonic() + 10
+    while client.get("/v1/devices", headers=auth).json()["last_id"] != last_id:
+        assert time.monotonic() < deadline, "the gateway's reader did not catch up"
+        time.sleep(0.01)
 
 
 def subscribe(ws: Any, **fields: Any) -> SubscribedFrame:
@@ -60,6 +70,7 @@ def test_filters_devices_models_anomalies(client: TestClient, feeder: Feeder) ->
 def test_since_last_n_and_exact_resume(client: TestClient, feeder: Feeder) -> None:
     feeder.write(prediction("d1", n) for n in range(10))
     ids = feeder.ids()
+    caught_up(client, ids[-1])
     with client.websocket_connect("/ws", subprotocols=BEARER) as ws:
         sub = subscribe(ws, since="-3")
         assert sub.recovered

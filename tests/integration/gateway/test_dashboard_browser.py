@@ -90,9 +90,7 @@ def test_dashboard_live_anomalies_and_resume_after_gateway_restart(
 ) -> None:
     if shutil.which(CHROMIUM) is None:
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium", pytrace=False)
-    gw = start_gateway(
-        dev_mode=True, jwt_secret=SECRET, models_dir=str(MODELS), batch_window_ms=20
-    )
+    gw = start_gateway(dev_mode=True, jwt_secret=SECRET, models_dir=str(MODELS), batch_window_ms=20)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:

@@ -1,0 +1,111 @@
+"""Client side of the gateway benchmark: one process holding many WebSocket connections.
+
+    python -m bench.gateway_clients WS_URL N MODE     (token in $BENCH_TOKEN)
+
+Prints ``ready`` once every connection is subscribed; then on stdin ``start`` begins
+counting and ``stop`` prints a JSON line: items, frames, closed connections and (MODE
+``latency``) a histogram of published -> received latency in 0.1 ms buckets. Throughput
+mode counts items without decoding JSON (``"device_id"`` occurrences in the raw frame), so
+the clients spend as little CPU as possible next to the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from typing import Final
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
+
+__all__ = ["CLIENT_MODULE"]
+
+CLIENT_MODULE: Final = "bench.gateway_clients"
+_ITEM: Final = b'"device_id"'
+
+
+class Counter:
+    """Shared counters of one process."""
+
+    def __init__(self, latency: bool) -> None:
+        self.latency = latency
+        self.measuring = False
+        self.items = 0
+        self.frames = 0
+        self.closed = 0
+        self.hist: dict[str, int] = {}
+
+
+async def _reader(ws: ClientConnection, counter: Counter) -> None:
+    try:
+        while True:
+            data = await ws.recv(decode=False)
+            if not counter.measuring:
+                continue
+            if counter.latency:
+                now = time.time()
+                frame = orjson.loads(data)
+                if frame.get("type") != "predictions":
+                    continue
+                counter.frames += 1
+                for p in frame["items"]:
+                    counter.items += 1
+                    key = f"{round((now - p['hops']['published_ts']) * 1e4) / 10:.1f}"
+                    counter.hist[key] = counter.hist.get(key, 0) + 1
+            else:
+                n = data.count(_ITEM)
+                if n:
+                    counter.frames += 1
+                    counter.items += n
+    except ConnectionClosed:
+        counter.closed += 1
+
+
+async def _main(url: str, n: int, mode: str) -> None:
+    token = os.environ["BENCH_TOKEN"]
+    counter = Counter(latency=mode == "latency")
+    conns: list[ClientConnection] = []
+    for _ in range(n):
+        ws = await connect(
+            url,
+            subprotocols=[Subprotocol("bearer"), Subprotocol(token)],
+            compression=None,
+            max_size=None,
+            open_timeout=30,
+            ping_interval=None,
+        )
+        await ws.send('{"type":"subscribe"}')
+        await ws.recv()
+        conns.append(ws)
+    tasks = [asyncio.create_task(_reader(ws, counter)) for ws in conns]
+    loop = asyncio.get_running_loop()
+    print("ready", flush=True)
+    t0 = 0.0
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if line.strip() == "start":
+            counter.measuring, t0 = True, time.perf_counter()
+            print("started", flush=True)
+        elif line.strip() == "stop" or not line:
+            counter.measuring = False
+            report = {
+                "items": counter.items,
+                "frames": counter.frames,
+                "closed": counter.closed,
+                "seconds": time.perf_counter() - t0,
+                "latency_hist": counter.hist,
+            }
+            print(json.dumps(report), flush=True)
+            break
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(_main(sys.argv[1], int(sys.argv[2]), sys.argv[3]))
