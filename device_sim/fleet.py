@@ -213,7 +213,7 @@ class Fleet:
             for i, d in enumerate(self.devices)
         ]
         heapq.heapify(heap)
-        next_misc = next_report = start
+        next_misc, next_report = start, start + s.report_every
         while not stop.is_set() and heap:
             now = time.monotonic()
             if now >= end:

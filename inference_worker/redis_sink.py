@@ -15,25 +15,30 @@ calling it again with the same batch is safe.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+import orjson
 import redis
 
-from iot_contract import RECORD_FIELD, DeadLetter, JsonCodec, Prediction, RedisKeys
+from inference_worker.core import PredictionRecord
+from iot_contract import RECORD_FIELD, DeadLetter, JsonCodec, RedisKeys
 
 __all__ = ["RedisSink", "WriteResult"]
 
 _STORE: Final = """
 -- KEYS[1] predictions stream, KEYS[2] latest hash
--- ARGV[1] stream maxlen, ARGV[2] dedup ttl, then groups of 4: seen key, bit, device id, json
+-- ARGV[1] stream maxlen, ARGV[2] dedup ttl, then groups of 3: seen key, bit, json
+-- (the seen key is <prefix>:seen:<device_id>:<block>; the device id is taken from it)
 local stored = 0
-for i = 3, #ARGV, 4 do
+for i = 3, #ARGV, 3 do
   if redis.call('SETBIT', ARGV[i], ARGV[i + 1], 1) == 0 then
     redis.call('EXPIRE', ARGV[i], ARGV[2], 'NX')
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[i + 3])
-    redis.call('HSET', KEYS[2], ARGV[i + 2], ARGV[i + 3])
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[i + 2])
+    redis.call('HSET', KEYS[2], string.match(ARGV[i], ':seen:(.+):%d+$'), ARGV[i + 2])
     stored = stored + 1
   end
 end
@@ -80,7 +85,7 @@ class RedisSink:
         self.stream_maxlen = stream_maxlen
         self.deadletter_maxlen = deadletter_maxlen
         self.dedup_ttl = dedup_ttl
-        self._store = client.register_script(_STORE)
+        self._sha = hashlib.sha1(_STORE.encode()).hexdigest()  # noqa: S324 - Redis's script id
 
     def ensure_epoch(self) -> str:
         """The stream epoch, created (``SET NX``) if this is a fresh deployment."""
@@ -90,25 +95,50 @@ class RedisSink:
 
     def write(
         self,
-        predictions: list[Prediction],
-        deadletters: list[DeadLetter],
+        predictions: Sequence[PredictionRecord],
+        deadletters: Sequence[DeadLetter],
         published_ts: float,
     ) -> WriteResult:
-        """Store a batch in one round trip; stamps ``hops.published_ts``.
+        """Store a batch in one round trip; stamps each record's ``hops.published_ts``.
+
+        Args:
+            predictions: records as built by :class:`inference_worker.core.InferenceCore`.
+            deadletters: rejected readings.
+            published_ts: the write time recorded in every prediction.
 
         Raises:
             redis.RedisError: nothing is certain; retry with the same batch.
         """
         args: list[Any] = [self.stream_maxlen, self.dedup_ttl]
-        for p in predictions:
-            key, bit = self.keys.seen(p.device_id, p.seq)
-            stamped = p.model_copy(
-                update={"hops": p.hops.model_copy(update={"published_ts": published_ts})}
+        for record in predictions:
+            key, bit = self.keys.seen(record["device_id"], record["seq"])
+            record["hops"]["published_ts"] = published_ts
+            args += (key, bit, orjson.dumps(record))
+        replies = self._execute(args, predictions, deadletters)
+        if predictions and isinstance(replies[0], redis.exceptions.NoScriptError):
+            # Redis restarted (or SCRIPT FLUSH): load the script and store the predictions
+            # again; the dead letters of the pipeline did land.
+            self.client.script_load(_STORE)
+            replies[0] = self.client.evalsha(
+                self._sha, 2, self.keys.predictions, self.keys.latest, *args
             )
-            args += (key, bit, p.device_id, _CODEC.encode(stamped))
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        stored = int(replies[0]) if predictions else 0
+        return WriteResult(stored, len(predictions) - stored, len(deadletters))
+
+    def _execute(
+        self,
+        args: list[Any],
+        predictions: Sequence[PredictionRecord],
+        deadletters: Sequence[DeadLetter],
+    ) -> list[Any]:
+        # EVALSHA straight in the pipeline: redis-py's Script objects would send a
+        # SCRIPT EXISTS round trip before every pipeline.
         with self.client.pipeline(transaction=False) as pipe:
             if predictions:
-                self._store(keys=[self.keys.predictions, self.keys.latest], args=args, client=pipe)
+                pipe.evalsha(self._sha, 2, self.keys.predictions, self.keys.latest, *args)
             for record in deadletters:
                 pipe.xadd(
                     self.keys.deadletter,
@@ -116,6 +146,5 @@ class RedisSink:
                     maxlen=self.deadletter_maxlen,
                     approximate=True,
                 )
-            replies = pipe.execute()
-        stored = int(replies[0]) if predictions else 0
-        return WriteResult(stored, len(predictions) - stored, len(deadletters))
+            replies: list[Any] = pipe.execute(raise_on_error=False)
+        return replies

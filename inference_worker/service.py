@@ -15,7 +15,7 @@ import orjson
 import redis
 
 from inference_worker.batcher import Batcher
-from inference_worker.core import InferenceCore
+from inference_worker.core import InferenceCore, PredictionRecord
 from inference_worker.metrics import WorkerMetrics
 from inference_worker.mqtt_source import Incoming, MqttSource
 from inference_worker.ratelog import RateLimitedLog
@@ -24,8 +24,6 @@ from inference_worker.settings import WorkerSettings
 from iot_contract import (
     ContractError,
     DeadLetter,
-    JsonCodec,
-    Prediction,
     Reading,
     RejectReason,
     TopicKind,
@@ -37,7 +35,6 @@ from iot_contract import (
 __all__ = ["Worker"]
 
 log = logging.getLogger(__name__)
-_CODEC = JsonCodec()
 
 
 class Worker:
@@ -108,11 +105,11 @@ class Worker:
         result = self.core.infer(readings, [item.received_ts for item in origin])
         for index, error in result.rejected:
             deadletters.append(self._deadletter(origin[index], error, readings[index].device_id))
-        if not self._store(result.predictions, deadletters, stop):
+        if not self._store(result.records, deadletters, stop):
             return False
         self.source.ack(batch)
         if self.settings.publish_inference:
-            self._publish_back(result.predictions)
+            self._publish_back(result.records)
         return True
 
     def _decode(self, item: Incoming) -> Reading:
@@ -150,7 +147,7 @@ class Worker:
 
     def _store(
         self,
-        predictions: list[Prediction],
+        predictions: list[PredictionRecord],
         deadletters: list[DeadLetter],
         stop: threading.Event | None,
     ) -> bool:
@@ -178,9 +175,11 @@ class Worker:
             self.metrics.duplicates.inc(result.duplicates)
             return True
 
-    def _publish_back(self, predictions: list[Prediction]) -> None:
-        for p in predictions:
-            self.source.client.publish(inference_topic(p.device_id), _CODEC.encode(p), qos=0)
+    def _publish_back(self, records: list[PredictionRecord]) -> None:
+        for record in records:
+            self.source.client.publish(
+                inference_topic(record["device_id"]), orjson.dumps(record), qos=0
+            )
 
 
 def describe(settings: WorkerSettings) -> str:

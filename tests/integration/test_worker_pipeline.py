@@ -218,8 +218,8 @@ def test_sink_deduplicates_redelivered_readings(
     sink = RedisSink(rclient, redis_keys)
     readings = fleet(unique, 40, devices=2)
     core = make_core("w")
-    first = core.infer(readings[:30], received_ts=1.0).predictions
-    again = core.infer(readings[10:], received_ts=2.0).predictions  # 20 repeats + 10 new
+    first = core.infer(readings[:30], received_ts=1.0).records
+    again = core.infer(readings[10:], received_ts=2.0).records  # 20 repeats + 10 new
     r1 = sink.write(first, [], published_ts=3.0)
     r2 = sink.write(again, [], published_ts=4.0)
     assert (r1.stored, r1.duplicates) == (30, 0)

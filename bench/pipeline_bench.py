@@ -1,0 +1,343 @@
+"""Streaming pipeline benchmark: simulator -> Mosquitto -> worker(s) -> Redis, all on this machine.
+
+Prints a table and writes a JSON report (default ``bench/results/pipeline.json``).
+
+Scenarios, each a fresh broker + Redis:
+  saturate   the simulator offers more than the worker can take (QoS 1, manual acks);
+             sustained rate = predictions stored per second; zero loss checked at the end.
+  latency    a fixed offered rate (default 10,000 readings/s): p50/p99 publish -> Redis.
+  baseline   as saturate, but max_batch=1: one inference and one Redis write per message.
+
+Worker CPU per reading is read from /proc/<pid>/stat (user + system) of the worker process.
+
+    python -m bench.pipeline_bench                      # full run (~2 min)
+    python -m bench.pipeline_bench --quick              # bounded run (~30 s)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from iot_contract import JsonCodec, Prediction, RedisKeys
+from iotstream.localservices import MosquittoProcess, RedisProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+BROKER_CONFIG = MosquittoProcess.default_config().replace(
+    "max_inflight_messages 100", "max_inflight_messages {inflight}"
+)
+
+
+@dataclass
+class Result:
+    """One scenario's figures."""
+
+    scenario: str
+    protocol: str
+    max_batch: int
+    offered_per_s: float
+    published: int
+    stored: int
+    duplicates_or_loss: int
+    seconds: float
+    stored_per_s: float
+    worker_cpu_us_per_reading: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+@contextlib.contextmanager
+def _services(work: Path, inflight: int) -> Iterator[tuple[MosquittoProcess, RedisProcess]]:
+    config = BROKER_CONFIG.replace("{inflight}", str(inflight))
+    with MosquittoProcess(work / "mq", config=config) as mq, RedisProcess(work / "rd") as rd:
+        yield mq, rd
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "iotstream", *args],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+
+
+def _wait_ready(log: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited:\n{log.read_text()[-3000:]}")
+        if "ready: consuming" in log.read_text():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"worker not ready in {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def run_scenario(
+    name: str,
+    *,
+    rate: float,
+    seconds: float,
+    protocol: str,
+    max_batch: int,
+    work: Path,
+    inflight: int,
+    sim_processes: int = 2,
+) -> Result:
+    """Run one scenario on a fresh broker and Redis."""
+    work.mkdir(parents=True, exist_ok=True)
+    with _services(work, inflight) as (mq, rd):
+        keys = RedisKeys("bench")
+        worker_env = {
+            "WORKER_WORKER_ID": "bench-w0",
+            "WORKER_MQTT_URL": mq.url,
+            "WORKER_REDIS_URL": rd.url,
+            "WORKER_REDIS_PREFIX": keys.prefix,
+            "WORKER_MQTT_PROTOCOL": protocol,
+            "WORKER_MAX_BATCH": str(max_batch),
+            "WORKER_MAX_WAIT_MS": "5",
+            "WORKER_MODELS_DIR": str(ROOT / "models"),
+            "WORKER_MODELS": "fault-clf",
+            "WORKER_DEFAULT_MODEL": "fault-clf",
+            "WORKER_LOG_LEVEL": "INFO",
+        }
+        wlog = work / "worker.log"
+        worker = _spawn(["worker"], worker_env, wlog)
+        try:
+            _wait_ready(wlog, worker)
+            cpu0 = _cpu_seconds(worker.pid)
+            per_sim = rate / sim_processes
+            devices = 1000
+            sims = [
+                _spawn(
+                    [
+                        "sim",
+                        "--mode",
+                        "load",
+                        "--devices",
+                        str(devices // sim_processes),
+                        "--device-prefix",
+                        f"b{k}",
+                        "--connections",
+                        "2",
+                        "--rate",
+                        str(per_sim / (devices // sim_processes)),
+                        "--duration",
+                        str(seconds),
+                        "--report-every",
+                        "60",
+                        "--mqtt-url",
+                        mq.url,
+                        "--protocol",
+                        "3.1.1",
+                    ],
+                    {},
+                    work / f"sim{k}.log",
+                )
+                for k in range(sim_processes)
+            ]
+            t0 = time.monotonic()
+            for sim in sims:
+                sim.wait(seconds + 60)
+            client = redis.Redis.from_url(rd.url)
+            published = sum(_published(work / f"sim{k}.log") for k in range(sim_processes))
+            stored = _wait_settled(client, keys.predictions, published)
+            elapsed = time.monotonic() - t0
+            cpu = _cpu_seconds(worker.pid) - cpu0
+            lat = _latencies(client, keys)
+            first_last = _stored_span(client, keys)
+            client.close()
+        finally:
+            worker.terminate()
+            worker.wait(30)
+    active = first_last or elapsed
+    pct = _percentiles(lat)
+    return Result(
+        scenario=name,
+        protocol=protocol,
+        max_batch=max_batch,
+        offered_per_s=rate,
+        published=published,
+        stored=stored,
+        duplicates_or_loss=stored - published,
+        seconds=round(active, 2),
+        stored_per_s=round(stored / active, 1),
+        worker_cpu_us_per_reading=round(cpu / max(stored, 1) * 1e6, 1),
+        p50_ms=pct[0],
+        p99_ms=pct[1],
+        max_ms=pct[2],
+    )
+
+
+def _published(log: Path) -> int:
+    # the simulator's last progress line: "... | sent N (R/s) | acked N | ..."
+    lines = [line for line in log.read_text().splitlines() if "| sent " in line]
+    if not lines:
+        raise RuntimeError(f"simulator printed no progress:\n{log.read_text()[-2000:]}")
+    return int(lines[-1].split("| acked ")[1].split()[0])
+
+
+def _wait_settled(client: redis.Redis, key: str, expected: int, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        n = int(client.xlen(key))
+        if n >= expected and n == last and time.monotonic() - since > 1.0:
+            return n
+        if n != last:
+            last, since = n, time.monotonic()
+        time.sleep(0.2)
+    return last
+
+
+def _latencies(client: redis.Redis, keys: RedisKeys) -> list[float]:
+    codec = JsonCodec()
+    out: list[float] = []
+    last = "-"
+    while True:
+        batch: Any = client.xrange(keys.predictions, min=last, count=10_000)
+        if last != "-":
+            batch = batch[1:]
+        if not batch:
+            return out
+        for _id, fields in batch:
+            p = codec.decode(fields[b"m"], Prediction)
+            out.append(((p.hops.published_ts or 0) - p.hops.device_ts) * 1000)
+        last = batch[-1][0].decode()
+
+
+def _stored_span(client: redis.Redis, keys: RedisKeys) -> float | None:
+    first: Any = client.xrange(keys.predictions, count=1)
+    last: Any = client.xrevrange(keys.predictions, count=1)
+    if not first or not last:
+        return None
+    first_ms = int(first[0][0].split(b"-")[0])
+    last_ms = int(last[0][0].split(b"-")[0])
+    return max((last_ms - first_ms) / 1000, 0.001)
+
+
+def _percentiles(values: list[float]) -> tuple[float, float, float]:
+    if not values:
+        return (float("nan"),) * 3
+    s = sorted(values)
+
+    def at(q: float) -> float:
+        return round(s[min(len(s) - 1, int(q * len(s)))], 2)
+
+    return at(0.50), at(0.99), round(s[-1], 2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the scenarios and write the report."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="short bounded run")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--saturate-rate", type=float, default=24000)
+    parser.add_argument("--latency-rate", type=float, default=10000)
+    parser.add_argument("--protocols", default="3.1.1,5")
+    parser.add_argument("--inflight", type=int, default=256)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "pipeline.json")
+    args = parser.parse_args(argv)
+    seconds = 4.0 if args.quick else args.seconds
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="iotstream-bench-") as tmp:
+        work = Path(tmp)
+        for protocol in args.protocols.split(","):
+            results.append(
+                run_scenario(
+                    "saturate",
+                    rate=args.saturate_rate,
+                    seconds=seconds,
+                    protocol=protocol,
+                    max_batch=64,
+                    work=work / f"sat-{protocol}",
+                    inflight=args.inflight,
+                )
+            )
+            results.append(
+                run_scenario(
+                    "latency",
+                    rate=args.latency_rate,
+                    seconds=seconds,
+                    protocol=protocol,
+                    max_batch=64,
+                    work=work / f"lat-{protocol}",
+                    inflight=args.inflight,
+                )
+            )
+        results.append(
+            run_scenario(
+                "baseline",
+                rate=args.saturate_rate,
+                seconds=seconds,
+                protocol="3.1.1",
+                max_batch=1,
+                work=work / "base",
+                inflight=args.inflight,
+            )
+        )
+    _print(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+        },
+        "seconds": seconds,
+        "results": [asdict(r) for r in results],
+    }
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"\nreport: {args.out}")
+    return 0
+
+
+def _print(results: list[Result]) -> None:
+    head = (
+        f"{'scenario':<9} {'mqtt':<5} {'batch':>5} {'offered/s':>9} {'stored':>8} "
+        f"{'loss':>5} {'stored/s':>9} {'cpu us/r':>8} {'p50 ms':>7} {'p99 ms':>7}"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in results:
+        print(
+            f"{r.scenario:<9} {r.protocol:<5} {r.max_batch:>5} {r.offered_per_s:>9.0f} "
+            f"{r.stored:>8} {r.duplicates_or_loss:>5} {r.stored_per_s:>9.0f} "
+            f"{r.worker_cpu_us_per_reading:>8.1f} {r.p50_ms:>7.1f} {r.p99_ms:>7.1f}"
+        )
+    sat = {r.protocol: r for r in results if r.scenario == "saturate"}
+    base = next((r for r in results if r.scenario == "baseline"), None)
+    if base and "3.1.1" in sat:
+        print(
+            f"\nmicro-batched / per-message (MQTT 3.1.1): "
+            f"{sat['3.1.1'].stored_per_s / max(base.stored_per_s, 1):.1f}x"
+        )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

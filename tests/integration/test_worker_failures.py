@@ -1,0 +1,63 @@
+"""Failure semantics: Redis outages and worker crashes lose nothing and duplicate nothing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from inference_worker.app import running_worker
+from inference_worker.core import InferenceCore
+from inference_worker.settings import WorkerSettings
+from iot_contract import Reading, RedisKeys
+from iotstream.localservices import RedisProcess
+from tests.harness.models import LinearModel
+from tests.harness.pipeline import predictions, publish, reading_messages, settle, wait_for
+from tests.harness.services import Service
+
+pytestmark = pytest.mark.integration
+
+
+def test_redis_outage_loses_nothing(mosquitto: Service, tmp_path: Path, unique: str) -> None:
+    keys = RedisKeys(f"t{unique}")
+    with RedisProcess(tmp_path / "redis", appendonly=True) as server:
+        settings = WorkerSettings(
+            worker_id=f"w-{unique}",
+            mqtt_url=mosquitto.url,
+            redis_url=server.url,
+            redis_prefix=keys.prefix,
+            share_group=f"g{unique}",
+            max_batch=8,
+            default_model="lin",
+        )
+        core = InferenceCore(
+            {"lin": LinearModel()}, default_model="lin", worker_id=settings.worker_id
+        )
+        readings = [
+            Reading(device_id=f"d{unique}", seq=i, ts=1.0, features=[i, 0.0, 1.0])
+            for i in range(200)
+        ]
+        client = redis.Redis.from_url(server.url)
+        with running_worker(settings, core) as (worker, _stop):
+            publish(mosquitto, reading_messages(readings[:50]), client_id=f"a{unique}")
+            assert wait_for(client, keys.predictions, 50) == 50
+            server.stop()
+            sender = threading.Thread(
+                target=publish,
+                args=(mosquitto, reading_messages(readings[50:150])),
+                kwargs={"client_id": f"b{unique}"},
+            )
+            sender.start()
+            time.sleep(3)
+            assert worker.metrics.redis_retries._value.get() > 0
+            server.start()
+            sender.join(30)
+            publish(mosquitto, reading_messages(readings[150:]), client_id=f"c{unique}")
+            assert wait_for(client, keys.predictions, 200, timeout=30) == 200
+        assert settle(client, keys.predictions) == 200
+        stored = predictions(client, keys)
+        assert sorted(p.seq for p in stored) == list(range(200))
+        client.close()
