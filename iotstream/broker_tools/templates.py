@@ -64,7 +64,8 @@ VARIABLES: Final[Mapping[str, TemplateVar]] = {
     for v in (
         TemplateVar("run_as_user", "mosquitto", "user mosquitto drops to after binding ports"),
         TemplateVar("data_dir", "/var/lib/mosquitto", "persistence directory (writable)"),
-        TemplateVar("autosave_interval", "1", "seconds between persistence saves"),
+        TemplateVar("autosave_interval", "1", "seconds (or changes) between persistence saves"),
+        TemplateVar("autosave_on_changes", "false", "count autosave_interval in changes"),
         TemplateVar("max_packet_size", "16384", "largest accepted MQTT packet, bytes"),
         TemplateVar("password_file", f"{_ETC}/passwd", "password file ($7$ hashes)"),
         TemplateVar("acl_file", f"{_ETC}/acl", "ACL file (copy of broker/acl)"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +25,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
+@contextlib.contextmanager
 def start_production(root: Path, pki: Pki, **values: str | int) -> Iterator[Broker]:
+    """Run broker/production.conf with accounts made by the tooling under ``root``."""
     secrets = write_accounts(root / "etc")
     with run_broker(Profile.PRODUCTION, root, production_values(pki, **values), secrets) as b:
         yield b
@@ -33,4 +36,5 @@ def start_production(root: Path, pki: Pki, **values: str | int) -> Iterator[Brok
 @pytest.fixture(scope="module")
 def central(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Broker]:
     """broker/production.conf + broker/acl, on free loopback ports, shared by a module."""
-    yield from start_production(tmp_path_factory.mktemp("central"), pki)
+    with start_production(tmp_path_factory.mktemp("central"), pki) as broker:
+        yield broker

@@ -7,6 +7,7 @@ import datetime as dt
 import getpass
 import queue
 import shutil
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -239,3 +240,25 @@ def clients() -> Iterator[list[Client]]:
     finally:
         for client in made:
             client.close()
+
+
+def listening_addresses(port: int, timeout: float = 3.0) -> set[str]:
+    """IPv4/IPv6 addresses with a LISTEN socket on ``port`` (waits up to ``timeout`` for one)."""
+    deadline = time.monotonic() + timeout
+    while not (found := _listening(port)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
+def _listening(port: int) -> set[str]:
+    found = set()
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            address, port_hex = fields[1].split(":")
+            if int(port_hex, 16) == port and fields[3] == "0A":
+                raw = bytes.fromhex(address)
+                # /proc prints each 32-bit word in host (little-endian) order
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                found.add(socket.inet_ntop(family, words))
+    return found

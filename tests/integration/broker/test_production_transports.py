@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ from iot_contract import telemetry_topic
 from iotstream.broker_tools.connection import DeviceConnection
 from iotstream.localservices import find_binary
 from tests.integration.broker.conftest import start_production
-from tests.integration.broker.support import Broker, Client, Pki, clients
+from tests.integration.broker.support import Broker, Client, Pki, clients, listening_addresses
 
 pytestmark = pytest.mark.integration
 
@@ -58,9 +57,9 @@ def test_tls_still_needs_the_password(central: Broker, pki: Pki) -> None:
 @pytest.fixture(scope="module")
 def identity_broker(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Broker]:
     """production.conf with use_identity_as_username true."""
-    yield from start_production(
-        tmp_path_factory.mktemp("identity"), pki, use_identity_as_username="true"
-    )
+    root = tmp_path_factory.mktemp("identity")
+    with start_production(root, pki, use_identity_as_username="true") as broker:
+        yield broker
 
 
 def test_identity_as_username_binds_certificate_cn_to_acl(
@@ -93,24 +92,9 @@ def test_websockets_listener_carries_mqtt(central: Broker) -> None:
         assert [m.payload for m in admin.drain()] == [b"over-ws"]
 
 
-def _listening_addresses(port: int) -> set[str]:
-    """IPv4/IPv6 addresses with a LISTEN socket on ``port`` (from /proc/net/tcp*)."""
-    found = set()
-    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            address, port_hex = fields[1].split(":")
-            if int(port_hex, 16) == port and fields[3] == "0A":
-                raw = bytes.fromhex(address)
-                # /proc prints each 32-bit word in host (little-endian) order
-                words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-                found.add(socket.inet_ntop(family, words))
-    return found
-
-
 def test_every_listener_binds_only_its_configured_address(central: Broker) -> None:
     for name in ("mqtt_port", "tls_port", "ws_port"):
-        assert _listening_addresses(central.ports[name]) == {"127.0.0.1"}, name
+        assert listening_addresses(central.ports[name]) == {"127.0.0.1"}, name
 
 
 def test_connect_info_example_command_publishes(central: Broker, pki: Pki) -> None:

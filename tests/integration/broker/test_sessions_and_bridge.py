@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -37,7 +39,8 @@ SESSION_EXPIRY = 300
 @pytest.fixture
 def fresh_central(tmp_path: Path, pki: Pki) -> Iterator[Broker]:
     """A production broker of this test's own (the test restarts it)."""
-    yield from start_production(tmp_path / "central", pki)
+    with start_production(tmp_path / "central", pki) as broker:
+        yield broker
 
 
 def _worker(broker: Broker, client_id: str) -> Client:
@@ -100,12 +103,39 @@ def test_restored_shared_subscription_is_dead_until_renewed(fresh_central: Broke
         assert [m.payload for m in worker.drain(0.5)] == [b"1"]  # b"0" is gone for good
 
 
+def test_reload_after_restart_forgets_offline_sessions_subscriptions(
+    fresh_central: Broker,
+) -> None:
+    """Mosquitto 2.0.11 (eclipse-mosquitto/mosquitto#2934): SIGHUP after a restart drops the
+    restored subscriptions of persistent sessions that are offline; their messages are lost
+    until they reconnect and subscribe again. Without the SIGHUP they queue (the first test)."""
+    broker = fresh_central
+    with clients() as made:
+        made.append(sleeper := _worker(broker, "sleeper"))
+        sleeper.connect(broker.port, session_expiry=SESSION_EXPIRY)
+        sleeper.wait("connect")
+        sleeper.subscribe("devices/+/status")
+        sleeper.close()
+        broker.process.restart()
+        made.append(device := Client("dev-a").login("dev-a", broker.secrets["dev-a"]))
+        assert device.outcome(broker.port) == "ok"  # running: its signal handlers are set
+        assert broker.process.pid is not None
+        os.kill(broker.process.pid, signal.SIGHUP)  # e.g. after `iotstream broker revoke`
+        time.sleep(0.3)
+        device.publish(status_topic("dev-a"), b"lost")
+        made.append(back := _worker(broker, "sleeper"))
+        back.connect(broker.port, session_expiry=SESSION_EXPIRY)
+        _rc, flags, _props = back.wait("connect")
+        assert flags.session_present
+        assert back.drain(0.5) == []
+
+
 @pytest.fixture(params=["mqttv311", "mqttv50"])
 def site(
     request: pytest.FixtureRequest, tmp_path: Path, pki: Pki
 ) -> Iterator[tuple[Broker, Broker, str]]:
     """A central production broker and an edge broker bridged to its TLS listener."""
-    for central in start_production(tmp_path / "central", pki):
+    with start_production(tmp_path / "central", pki) as central:
         edge_secrets = write_accounts(tmp_path / "edge" / "etc")
         values: dict[str, str | int] = {
             "central_host": "127.0.0.1",
