@@ -34,7 +34,8 @@ def is_service_account(name: str) -> bool:
 
 
 def numbered_ids(prefix: str, count: int, start: int = 1) -> list[str]:
-    """``prefix0001``, ``prefix0002`` … (zero-padded to at least 4 digits)."""
+    """``prefix0001``, ``prefix0002`` …: padded to at least 4 digits and to the largest
+    number's width, so the ids sort in order."""
     width = max(4, len(str(start + count - 1)))
     return [f"{prefix}{i:0{width}d}" for i in range(start, start + count)]
 
