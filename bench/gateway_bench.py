@@ -265,10 +265,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer and shorter runs")
     parser.add_argument("--seconds", type=float, default=None, help="measuring window per run")
+    parser.add_argument("--only", choices=["throughput", "latency"], default=None)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "gateway.json")
     args = parser.parse_args(argv)
     seconds = args.seconds or (3.0 if args.quick else 5.0)
     counts = [100, 500] if args.quick else [10, 100, 500, 1000]
+    load = os.getloadavg()
+    print(
+        f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs"
+    )
     results: list[Result] = []
     print(
         f"{'scenario':<11}{'mode':<10}{'clients':>8}{'offered/s':>12}{'delivered/s':>13}"
@@ -289,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gwbench-") as tmp:
         work = Path(tmp)
         with RedisProcess(work / "redis") as rd:
-            for n in counts:
+            for n in counts if args.only != "latency" else []:
                 rate = min(20_000.0, 1_200_000 / n)
                 for mode, gw_opts in (
                     ("batched", {"batch_window_ms": 50, "max_frame_items": 5000}),
@@ -307,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                             gateway_options=gw_opts,
                         )
                     )
-            for rate in (1000.0, 100.0):
+            for rate in (1000.0, 100.0) if args.only != "throughput" else ():
                 show(
                     run_scenario(
                         work,
