@@ -54,7 +54,7 @@ def quantizable_exclusions(model_path: Path) -> list[str]:
     ]
 
 
-SOURCES = ("training", "device_sim", "inference_worker/model_repo.py")
+SOURCES = ("training", "device_sim/sensors.py", "inference_worker/model_repo.py")
 """What the artifacts are built from: provenance is the last commit that touched these."""
 
 
