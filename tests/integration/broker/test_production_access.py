@@ -9,7 +9,7 @@ import pytest
 
 from iot_contract import inference_topic, shared_subscription, status_topic, telemetry_topic
 from iotstream.broker_tools import PasswordFile
-from iotstream.broker_tools.accounts import revoke
+from iotstream.broker_tools.accounts import revoke, rotate
 from tests.integration.broker.support import Broker, Client, clients
 
 pytestmark = pytest.mark.integration
@@ -113,6 +113,22 @@ def test_oversize_message_never_reaches_worker_and_publisher_gets_0x95(central: 
         assert reason.value == PACKET_TOO_LARGE
         assert not big.is_published()
         assert worker.drain(0.5) == []
+
+
+def test_rotated_device_must_reconnect_with_its_new_secret(central: Broker) -> None:
+    """rotate + SIGHUP: the live connection is closed; only the new secret works after."""
+    with clients() as made:
+        device_a = _login(made, central, "dev-a", "dev-a-rotated")
+        device_a.paho.reconnect_delay_set(30, 30)
+        passwords = PasswordFile(central.etc / "passwd")
+        old, central.secrets["dev-a"] = central.secrets["dev-a"], rotate(passwords, "dev-a")
+        passwords.save()
+        assert central.process.pid is not None
+        os.kill(central.process.pid, signal.SIGHUP)
+        device_a.wait("disconnect")
+        made.append(stale := Client("dev-a-old").login("dev-a", old))
+        assert stale.outcome(central.port) == "refused: Not authorized"
+        assert _login(made, central, "dev-a", "dev-a-new").paho.is_connected()
 
 
 def test_revoked_device_is_cut_off_on_reload(central: Broker) -> None:
