@@ -142,7 +142,10 @@ class StreamReader:
         if epoch != self.epoch:
             log.warning("stream epoch changed: offsets are void, clients must resubscribe")
             self.epoch = epoch
-            self.last_id = "0-0"
+            # Every client is closed and resubscribes (recovered: false + snapshot), so the
+            # reader restarts from the stream's current end.
+            bounds = await stream_bounds(self._redis, self._keys)
+            self.last_id = "{}-{}".format(*bounds.last_generated)
             self._hub.position = self.last_id
             if self._on_reset is not None:
                 self._on_reset()

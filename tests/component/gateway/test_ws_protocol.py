@@ -35,6 +35,15 @@ def caught_up(client: TestClient, last_id: str) -> None:
         time.sleep(0.01)
 
 
+def close_code(ws: Any) -> int:
+    """Read until the server closes; the close code."""
+    try:
+        while True:
+            ws.receive_text()
+    except WebSocketDisconnect as exc:
+        return exc.code
+
+
 def subscribe(ws: Any, **fields: Any) -> SubscribedFrame:
     ws.send_text(orjson.dumps({"type": "subscribe", **fields}).decode())
     return SubscribedFrame.model_validate_json(ws.receive_text())
@@ -179,3 +188,20 @@ def test_coalescing_client_keeps_newest_per_device(make_client: Any, feeder: Fee
         got = frames_until(ws, 3)
         assert {(p["device_id"], p["seq"]) for p in got} >= {("d0", 27), ("d1", 28), ("d2", 29)}
         assert got[-1]["seq"] == 29
+
+
+def test_epoch_change_closes_clients_and_voids_their_offsets(
+    client: TestClient, feeder: Feeder
+) -> None:
+    feeder.write([prediction("a", 1)])
+    old_id = feeder.ids()[-1]
+    caught_up(client, old_id)
+    with client.websocket_connect("/ws", subprotocols=BEARER) as ws:
+        old_epoch = subscribe(ws).epoch
+        feeder.client.set(feeder.keys.epoch, "a-new-epoch")  # the stream was reset
+        assert close_code(ws) == CloseCode.GOING_AWAY
+    with client.websocket_connect("/ws", subprotocols=BEARER) as ws:
+        sub = subscribe(ws, since=old_id, epoch=old_epoch)
+        assert not sub.recovered and sub.epoch == "a-new-epoch"
+        snapshot = PredictionsFrame.model_validate_json(ws.receive_text())
+        assert snapshot.snapshot and [p.device_id for p in snapshot.items] == ["a"]
