@@ -86,9 +86,16 @@ def write_accounts(etc: Path) -> dict[str, str]:
 
 @contextlib.contextmanager
 def run_broker(
-    profile: Profile, root: Path, values: dict[str, str | int], secrets: dict[str, str]
+    profile: Profile,
+    root: Path,
+    values: dict[str, str | int],
+    secrets: dict[str, str],
+    extra_config: str = "",
 ) -> Iterator[Broker]:
-    """Render ``profile`` with free loopback ports and paths under ``root``; run it."""
+    """Render ``profile`` with free loopback ports and paths under ``root``; run it.
+
+    ``extra_config`` is appended to the rendered file (to try an alternative setting).
+    """
     ports = {name: free_port() for name in ("mqtt_port", "tls_port", "ws_port")}
     data = root / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -102,7 +109,7 @@ def run_broker(
         "ws_bind": "127.0.0.1",
         **ports,
     }
-    config = render_file(profile, base | values)
+    config = render_file(profile, base | values) + extra_config
     process = MosquittoProcess(root / "run", config=config, port=ports["mqtt_port"])
     with process:
         yield Broker(process, ports, secrets, root / "etc")
