@@ -14,12 +14,17 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 from gateway.filters import SubscriptionFilter
 from gateway.items import StreamItem, StreamKey
 from iot_contract import CloseCode
 
-__all__ = ["ClientChannel", "Drained"]
+__all__ = ["MAX_PENDING_FRAMES", "ClientChannel", "Drained"]
+
+MAX_PENDING_FRAMES: Final = 1000
+"""Control frames (replay pages, errors, pongs) that may wait; more closes the client as slow
+(a client re-subscribing with old offsets without reading would otherwise grow memory)."""
 
 
 @dataclass(slots=True)
@@ -127,7 +132,12 @@ class ClientChannel:
     def push_frame(self, frame: str) -> None:
         """Queue a control frame (``subscribed``, ``error``, a replay page); it goes out
         before any queued prediction."""
+        if self.close_request is not None:
+            return
         self._frames.append(frame)
+        if len(self._frames) > MAX_PENDING_FRAMES:
+            self._frames.clear()
+            self.request_close(CloseCode.SLOW_CONSUMER, "slow consumer")
         self.wakeup.set()
 
     @property

@@ -170,7 +170,7 @@ async def plan_resume(
     if since is None or since == "$":
         return ResumePlan(recovered=True, replayed_to=here)
     if since.startswith("-"):
-        items = await last_items(redis, keys, int(since[1:]), position)
+        items = await last_items(redis, keys, min(int(since[1:]), max_replay), position)
         return ResumePlan(recovered=True, items=items, replayed_to=here)
     if client_epoch is not None and client_epoch != epoch:
         return ResumePlan(recovered=False, replayed_to=here)

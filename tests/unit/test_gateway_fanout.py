@@ -187,3 +187,12 @@ def test_sweep_closes_hung_writes_and_expired_tokens_and_asks_for_heartbeats() -
     assert expired.close_request == (CloseCode.UNAUTHORIZED, "token expired")
     assert idle.heartbeat_due and idle.wakeup.is_set() and idle.close_request is None
     assert not busy.heartbeat_due and busy.close_request is None
+
+
+def test_unread_control_frames_are_bounded() -> None:
+    from gateway.channel import MAX_PENDING_FRAMES
+
+    ch = ClientChannel(limit=10)
+    for _ in range(MAX_PENDING_FRAMES + 1):
+        ch.push_frame('{"type":"heartbeat","ts":1.0}')
+    assert ch.slow and ch.drain(10).frames == []
