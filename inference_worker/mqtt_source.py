@@ -1,6 +1,6 @@
-"""MQTT in: a shared subscription feeding a bounded queue, acknowledged on request.
+"""MQTT in: a shared subscription feeding a bounded buffer, acknowledged on request.
 
-paho's network thread only wraps each message and puts it on the queue. When the queue is
+paho's network thread only wraps each message and puts it in a bounded buffer. When it is
 full that thread waits (policy: **backpressure**): it stops reading the socket, so
 unacknowledged QoS 1 readings stay with the broker instead of piling up in memory.
 """
@@ -8,7 +8,6 @@ unacknowledged QoS 1 readings stay with the broker instead of piling up in memor
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Iterable
@@ -21,6 +20,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from inference_worker.buffer import BoundedBuffer
+from inference_worker.paho_client import WorkerClient
 from inference_worker.settings import WorkerSettings
 from iot_contract import shared_subscription
 from iotstream.mqttconn import MqttEndpoint, make_client
@@ -58,7 +59,7 @@ class MqttSource:
 
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
-        self.queue: queue.Queue[Incoming] = queue.Queue(maxsize=settings.queue_size)
+        self.buffer: BoundedBuffer[Incoming] = BoundedBuffer(settings.queue_size)
         self.connected = threading.Event()
         self.generation = 0
         self.blocked_seconds = 0.0
@@ -67,15 +68,21 @@ class MqttSource:
         self._unsubscribed = threading.Event()
         endpoint = MqttEndpoint.from_url(settings.mqtt_url)
         self._v5 = settings.mqtt_protocol == "5"
-        self.client = make_client(
-            endpoint,
-            settings.worker_id,
-            protocol=settings.mqtt_protocol,
-            username=settings.mqtt_username,
-            password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
-            ca_file=settings.mqtt_ca_file,
-            manual_ack=settings.qos == 1,
-            clean_session=False,
+        self.client = cast(
+            WorkerClient,
+            make_client(
+                endpoint,
+                settings.worker_id,
+                protocol=settings.mqtt_protocol,
+                username=settings.mqtt_username,
+                password=settings.mqtt_password.get_secret_value()
+                if settings.mqtt_password
+                else None,
+                ca_file=settings.mqtt_ca_file,
+                manual_ack=settings.qos == 1,
+                clean_session=False,
+                client_class=WorkerClient,
+            ),
         )
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._on_connect
@@ -124,7 +131,7 @@ class MqttSource:
         """Stop new readings from coming to this worker (the first step of a graceful stop).
 
         Returns whether the broker confirmed; readings it sent before confirming are already
-        on the queue then.
+        in the buffer then.
         """
         self._closing = True
         self._unsubscribed.clear()
@@ -140,24 +147,18 @@ class MqttSource:
             self.client.loop_stop()
 
     # --- data path -----------------------------------------------------------------------
-    def get(self, timeout: float | None) -> Incoming | None:
-        """The next message, or ``None`` after ``timeout`` seconds."""
-        try:
-            return self.queue.get(timeout=timeout) if timeout else self.queue.get_nowait()
-        except queue.Empty:
-            return None
+    def take(self, max_items: int, timeout: float) -> list[Incoming]:
+        """Up to ``max_items`` received messages, waiting up to ``timeout`` for the first."""
+        return self.buffer.take(max_items, timeout)
 
     def ack(self, items: Iterable[Incoming]) -> int:
         """Acknowledge QoS 1 messages; those from an earlier connection are left alone
         (the broker redelivers them and deduplication absorbs the repeat). Returns how many
         were acknowledged."""
-        acked = 0
         generation = self.generation
-        for item in items:
-            if item.qos == 1 and item.generation == generation:
-                self.client.ack(item.mid, item.qos)
-                acked += 1
-        return acked
+        return self.client.ack_many(
+            item.mid for item in items if item.qos == 1 and item.generation == generation
+        )
 
     @property
     def _filter(self) -> str:
@@ -221,9 +222,6 @@ class MqttSource:
             time.time(),
             self.generation,
         )
-        try:
-            self.queue.put_nowait(item)
-        except queue.Full:
-            started = time.monotonic()
-            self.queue.put(item)  # backpressure: the network thread waits for room
-            self.blocked_seconds += time.monotonic() - started
+        # Backpressure: when the buffer is full the network thread waits for room, so it
+        # stops reading and unacknowledged readings stay with the broker.
+        self.blocked_seconds += self.buffer.put(item)

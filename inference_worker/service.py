@@ -66,9 +66,10 @@ class Worker:
             self._step(stop, idle_timeout=0.1)
         log.info("stopping: unsubscribing, then finishing the readings already received")
         self.source.unsubscribe()
-        while (item := self.source.get(timeout=0.05)) is not None:
-            if batch := self._batcher.add(item, time.monotonic()):
-                self.process(batch, stop=None)
+        while items := self.source.take(self._batcher.max_size, timeout=0.05):
+            for item in items:
+                if batch := self._batcher.add(item, time.monotonic()):
+                    self.process(batch, stop=None)
         if batch := self._batcher.flush():
             self.process(batch, stop=None)
         log.info("stopped cleanly")
@@ -77,10 +78,12 @@ class Worker:
         deadline = self._batcher.deadline
         now = time.monotonic()
         timeout = idle_timeout if deadline is None else max(0.0, deadline - now)
-        item = self.source.get(timeout)
+        items = self.source.take(self._batcher.max_size, timeout)
         now = time.monotonic()
-        batch = self._batcher.add(item, now) if item else self._batcher.flush_due(now)
-        if batch:
+        for item in items:
+            if batch := self._batcher.add(item, now):
+                self.process(batch, stop)
+        if batch := self._batcher.flush_due(now):
             self.process(batch, stop)
 
     def process(self, batch: list[Incoming], stop: threading.Event | None) -> bool:
@@ -90,7 +93,7 @@ class Worker:
         m.received.inc(len(batch))
         m.batches.inc()
         m.batch_size.observe(len(batch))
-        m.queue_depth.set(self.source.queue.qsize())
+        m.queue_depth.set(len(self.source.buffer))
         readings: list[Reading] = []
         origin: list[Incoming] = []
         deadletters: list[DeadLetter] = []

@@ -75,6 +75,7 @@ def make_client(
     key_file: Path | None = None,
     manual_ack: bool = False,
     clean_session: bool = True,
+    client_class: type[mqtt.Client] = mqtt.Client,
 ) -> mqtt.Client:
     """A paho client (callback API v2) configured for ``endpoint``; not yet connected.
 
@@ -82,7 +83,7 @@ def make_client(
     session expiry to ``connect``.
     """
     version = MQTTProtocolVersion.MQTTv5 if protocol == "5" else MQTTProtocolVersion.MQTTv311
-    client = mqtt.Client(
+    client = client_class(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=version,

@@ -229,3 +229,27 @@ def test_sink_deduplicates_redelivered_readings(
         (r.device_id, r.seq) for r in readings
     )
     assert all(p.hops.published_ts in (3.0, 4.0) for p in stored)
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+def test_acknowledged_readings_are_not_redelivered_after_restart(
+    settings: WorkerSettings,
+    mosquitto: Service,
+    rclient: redis.Redis,
+    redis_keys: RedisKeys,
+    unique: str,
+    protocol: str,
+) -> None:
+    """Batched PUBACKs really reach the broker: a restarted worker with the same id (same
+    persistent session) gets nothing again. Broken acks would show up as redeliveries."""
+    settings = settings.model_copy(update={"mqtt_protocol": protocol})
+    sent = fleet(unique, 200)
+    with running_worker(settings, make_core(settings.worker_id)) as (worker, _):
+        publish(mosquitto, reading_messages(sent), client_id=f"p{unique}")
+        assert wait_for(rclient, redis_keys.predictions, 200) == 200
+        assert worker.metrics.received._value.get() == 200
+    with running_worker(settings, make_core(settings.worker_id)) as (again, _):
+        time.sleep(1.0)
+        assert again.metrics.received._value.get() == 0
+        assert again.source.generation == 1
+    assert settle(rclient, redis_keys.predictions) == 200
