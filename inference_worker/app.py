@@ -12,6 +12,7 @@ from typing import Any
 import redis
 
 from inference_worker.core import InferenceCore
+from inference_worker.health import HealthServer, fresh
 from inference_worker.model import Model
 from inference_worker.mqtt_source import MqttSource
 from inference_worker.redis_sink import RedisSink
@@ -91,12 +92,18 @@ def run(settings: WorkerSettings) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    if settings.metrics_port is not None:
-        from prometheus_client import start_http_server
-
-        start_http_server(settings.metrics_port, registry=worker.metrics.registry)
-        log.info("metrics on :%d/metrics", settings.metrics_port)
-    with client:
+    with contextlib.ExitStack() as stack:
+        if settings.metrics_port is not None:
+            server = stack.enter_context(
+                HealthServer(
+                    settings.metrics_port,
+                    worker.metrics.registry,
+                    alive=fresh(lambda: worker.last_tick, max_age=60.0),
+                    ready=worker.ready,
+                )
+            )
+            log.info("serving /metrics, /healthz, /readyz on :%d", server.port)
+        stack.enter_context(client)
         epoch = worker.sink.ensure_epoch()
         log.info("redis %s ready (stream epoch %s)", settings.redis_url, epoch)
         with source:

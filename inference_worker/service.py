@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 import redis
@@ -58,6 +59,20 @@ class Worker:
         self._clock = clock
         self._batcher = Batcher[Incoming](settings.max_batch, settings.max_wait_ms / 1000)
         self._rejects = RateLimitedLog(log)
+        self.last_tick = time.monotonic()
+        """When the run loop last turned (liveness)."""
+        self.redis_ok = True
+        """Whether the last Redis write worked (readiness)."""
+        self._report_at = time.monotonic() + settings.report_every
+        self._reported = (0.0, 0.0, 0.0)
+
+    def ready(self) -> tuple[bool, str]:
+        """Readiness: subscribed to the broker and Redis writable."""
+        if not self.source.connected.is_set():
+            return False, "not connected to the broker"
+        if not self.redis_ok:
+            return False, "redis writes failing"
+        return True, "ready"
 
     def run(self, stop: threading.Event) -> None:
         """Process readings until ``stop`` is set; then unsubscribe, finish what was received,
@@ -76,7 +91,9 @@ class Worker:
 
     def _step(self, stop: threading.Event, idle_timeout: float) -> None:
         deadline = self._batcher.deadline
-        now = time.monotonic()
+        now = self.last_tick = time.monotonic()
+        if now >= self._report_at:
+            self._report(now)
         timeout = idle_timeout if deadline is None else max(0.0, deadline - now)
         items = self.source.take(self._batcher.max_size, timeout)
         now = time.monotonic()
@@ -168,21 +185,48 @@ class Worker:
                     len(predictions) + len(deadletters),
                     delay,
                 )
+                self.redis_ok = False
+                self.last_tick = time.monotonic()
                 if stop is not None and stop.wait(delay):
                     return False
                 if stop is None:
                     time.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
+            self.redis_ok = True
             self.metrics.stored.inc(result.stored)
             self.metrics.duplicates.inc(result.duplicates)
             return True
+
+    def _report(self, now: float) -> None:
+        m = self.metrics
+        received, stored = m.received._value.get(), m.stored._value.get()
+        rejected = sum(c.get() for c in _children(m.rejected))
+        prev_received, prev_stored, prev_rejected = self._reported
+        elapsed = self.settings.report_every + (now - self._report_at)
+        log.info(
+            "%.0f readings/s | stored %d (+%d) | dead-lettered %d (+%d) | duplicates %d | "
+            "buffer %d",
+            (received - prev_received) / elapsed,
+            stored,
+            stored - prev_stored,
+            rejected,
+            rejected - prev_rejected,
+            m.duplicates._value.get(),
+            len(self.source.buffer),
+        )
+        self._reported = (received, stored, rejected)
+        self._report_at = now + self.settings.report_every
 
     def _publish_back(self, records: list[PredictionRecord]) -> None:
         for record in records:
             self.source.client.publish(
                 inference_topic(record["device_id"]), orjson.dumps(record), qos=0
             )
+
+
+def _children(counter: Any) -> list[Any]:
+    return [child._value for child in counter._metrics.values()]
 
 
 def describe(settings: WorkerSettings) -> str:

@@ -80,7 +80,10 @@ class WorkerSettings(BaseSettings):
     publish_inference: bool = False
     """Also publish each prediction to ``devices/{id}/inference`` (QoS 0)."""
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
-    """Serve Prometheus metrics on this port when set."""
+    """Serve ``/metrics`` (Prometheus), ``/healthz`` (liveness: the run loop turns) and
+    ``/readyz`` (subscribed, Redis writable) on this port when set."""
+    report_every: float = Field(default=30.0, gt=0)
+    """Seconds between progress lines in the log."""
     log_level: str = "INFO"
     """Python log level."""
 

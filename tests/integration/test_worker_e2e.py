@@ -140,3 +140,39 @@ def test_worker_kill_9_and_restart_loses_nothing_and_duplicates_nothing(
     stored = predictions(rclient, redis_keys)
     assert sorted(p.seq for p in stored) == list(range(3000))
     assert "session present: True" in worker.tail()
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read()
+
+
+def test_worker_serves_health_readiness_and_metrics(
+    mosquitto: Service,
+    redis_service: Service,
+    redis_keys: RedisKeys,
+    unique: str,
+    tmp_path: Path,
+) -> None:
+    from iotstream.localservices import free_port
+
+    port = free_port()
+    worker = worker_process(
+        mosquitto, redis_service, redis_keys, f"h{unique}", tmp_path / "w.log", f"g{unique}"
+    )
+    worker.env["WORKER_METRICS_PORT"] = str(port)
+    with worker:
+        base = f"http://127.0.0.1:{port}"
+        assert _get(f"{base}/healthz") == (200, b"ok\n")
+        assert _get(f"{base}/readyz") == (200, b"ready\n")
+        status, body = _get(f"{base}/metrics")
+        assert status == 200
+        assert b"worker_readings_received_total" in body
+        assert _get(f"{base}/nope")[0] == 404

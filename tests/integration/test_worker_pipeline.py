@@ -253,3 +253,34 @@ def test_acknowledged_readings_are_not_redelivered_after_restart(
         assert again.metrics.received._value.get() == 0
         assert again.source.generation == 1
     assert settle(rclient, redis_keys.predictions) == 200
+
+
+def test_predictions_go_back_to_the_device_when_asked(
+    settings: WorkerSettings, mosquitto: Service, unique: str
+) -> None:
+    import queue
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from iot_contract import JsonCodec, Prediction, inference_topic
+
+    dev = f"act{unique}"
+    got: queue.Queue[bytes] = queue.Queue()
+    listener = mqtt.Client(CallbackAPIVersion.VERSION2)
+    listener.on_message = lambda _c, _u, msg: got.put(bytes(msg.payload))
+    listener.connect(mosquitto.host, mosquitto.port)
+    listener.subscribe(inference_topic(dev), qos=0)
+    listener.loop_start()
+    settings = settings.model_copy(update={"publish_inference": True})
+    try:
+        with running_worker(settings, make_core(settings.worker_id)):
+            time.sleep(0.2)
+            reading = Reading(device_id=dev, seq=3, ts=1.0, features=[1.0, 2.0, 3.0])
+            publish(mosquitto, reading_messages([reading]), client_id=f"p{unique}")
+            prediction = JsonCodec().decode(got.get(timeout=10), Prediction)
+    finally:
+        listener.loop_stop()
+        listener.disconnect()
+    assert (prediction.device_id, prediction.seq) == (dev, 3)
+    assert prediction.hops.published_ts is not None
