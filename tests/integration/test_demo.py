@@ -1,0 +1,172 @@
+"""The README's first command, for real: ``scripts/demo`` on free ports.
+
+It must print a token, serve predictions from both workers over the WebSocket, and stop
+everything on Ctrl-C (SIGINT) or SIGTERM: no process left, every port free again, and no
+process needing honcho's SIGKILL (each stopped gracefully within its time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+
+from iotstream.localservices import free_port
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN_LINE = re.compile(r"dev token:\s+(\S+)")
+
+
+def _demo_ports() -> dict[str, int]:
+    ports: dict[str, int] = {}
+    for name in ("DEMO_HTTP_PORT", "DEMO_MQTT_PORT", "DEMO_MQTT_WS_PORT", "DEMO_REDIS_PORT"):
+        ports[name] = free_port()
+    while True:  # two consecutive ports for the workers' metrics
+        base = free_port()
+        if _free(base + 1) and base + 1 not in ports.values():
+            ports["DEMO_METRICS_PORT"] = base
+            return ports
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no listener
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _processes() -> dict[int, tuple[int, str, str]]:
+    """pid -> (ppid, start time, cmdline) of every process now."""
+    out: dict[int, tuple[int, str, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        out[int(entry.name)] = (int(fields[1]), fields[19], cmd)
+    return out
+
+
+def _descendants(root: int) -> dict[int, tuple[str, str]]:
+    procs = _processes()
+    found: dict[int, tuple[str, str]] = {}
+    frontier = {root}
+    while frontier:
+        children = {pid for pid, (ppid, _, _) in procs.items() if ppid in frontier}
+        children -= set(found)
+        for pid in children:
+            found[pid] = (procs[pid][1], procs[pid][2])
+        frontier = children
+    return found
+
+
+def _still_running(recorded: dict[int, tuple[str, str]]) -> dict[int, str]:
+    """The recorded processes that still exist (same pid and start time, not a zombie)."""
+    procs = _processes()
+    return {
+        pid: cmd
+        for pid, (start, cmd) in recorded.items()
+        if pid in procs and procs[pid][1] == start and procs[pid][2]
+    }
+
+
+def _wait_for_token(proc: subprocess.Popen[bytes], log: Path, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        match = TOKEN_LINE.search(log.read_text(errors="replace"))
+        if match:
+            return match.group(1)
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    raise AssertionError(f"no token printed in {timeout}s:\n{log.read_text()[-4000:]}")
+
+
+async def _predictions(http_port: int, token: str, want_workers: int) -> dict[str, Any]:
+    """Collect predictions until ``want_workers`` distinct workers were seen."""
+    seen: dict[str, int] = {}
+    devices: set[str] = set()
+    url = f"ws://127.0.0.1:{http_port}/ws"
+    async with connect(url, subprotocols=["bearer", token]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "subscribe", "since": "$"}))
+        while len(seen) < want_workers or sum(seen.values()) < 20:
+            frame = json.loads(await ws.recv())
+            if frame["type"] == "predictions":
+                for item in frame["items"]:
+                    seen[item["worker_id"]] = seen.get(item["worker_id"], 0) + 1
+                    devices.add(item["device_id"])
+    return {"workers": seen, "devices": devices}
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "term"])
+def test_demo_serves_predictions_and_stops_cleanly(tmp_path: Path, stop_signal: int) -> None:
+    ports = _demo_ports()
+    demo_dir = tmp_path / "demo"
+    env = {
+        **os.environ,
+        **{k: str(v) for k, v in ports.items()},
+        "DEMO_DIR": str(demo_dir),
+        "SIM_DEVICES": "10",
+        "SIM_RATE": "5",
+    }
+    log = tmp_path / "demo.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(ROOT / "scripts" / "demo")],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            start_new_session=True,
+        )
+    recorded: dict[int, tuple[str, str]] = {}
+    try:
+        token = _wait_for_token(proc, log, timeout=60)
+        assert f"http://localhost:{ports['DEMO_HTTP_PORT']}/" in log.read_text()
+        recorded = _descendants(proc.pid)
+        cmdlines = " | ".join(cmd for _, cmd in recorded.values())
+        for needed in ("mosquitto", "redis-server", "iotstream worker", "iotstream gateway"):
+            assert needed in cmdlines, cmdlines
+        got = asyncio.run(asyncio.wait_for(_predictions(ports["DEMO_HTTP_PORT"], token, 2), 30))
+        assert set(got["workers"]) == {"demo-worker-1", "demo-worker-2"}
+        assert all(d.startswith("sim-") for d in got["devices"])
+
+        proc.send_signal(stop_signal)
+        proc.wait(timeout=20)
+        time.sleep(0.3)  # reaping of the last grandchildren
+        left = _still_running(recorded)
+        leftovers = [cmd for _, _, cmd in _processes().values() if str(demo_dir) in cmd]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for pid in _still_running(recorded):  # leave nothing behind, even on failure
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    text = log.read_text(errors="replace")
+    assert left == {}, text[-3000:]
+    assert leftovers == []
+    assert "SIGKILL" not in text, text[-3000:]
+    assert "stopped cleanly" in text
+    busy = [name for name, port in ports.items() if not _free(port)]
+    assert busy == []
