@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
-from iotstream.commands import broker, contract, gateway, models, sim, worker
+from iotstream.commands import broker, contract, demo, gateway, models, sim, worker
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[Any]"
 Register: TypeAlias = Callable[[Subparsers], None]
@@ -18,6 +18,7 @@ COMMANDS: list[Register] = [
     worker.register,
     broker.register,
     gateway.register,
+    demo.register,
 ]
 
 __all__ = ["COMMANDS", "Register", "Subparsers"]
