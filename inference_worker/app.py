@@ -40,7 +40,10 @@ def build_core(settings: WorkerSettings, worker_id: str | None = None) -> Infere
     for name, model in models.items():
         log.info("model %s %s variant %s ready", name, model.info.version, model.info.variant)
     return InferenceCore(
-        models, default_model=settings.default_model, worker_id=worker_id or settings.worker_id
+        models,
+        default_model=settings.default_model,
+        worker_id=worker_id or settings.worker_id,
+        routes=settings.routes,
     )
 
 

@@ -6,7 +6,9 @@ so the same readings give the same predictions on either path.
 
 from __future__ import annotations
 
+import fnmatch
 import math
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,10 +54,14 @@ class InferenceCore:
     """Routes readings to models, checks them against each model's input, runs the models
     one call per model per batch, and builds the predictions.
 
+    A reading goes to the model it names; else to the model of the first ``routes`` glob
+    its device id matches; else to ``default_model``.
+
     Args:
         models: loaded models by route name.
-        default_model: route for readings that name no model.
+        default_model: route for readings that name no model and match no rule.
         worker_id: recorded in every prediction.
+        routes: ordered ``{device-id glob: model name}`` rules.
         clock: epoch-seconds clock for ``inferred_ts`` (a parameter so tests control it).
     """
 
@@ -65,12 +71,20 @@ class InferenceCore:
         *,
         default_model: str,
         worker_id: str,
+        routes: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if default_model not in models:
             raise ValueError(
                 f"default model {default_model!r} is not loaded; loaded: {sorted(models)}"
             )
+        unknown = sorted({m for m in (routes or {}).values() if m not in models})
+        if unknown:
+            raise ValueError(f"routes name models that are not loaded: {unknown}")
+        self._rules = [
+            (re.compile(fnmatch.translate(glob)), name) for glob, name in (routes or {}).items()
+        ]
+        self._route_cache: dict[str, str] = {}
         self.models = dict(models)
         self.default_model = default_model
         self.worker_id = worker_id
@@ -99,7 +113,7 @@ class InferenceCore:
         groups: dict[str, list[int]] = {}
         result = BatchResult()
         for i, reading in enumerate(readings):
-            name = reading.model or self.default_model
+            name = reading.model or self._route(reading.device_id)
             model = self.models.get(name)
             if model is None:
                 result.rejected.append(
@@ -133,6 +147,14 @@ class InferenceCore:
         result.records = [p for _, p in produced]
         result.rejected.sort(key=lambda pair: pair[0])
         return result
+
+    def _route(self, device_id: str) -> str:
+        name = self._route_cache.get(device_id)
+        if name is None:
+            name = next((m for rx, m in self._rules if rx.match(device_id)), self.default_model)
+            if len(self._route_cache) < 100_000:  # bounded: fleets beyond that re-match
+                self._route_cache[device_id] = name
+        return name
 
     def _run_group(
         self,

@@ -61,10 +61,13 @@ class WorkerSettings(BaseSettings):
     models: Annotated[list[str] | None, NoDecode] = None
     """Models to serve, comma-separated route names; all in the repository when unset."""
     default_model: str = "fault-clf"
-    """Route for readings that name no model."""
+    """Route for readings that name no model and match no ``routes`` rule."""
+    routes: dict[str, str] = Field(default_factory=dict)
+    """Topic rules: JSON object ``{"<device-id glob>": "<model>"}``, first match wins, e.g.
+    ``{"fan-*": "vib-ae"}``. A reading's own ``model`` field takes precedence."""
     variant: str | None = None
-    """Force a model variant (``fp32``, ``int8-x86_64``, ``int8-arm64``); the manifest's
-    measured default for this CPU when unset."""
+    """Force a model variant (``fp32``, ``int8-x86_64``, ``int8-x86_64-novnni``,
+    ``int8-arm64``); the manifest's measured default for this CPU when unset."""
     intra_op_threads: int = Field(default=1, ge=1)
     """ONNX Runtime intra-op threads per model."""
 

@@ -107,3 +107,24 @@ def test_empty_batch() -> None:
     result = make_core().infer([], received_ts=0.0)
     assert result.predictions == []
     assert result.rejected == []
+
+
+def test_topic_rules_route_by_device_id_glob_before_the_default() -> None:
+    a, b = LinearModel(name="a"), LinearModel(name="b")
+    core = InferenceCore(
+        {"a": a, "b": b}, default_model="a", worker_id="w", routes={"fan-*": "b", "fan-9": "a"}
+    )
+    batch = [
+        Reading(device_id="fan-9", seq=1, ts=1.0, features=[1.0, 1.0, 1.0]),
+        Reading(device_id="pump-1", seq=1, ts=1.0, features=[1.0, 1.0, 1.0]),
+        Reading(device_id="fan-2", seq=1, ts=1.0, features=[1.0, 1.0, 1.0], model="a"),
+    ]
+    result = core.infer(batch, received_ts=1.0)
+    assert [p.model.name for p in result.predictions] == ["b", "a", "a"]
+
+
+def test_routes_to_unloaded_models_are_refused() -> None:
+    with pytest.raises(ValueError, match="not loaded: \\['zzz'\\]"):
+        InferenceCore(
+            {"a": LinearModel(name="a")}, default_model="a", worker_id="w", routes={"x*": "zzz"}
+        )

@@ -65,3 +65,8 @@ def test_help_documents_every_setting_with_its_env_var(
 def test_bad_settings_exit_2_with_message(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sim", "--devices", "-1"]) == 2
     assert "invalid settings" in capsys.readouterr().err
+
+
+def test_worker_routes_from_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORKER_ROUTES", '{"fan-*": "vib-ae"}')
+    assert parse(WorkerSettings, []).routes == {"fan-*": "vib-ae"}
