@@ -22,7 +22,7 @@ from iot_contract import (
     decode_reading,
     parse_device_topic,
 )
-from tests.harness.services import Service
+from tests.harness.services import Service, Source
 
 pytestmark = pytest.mark.integration
 
@@ -173,3 +173,29 @@ def test_simulator_keeps_publishing_across_a_broker_restart(
     assert stats.acked >= stats.published - 2 * 20, (
         "resent after reconnect, acked by the new broker"
     )
+
+
+def test_devices_can_publish_over_mqtt_websockets(tmp_path, unique: str) -> None:
+    from iotstream.localservices import MosquittoProcess, free_port
+
+    ws_port = free_port()
+    config = (
+        MosquittoProcess.default_config() + f"listener {ws_port} 127.0.0.1\nprotocol websockets\n"
+    )
+    with MosquittoProcess(tmp_path / "ws", config=config) as broker:
+        service = Service(broker.url, Source.LOCAL, broker)
+        client, got = _subscriber(service, f"w{unique}")
+        stats = run(
+            SimSettings(
+                mqtt_url=f"ws://127.0.0.1:{ws_port}",
+                devices=2,
+                rate=50,
+                count=5,
+                device_prefix=f"w{unique}",
+            )
+        )
+        msgs = [m for m in _drain(got) if m.topic.endswith("telemetry")]
+        client.loop_stop()
+        client.disconnect()
+    assert (stats.published, stats.acked) == (10, 14)
+    assert len(msgs) == 10
