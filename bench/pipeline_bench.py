@@ -62,6 +62,13 @@ class Result:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _rss_mb(pid: int, field: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
@@ -129,6 +136,7 @@ def run_scenario(
         try:
             _wait_ready(wlog, worker)
             cpu0 = _cpu_seconds(worker.pid)
+            rss0 = _rss_mb(worker.pid)
             per_sim = rate / sim_processes
             devices = 1000
             sims = [
@@ -167,6 +175,11 @@ def run_scenario(
             stored = _wait_settled(client, keys.predictions, published)
             elapsed = time.monotonic() - t0
             cpu = _cpu_seconds(worker.pid) - cpu0
+            memory = {
+                "rss_ready_mb": rss0,
+                "rss_end_mb": _rss_mb(worker.pid),
+                "rss_peak_mb": _rss_mb(worker.pid, "VmHWM"),
+            }
             lat = _latencies(client, keys)
             first_last = _stored_span(client, keys)
             client.close()
