@@ -202,6 +202,7 @@ def run_scenario(
         p50_ms=pct[0],
         p99_ms=pct[1],
         max_ms=pct[2],
+        extra=memory,
     )
 
 
