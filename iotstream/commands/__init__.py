@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
-from iotstream.commands import broker, contract, demo, gateway, models, sim, worker
+from iotstream.commands import bench, broker, contract, demo, gateway, models, sim, worker
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[Any]"
 Register: TypeAlias = Callable[[Subparsers], None]
@@ -19,6 +19,7 @@ COMMANDS: list[Register] = [
     broker.register,
     gateway.register,
     demo.register,
+    bench.register,
 ]
 
 __all__ = ["COMMANDS", "Register", "Subparsers"]

@@ -1,0 +1,47 @@
+"""``iotstream bench``: run a benchmark from the source tree (figures + a JSON report)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Any
+
+__all__ = ["register"]
+
+_BENCHES = {
+    "pipeline": ("bench.pipeline_bench", "simulator -> Mosquitto -> worker -> Redis"),
+    "gateway": ("bench.gateway_bench", "Redis -> gateway -> WebSocket clients"),
+}
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add ``bench NAME [ARGS...]``."""
+    parser = subparsers.add_parser(
+        "bench",
+        help="run a benchmark (prints figures, writes bench/results/<name>.json)",
+        description="Run one of the benchmarks in bench/. Arguments after the name go to it "
+        "(try 'iotstream bench pipeline --help'). Run on a quiet machine: they measure CPU.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="benchmarks:\n"
+        + "\n".join(f"  {name:<9} {text}" for name, (_m, text) in _BENCHES.items())
+        + "\n  (models: see 'iotstream models bench')",
+    )
+    parser.add_argument("name", choices=sorted(_BENCHES), help="which benchmark")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="its own options")
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    module_name = _BENCHES[args.name][0]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError:
+        print(
+            f"iotstream bench: {module_name} is not importable; run from a source checkout "
+            "(the benchmarks are not part of the installed package)",
+            file=sys.stderr,
+        )
+        return 2
+    code: int = module.main(args.args)
+    return code
