@@ -10,8 +10,8 @@ Scenarios, each a fresh broker + Redis:
 
 Worker CPU per reading is read from /proc/<pid>/stat (user + system) of the worker process.
 
-    python -m bench.pipeline_bench                      # full run (~2 min)
-    python -m bench.pipeline_bench --quick              # bounded run (~30 s)
+    iotstream bench pipeline                      # full run (~2 min)
+    iotstream bench pipeline --quick              # bounded run (~1 min)
 """
 
 from __future__ import annotations
@@ -267,14 +267,21 @@ def _percentiles(values: list[float]) -> tuple[float, float, float]:
 def main(argv: list[str] | None = None) -> int:
     """Run the scenarios and write the report."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="iotstream bench pipeline",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--quick", action="store_true", help="short bounded run")
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--saturate-rate", type=float, default=24000)
-    parser.add_argument("--latency-rate", type=float, default=10000)
-    parser.add_argument("--protocols", default="3.1.1,5")
-    parser.add_argument("--inflight", type=int, default=256)
+    parser.add_argument("--quick", action="store_true", help="4 s per scenario")
+    parser.add_argument("--seconds", type=float, default=10.0, help="load per scenario")
+    parser.add_argument("--saturate-rate", type=float, default=24000, help="offered load")
+    parser.add_argument("--latency-rate", type=float, default=10000, help="fixed load")
+    parser.add_argument("--protocols", default="3.1.1,5", help="worker MQTT versions")
+    parser.add_argument(
+        "--inflight",
+        type=int,
+        default=256,
+        help="broker max_inflight_messages (3.1.1 worker window)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "pipeline.json")
     args = parser.parse_args(argv)
     seconds = 4.0 if args.quick else args.seconds
