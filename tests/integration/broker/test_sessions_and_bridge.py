@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -130,25 +131,39 @@ def test_reload_after_restart_forgets_offline_sessions_subscriptions(
         assert back.drain(0.5) == []
 
 
-@pytest.fixture(params=["mqttv311", "mqttv50"])
-def site(
-    request: pytest.FixtureRequest, tmp_path: Path, pki: Pki
-) -> Iterator[tuple[Broker, Broker, str]]:
+@contextlib.contextmanager
+def _site(root: Path, pki: Pki, protocol: str) -> Iterator[tuple[Broker, Broker, str]]:
     """A central production broker and an edge broker bridged to its TLS listener."""
-    with start_production(tmp_path / "central", pki) as central:
-        edge_secrets = write_accounts(tmp_path / "edge" / "etc")
+    with start_production(root / "central", pki) as central:
+        edge_secrets = write_accounts(root / "edge" / "etc")
         values: dict[str, str | int] = {
             "central_host": "127.0.0.1",
             "central_port": central.ports["tls_port"],
             "bridge_password": central.secrets["bridge-site1"],
-            "bridge_protocol_version": request.param,
+            "bridge_protocol_version": protocol,
             "bridge_restart_timeout": "1",
             "bridge_cafile": pki.path("ca"),
             "bridge_certfile": pki.path("bridge-site1"),
             "bridge_keyfile": pki.path("bridge-site1", "key"),
         }
-        with run_broker(Profile.EDGE, tmp_path / "edge", values, edge_secrets) as edge:
-            yield central, edge, request.param
+        with run_broker(Profile.EDGE, root / "edge", values, edge_secrets) as edge:
+            yield central, edge, protocol
+
+
+@pytest.fixture(params=["mqttv311", "mqttv50"])
+def site(
+    request: pytest.FixtureRequest, tmp_path: Path, pki: Pki
+) -> Iterator[tuple[Broker, Broker, str]]:
+    """A bridged pair, once per bridge protocol version."""
+    with _site(tmp_path, pki, request.param) as pair:
+        yield pair
+
+
+@pytest.fixture
+def site_v5(tmp_path: Path, pki: Pki) -> Iterator[tuple[Broker, Broker, str]]:
+    """A bridged pair with the default (v5) bridge."""
+    with _site(tmp_path, pki, "mqttv50") as pair:
+        yield pair
 
 
 def _wait_bridge(edge: Broker, made: list[Client], up: bool, timeout: float = 15) -> None:
@@ -204,3 +219,27 @@ def test_edge_bridge_forwards_and_stores_while_central_is_down(
         while len(got) < 20 and time.monotonic() < deadline:
             got += _seqs(worker.drain(0.5))
         assert sorted(got) == list(range(5, 25))
+
+
+def test_edge_queue_survives_an_edge_restart(site_v5: tuple[Broker, Broker, str]) -> None:
+    """Uplink down, then the edge broker itself restarts (SIGTERM): the queue is persisted."""
+    central, edge, _protocol = site_v5
+    with clients() as made:
+        made.append(worker := _worker(central, "worker-edge-restart"))
+        worker.connect(central.port, session_expiry=SESSION_EXPIRY)
+        worker.wait("connect")
+        worker.keep_subscribed(shared_subscription("workers"))
+        _wait_bridge(edge, made, up=True)
+        central.process.stop()
+        made.append(device := Client("dev-a").login("dev-a", edge.secrets["dev-a"]))
+        assert device.outcome(edge.port) == "ok"
+        for seq in range(10):
+            assert device.publish(telemetry_topic("dev-a"), str(seq).encode()).value == 0  # type: ignore[union-attr]
+        device.close()
+        edge.process.restart()
+        central.process.start()
+        got: list[int] = []
+        deadline = time.monotonic() + 20
+        while len(got) < 10 and time.monotonic() < deadline:
+            got += _seqs(worker.drain(0.5))
+        assert sorted(got) == list(range(10))
