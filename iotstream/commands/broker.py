@@ -51,7 +51,10 @@ def _register_config(sub: argparse._SubParsersAction[Any]) -> None:
             "and --set values. --list-vars shows every variable."
         ),
     )
-    config.add_argument("profile", nargs="?", choices=("dev", "production", "edge"))
+    config.add_argument(
+        "profile", nargs="?", choices=("dev", "production", "edge"),
+        help="dev: loopback demo; production: central broker; edge: site broker with bridge",
+    )  # fmt: skip
     config.add_argument(
         "--set", dest="values", action="append", default=[], metavar="NAME=VALUE",
         help="set a variable (repeatable)",
@@ -95,11 +98,21 @@ def _register_accounts(sub: argparse._SubParsersAction[Any]) -> None:
     passwd_arg(service)
     service.set_defaults(handler=_add_service)
 
-    for name, helptext in (
-        ("rotate", "give a device (or service) a new secret and print it"),
-        ("revoke", "remove a device (or service); its connection closes on reload"),
+    for name, helptext, detail in (
+        (
+            "rotate",
+            "give a device (or service) a new secret and print it",
+            "On reload the old secret stops working and the live connection is closed.",
+        ),
+        (
+            "revoke",
+            "remove a device (or service) from the password file",
+            "On reload its live connection is closed and reconnects are refused.",
+        ),
     ):
-        cmd = sub.add_parser(name, help=helptext, description=helptext.capitalize() + ".")
+        hint = _RELOAD_HINT[0].upper() + _RELOAD_HINT[1:]
+        description = f"{helptext[0].upper()}{helptext[1:]}. {detail} {hint}."
+        cmd = sub.add_parser(name, help=helptext, description=description)
         cmd.add_argument("username", help="device id or service account")
         passwd_arg(cmd)
         cmd.set_defaults(handler=_rotate if name == "rotate" else _revoke)
@@ -138,7 +151,7 @@ def _register_connect_info(sub: argparse._SubParsersAction[Any]) -> None:
         help="print what a device needs to connect, with a mosquitto_pub example",
         description="Connection settings for one device on the production broker.",
     )
-    info.add_argument("device_id")
+    info.add_argument("device_id", help="the device id (its MQTT username and client id)")
     info.add_argument("--host", required=True, help="broker host name (in the server cert SAN)")
     info.add_argument("--tls-port", type=int, default=8883)
     info.add_argument("--ca", type=Path, default=Path("ca.crt"), help="CA certificate path")
