@@ -1,0 +1,163 @@
+"""compose/docker-compose.yml: valid against the Compose specification (the schema shipped
+by check-jsonschema, offline) and consistent with the code: every service's command is an
+``iotstream`` subcommand, its environment holds only variables its settings class reads and
+builds valid settings, dependencies wait for health, secrets are required, ports stay local."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml  # type: ignore[import-untyped]
+
+from tests.deploy.support import ROOT, build_settings, env_problems, run_tool
+
+COMPOSE = ROOT / "compose" / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / "compose" / ".env.example"
+_VAR = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?:(?P<op>:\?|:-)(?P<arg>[^}]*))?\}")
+
+
+def _env_example() -> dict[str, str]:
+    pairs = [
+        ln.split("=", 1)
+        for ln in ENV_EXAMPLE.read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
+    return {k: v for k, v in pairs}
+
+
+def _interpolate(value: Any, env: dict[str, str]) -> Any:
+    """Compose's ``${VAR}``, ``${VAR:-default}``, ``${VAR:?error}`` and ``$$``."""
+    if isinstance(value, dict):
+        return {k: _interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def sub(m: re.Match[str]) -> str:
+        name, op, arg = m.group("name"), m.group("op"), m.group("arg")
+        if env.get(name):
+            return env[name]
+        if op == ":-":
+            return arg
+        raise AssertionError(f"${{{name}}} is required ({arg}) and .env.example lacks it")
+
+    return _VAR.sub(sub, value).replace("$$", "$")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    loaded = _interpolate(yaml.safe_load(COMPOSE.read_text()), _env_example())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def _app_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {n: s for n, s in compose["services"].items() if "iotstream" in s["image"]}
+
+
+def test_compose_file_matches_the_compose_spec() -> None:
+    result = run_tool("check-jsonschema", "--builtin-schema", "vendor.compose-spec", str(COMPOSE))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_schema_check_catches_a_misspelt_key(tmp_path: Path) -> None:
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(COMPOSE.read_text().replace("    depends_on:\n", "    depend_on:\n", 1))
+    result = run_tool("check-jsonschema", "--builtin-schema", "vendor.compose-spec", str(broken))
+    assert result.returncode == 1
+    assert "depend_on" in result.stdout
+
+
+def test_services_are_the_whole_pipeline(compose: dict[str, Any]) -> None:
+    commands = sorted(s["command"][0] for s in _app_services(compose).values())
+    assert commands == ["gateway", "sim", "worker", "worker"]
+    assert compose["services"]["mosquitto"]["image"].startswith("eclipse-mosquitto:")
+    assert compose["services"]["redis"]["image"].startswith("redis:")
+
+
+@pytest.mark.parametrize("service", ["worker-1", "worker-2", "gateway", "sim"])
+def test_environment_is_what_the_settings_class_reads(
+    compose: dict[str, Any], service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    svc = compose["services"][service]
+    command = svc["command"][0]
+    env = {k: str(v) for k, v in svc["environment"].items()}
+    assert env_problems(command, env) == []
+    settings = build_settings(command, env, monkeypatch)  # raises if anything required lacks
+    hosts = set(compose["services"])
+    for field in ("mqtt_url", "redis_url"):
+        url = getattr(settings, field, None)
+        if url is not None:
+            host = url.split("@")[-1].split("://")[-1].split(":")[0].split("/")[0]
+            assert host in hosts, f"{service}.{field} points at {host!r}, not a service"
+
+
+def test_gateway_is_valid_outside_dev_mode_too(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The .env secret passes the production policy, so GATEWAY_DEV_MODE=false just works."""
+    env = {k: str(v) for k, v in compose["services"]["gateway"]["environment"].items()}
+    settings = build_settings("gateway", {**env, "GATEWAY_DEV_MODE": "false"}, monkeypatch)
+    assert not settings.dev_mode
+
+
+def test_workers_have_distinct_stable_ids(compose: dict[str, Any]) -> None:
+    ids = [
+        s["environment"]["WORKER_WORKER_ID"]
+        for s in _app_services(compose).values()
+        if s["command"][0] == "worker"
+    ]
+    assert len(ids) == len(set(ids)) == 2
+
+
+def test_every_secret_is_required_and_documented() -> None:
+    text = COMPOSE.read_text()
+    required = {m.group("name") for m in _VAR.finditer(text) if m.group("op") == ":?"}
+    assert {"MQTT_WORKER_PASSWORD", "REDIS_PASSWORD", "GATEWAY_JWT_SECRET"} <= required
+    assert required <= set(_env_example())
+    # Secrets never appear in the compose file itself.
+    for key, value in _env_example().items():
+        if "PASSWORD" in key or "SECRET" in key:
+            assert value not in text, key
+
+
+def test_health_ordering(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name, svc in services.items():
+        for dep, cond in svc.get("depends_on", {}).items():
+            want = "service_completed_successfully" if dep == "mqtt-auth" else "service_healthy"
+            assert cond["condition"] == want, f"{name} -> {dep}"
+            if want == "service_healthy":
+                assert not services[dep]["healthcheck"].get("disable"), dep
+    long_running = [n for n, s in services.items() if s.get("restart") != "no" and n != "sim"]
+    for name in long_running:
+        assert services[name]["healthcheck"]["test"], name
+
+
+def test_images_pinned_and_ports_local(compose: dict[str, Any]) -> None:
+    for name, svc in compose["services"].items():
+        image = svc["image"]
+        tag = image.rsplit(":", 1)[-1] if ":" in image.split("/")[-1] else ""
+        assert tag and tag != "latest" and re.search(r"\d+\.\d+", tag), f"{name}: {image}"
+        for port in svc.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond localhost"
+    assert "127.0.0.1:8000:8000" in compose["services"]["gateway"]["ports"]
+
+
+def test_redis_keeps_an_append_only_file(compose: dict[str, Any]) -> None:
+    cmd = compose["services"]["redis"]["command"]
+    assert cmd[cmd.index("--appendonly") + 1] == "yes"
+    assert cmd[cmd.index("--appendfsync") + 1] == "everysec"
+
+
+def test_broker_gets_the_repository_acl(compose: dict[str, Any]) -> None:
+    volumes = compose["services"]["mosquitto"]["volumes"]
+    assert "../broker/acl:/mosquitto/config/acl:ro" in volumes
+    for volume in volumes:
+        src = volume.split(":")[0]
+        if src.startswith("."):
+            assert (COMPOSE.parent / src).exists(), volume

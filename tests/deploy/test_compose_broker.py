@@ -1,0 +1,105 @@
+"""The compose broker for real: compose/mosquitto/make-passwd.sh writes the password file,
+a real Mosquitto runs compose/mosquitto/mosquitto.conf (paths and port moved to a temp dir)
+with broker/acl, and the compose health check, the workers' shared subscription and the
+simulated devices' publishes behave as the compose file assumes."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from iotstream.localservices import MosquittoProcess, find_binary, free_port
+from tests.deploy.support import ROOT
+
+pytestmark = pytest.mark.integration
+
+SECRETS = {"MQTT_WORKER_PASSWORD": "w-secret", "MQTT_ADMIN_PASSWORD": "a-secret"}
+DEVICE_PASSWORD = "d-secret"
+
+
+def _client(name: str) -> str:
+    found = find_binary(name)
+    assert found, f"{name} missing: apt-get install mosquitto-clients"
+    return found
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoProcess]:
+    work = tmp_path_factory.mktemp("compose-broker")
+    env = {
+        **os.environ,
+        **SECRETS,
+        "MQTT_DEVICE_PASSWORD": DEVICE_PASSWORD,
+        "DEVICES": "12",
+        "PASSWD_FILE": str(work / "passwd"),
+        "PASSWD_OWNER": f"{os.getuid()}:{os.getgid()}",
+    }
+    subprocess.run(
+        ["sh", str(ROOT / "compose" / "mosquitto" / "make-passwd.sh")], env=env, check=True
+    )
+    port = free_port()
+    conf = (ROOT / "compose" / "mosquitto" / "mosquitto.conf").read_text()
+    conf = (
+        conf.replace("/mosquitto/auth/passwd", str(work / "passwd"))
+        .replace("/mosquitto/config/acl", str(ROOT / "broker" / "acl"))
+        .replace("/mosquitto/data/", f"{work}/")
+        .replace("listener 1883 0.0.0.0", f"listener {port} 127.0.0.1")
+    )
+    conf = f"user {getpass.getuser()}\n{conf}"  # the image runs it as its own mosquitto user
+    settings = [ln for ln in conf.splitlines() if ln and not ln.startswith("#")]
+    assert not [ln for ln in settings if "/mosquitto/" in ln]
+    with MosquittoProcess(work, config=conf, port=port) as proc:
+        yield proc
+
+
+def _sub(broker: MosquittoProcess, user: str, password: str, topic: str, wait: int) -> list[str]:
+    return [
+        _client("mosquitto_sub"), "-h", "127.0.0.1", "-p", str(broker.port), "-V", "5",
+        "-u", user, "-P", password, "-t", topic, "-C", "1", "-W", str(wait),
+    ]  # fmt: skip
+
+
+def _pub(broker: MosquittoProcess, user: str | None, topic: str, payload: str) -> int:
+    auth = ["-u", user, "-P", DEVICE_PASSWORD] if user else []
+    argv = [_client("mosquitto_pub"), "-h", "127.0.0.1", "-p", str(broker.port), "-V", "5",
+            *auth, "-q", "1", "-t", topic, "-m", payload]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, check=False, timeout=10).returncode
+
+
+def test_healthcheck_command_succeeds(broker: MosquittoProcess) -> None:
+    argv = _sub(broker, "admin", SECRETS["MQTT_ADMIN_PASSWORD"], "$SYS/broker/version", 3)
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=10)
+    assert result.returncode == 0, result.stderr
+    assert "mosquitto" in result.stdout
+
+
+def test_healthcheck_fails_with_a_wrong_password(broker: MosquittoProcess) -> None:
+    argv = _sub(broker, "admin", "wrong", "$SYS/broker/version", 3)
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=10)
+    assert result.returncode != 0
+
+
+def test_worker_receives_device_telemetry_only_from_the_right_device(
+    broker: MosquittoProcess,
+) -> None:
+    argv = _sub(
+        broker, "worker", SECRETS["MQTT_WORKER_PASSWORD"], "$share/workers/devices/+/telemetry", 8
+    )
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as worker:
+        time.sleep(0.5)  # subscribed
+        assert _pub(broker, None, "devices/sim-03/telemetry", "anonymous") != 0
+        _pub(broker, "sim-03", "devices/sim-04/telemetry", "spoofed")
+        assert _pub(broker, "sim-03", "devices/sim-03/telemetry", "genuine") == 0
+        out, _ = worker.communicate(timeout=10)
+    assert out.strip() == "genuine"
+
+
+def test_every_simulated_device_has_an_account(broker: MosquittoProcess) -> None:
+    # DEVICES=12 -> ids sim-00 .. sim-11, as `iotstream sim --devices 12` names them.
+    assert _pub(broker, "sim-11", "devices/sim-11/status", "online") == 0
+    assert _pub(broker, "sim-12", "devices/sim-12/status", "online") != 0
