@@ -333,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
             1,
         )
         for n in counts
+        if ("throughput", "batched", n) in by
     }
     print("batched / per-item deliveries:", ratios)
     report = {
@@ -342,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
+            "loadavg_before": load,
+            "loadavg_after": os.getloadavg(),
         },
         "measure_seconds": seconds,
         "results": [asdict(r) for r in results],

@@ -5,8 +5,9 @@
 Prints ``ready`` once every connection is subscribed; then on stdin ``start`` begins
 counting and ``stop`` prints a JSON line: items, frames, closed connections and (MODE
 ``latency``) a histogram of published -> received latency in 0.1 ms buckets. Throughput
-mode counts items without decoding JSON (``"device_id"`` occurrences in the raw frame), so
-the clients spend as little CPU as possible next to the gateway.
+mode counts items without decoding JSON (``"device_id"`` occurrences in the raw frame) and
+latency mode only extracts ``published_ts`` with a regular expression, so the clients spend
+as little CPU as possible next to the gateway on this 2-core machine.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 import time
 from typing import Final
 
-import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
@@ -27,6 +28,7 @@ __all__ = ["CLIENT_MODULE"]
 
 CLIENT_MODULE: Final = "bench.gateway_clients"
 _ITEM: Final = b'"device_id"'
+_PUBLISHED: Final = re.compile(rb'"published_ts":([0-9.eE+-]+)')
 
 
 class Counter:
@@ -49,13 +51,12 @@ async def _reader(ws: ClientConnection, counter: Counter) -> None:
                 continue
             if counter.latency:
                 now = time.time()
-                frame = orjson.loads(data)
-                if frame.get("type") != "predictions":
-                    continue
-                counter.frames += 1
-                for p in frame["items"]:
-                    counter.items += 1
-                    key = f"{round((now - p['hops']['published_ts']) * 1e4) / 10:.1f}"
+                stamps = _PUBLISHED.findall(data)  # C speed: keep client CPU off the gateway's
+                if stamps:
+                    counter.frames += 1
+                    counter.items += len(stamps)
+                for stamp in stamps:
+                    key = f"{round((now - float(stamp)) * 1e4) / 10:.1f}"
                     counter.hist[key] = counter.hist.get(key, 0) + 1
             else:
                 n = data.count(_ITEM)
