@@ -1,0 +1,84 @@
+""".github/workflows: valid against the GitHub workflow schema (check-jsonschema's vendored
+copy, offline); CI runs the README's test command with a dependency cache on push and pull
+request; the image workflow builds both architectures with buildx on tags, and every
+credential comes from ``secrets.*``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml  # type: ignore[import-untyped]
+
+from tests.deploy.support import ROOT, run_tool
+
+WORKFLOWS = ROOT / ".github" / "workflows"
+
+
+def _load(name: str) -> dict[str, Any]:
+    data = yaml.safe_load((WORKFLOWS / name).read_text())
+    assert isinstance(data, dict)
+    # YAML 1.1 reads the key `on` as True.
+    data["on"] = data.pop(True, data.get("on"))
+    return data
+
+
+def _steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    return [step for job in workflow["jobs"].values() for step in job["steps"]]
+
+
+def test_workflows_match_the_github_schema() -> None:
+    files = sorted(str(p) for p in WORKFLOWS.glob("*.yml"))
+    assert len(files) == 2
+    result = run_tool("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *files)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_schema_check_catches_a_broken_workflow(tmp_path: Path) -> None:
+    broken = tmp_path / "ci.yml"
+    broken.write_text((WORKFLOWS / "ci.yml").read_text().replace("runs-on:", "run-on:"))
+    result = run_tool(
+        "check-jsonschema", "--builtin-schema", "vendor.github-workflows", str(broken)
+    )
+    assert result.returncode == 1
+
+
+def test_ci_runs_the_readme_test_command_with_a_cache() -> None:
+    ci = _load("ci.yml")
+    assert set(ci["on"]) == {"push", "pull_request"}
+    runs = [s.get("run", "").strip() for s in _steps(ci)]
+    assert "scripts/test" in runs
+    assert "scripts/test" in (ROOT / "README.md").read_text()
+    assert (ROOT / "scripts" / "test").exists()
+    cache = next(s for s in _steps(ci) if s.get("uses", "").startswith("actions/cache@"))
+    assert "requirements/dev.txt" in cache["with"]["key"]
+
+
+def test_image_workflow_builds_both_architectures_on_tags() -> None:
+    image = _load("image.yml")
+    assert list(image["on"]) == ["push"]
+    assert set(image["on"]["push"]) == {"tags"}
+    build = next(
+        s for s in _steps(image) if s.get("uses", "").startswith("docker/build-push-action@")
+    )
+    assert build["with"]["file"] == "compose/Dockerfile"
+    assert set(build["with"]["platforms"].split(",")) == {"linux/amd64", "linux/arm64"}
+    assert build["with"]["push"] is True
+    uses = [s.get("uses", "") for s in _steps(image)]
+    assert any(u.startswith("docker/setup-buildx-action@") for u in uses)
+    assert any(u.startswith("docker/setup-qemu-action@") for u in uses)
+
+
+@pytest.mark.parametrize("name", ["ci.yml", "image.yml"])
+def test_actions_pinned_and_credentials_only_from_secrets(name: str) -> None:
+    workflow = _load(name)
+    for step in _steps(workflow):
+        if "uses" in step:
+            assert re.fullmatch(r"[\w.-]+/[\w.-]+@(v\d+|[0-9a-f]{40})", step["uses"]), step["uses"]
+        for key, value in step.get("with", {}).items():
+            if re.search(r"password|token|secret|key$", key) and key != "key":
+                assert re.fullmatch(r"\$\{\{\s*secrets\.\w+\s*\}\}", str(value)), (name, key)
+    text = (WORKFLOWS / name).read_text()
+    assert not re.search(r"(ghp_|github_pat_)[A-Za-z0-9]", text)
