@@ -29,8 +29,7 @@ from iot_contract import (
     MSGPACK_CONTENT_TYPE,
     STATUS_OFFLINE,
     STATUS_ONLINE,
-    Reading,
-    encode_reading,
+    encode_reading_fields,
     status_topic,
     telemetry_topic,
 )
@@ -67,6 +66,10 @@ class _Device:
     conn: _Connection
     seq: int = 0
     sent: int = 0
+    topic: str = ""
+
+    def __post_init__(self) -> None:
+        self.topic = telemetry_topic(self.device_id)
 
 
 @dataclass
@@ -237,21 +240,19 @@ class Fleet:
 
     def _publish(self, device: _Device) -> None:
         features, label = device.machine.step(1.0 / self.settings.rate)
-        reading = Reading.model_construct(
-            device_id=device.device_id,
-            seq=device.seq,
-            ts=time.time(),
+        payload = encode_reading_fields(
+            device.device_id,
+            device.seq,
+            time.time(),
+            features.tolist(),
             model=self.settings.model,
-            features=features.tolist(),
             label=label,
+            content_type=self._content_type,
         )
         device.seq += 1
         device.sent += 1
         info = device.conn.client.publish(
-            telemetry_topic(device.device_id),
-            encode_reading(reading, self._content_type),
-            qos=self.settings.qos,
-            properties=self._props,
+            device.topic, payload, qos=self.settings.qos, properties=self._props
         )
         if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
             self.stats.dropped += 1

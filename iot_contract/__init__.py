@@ -15,6 +15,7 @@ from iot_contract.codecs import (
     codec_for,
     decode_reading,
     encode_reading,
+    encode_reading_fields,
     sniff_codec,
 )
 from iot_contract.errors import ContractError, RejectReason
@@ -93,6 +94,7 @@ __all__ = [
     "codec_for",
     "decode_reading",
     "encode_reading",
+    "encode_reading_fields",
     "inference_topic",
     "parse_client_message",
     "parse_device_topic",

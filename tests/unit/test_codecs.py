@@ -26,6 +26,7 @@ from iot_contract import (
     codec_for,
     decode_reading,
     encode_reading,
+    encode_reading_fields,
     sniff_codec,
 )
 
@@ -259,3 +260,20 @@ def test_payloads_without_content_type_are_sniffed(reading: Reading) -> None:
         payload = encode_reading(reading, content_type)
         assert decode_reading(payload, None, max_bytes=1 << 20) == reading
         assert isinstance(sniff_codec(payload), codec_for(content_type).__class__)
+
+
+@given(readings, st.sampled_from(CONTENT_TYPES))
+def test_field_encoder_matches_the_model_encoder(
+    reading: Reading, content_type: str | None
+) -> None:
+    fast = encode_reading_fields(
+        reading.device_id,
+        reading.seq,
+        reading.ts,
+        list(reading.features),
+        model=reading.model,
+        label=reading.label,
+        content_type=content_type,
+    )
+    assert decode_reading(fast, content_type, max_bytes=1 << 20) == reading
+    assert decode_reading(fast, None, max_bytes=1 << 20) == reading
