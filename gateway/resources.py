@@ -13,7 +13,7 @@ from typing import Annotated
 
 import anyio
 from fastapi import Depends
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 from starlette.requests import HTTPConnection
 
@@ -69,7 +69,12 @@ async def open_resources(
 ) -> AsyncIterator[GatewayResources]:
     """Connect to Redis, start the stream reader, load the REST models; undo it all on exit."""
     keys = RedisKeys(settings.redis_prefix)
-    redis = Redis.from_url(settings.redis_url, decode_responses=False)
+    # Bounded: resumes and REST share it with the reader's blocking XREAD; callers wait for a
+    # free connection (up to 10 s) instead of opening one per request.
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=settings.redis_max_connections, timeout=10
+    )
+    redis = Redis(connection_pool=pool)
     hub = Hub()
 
     def close_all() -> None:
@@ -117,4 +122,4 @@ async def open_resources(
                 channel.request_close(CloseCode.GOING_AWAY, "gateway shutting down")
             tg.cancel_scope.cancel()
     finally:
-        await redis.aclose()
+        await redis.aclose(close_connection_pool=True)

@@ -42,6 +42,8 @@ class GatewaySettings(BaseSettings):
     """Redis holding the predictions stream and the latest-value hash."""
     redis_prefix: str = "iotstream"
     """Key prefix shared with the workers (``{prefix}:predictions`` ...)."""
+    redis_max_connections: int = Field(default=32, ge=2, le=1000)
+    """Connections to Redis per process (one is the reader's blocking XREAD)."""
 
     # --- security
     dev_mode: bool = False
