@@ -15,6 +15,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -170,3 +171,49 @@ def test_demo_serves_predictions_and_stops_cleanly(tmp_path: Path, stop_signal: 
     assert "stopped cleanly" in text
     busy = [name for name, port in ports.items() if not _free(port)]
     assert busy == []
+
+
+def _child_of(pid: int, timeout: float = 10) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        kids = [p for p, (ppid, _, _) in _processes().items() if ppid == pid]
+        if kids:
+            return kids[0]
+        time.sleep(0.05)
+    raise AssertionError("the wrapped server never started")
+
+
+def _alive(pid: int) -> bool:
+    procs = _processes()
+    return pid in procs and bool(procs[pid][2])  # a zombie has no command line
+
+
+def test_demo_last_stops_its_server_after_the_grace_period() -> None:
+    """honcho's SIGTERM reaches only the wrapper; the server outlives it by --grace."""
+    wrapper = subprocess.Popen(
+        [sys.executable, "-m", "iotstream", "demo", "last", "--grace", "1.5", "--", "sleep", "60"]
+    )
+    try:
+        server = _child_of(wrapper.pid)
+        wrapper.send_signal(signal.SIGTERM)
+        time.sleep(0.7)
+        assert _alive(server)  # still serving the clients' graceful stop
+        wrapper.wait(timeout=10)
+        time.sleep(0.1)
+        assert not _alive(server)
+    finally:
+        wrapper.kill()
+        wrapper.wait()
+
+
+def test_demo_last_server_dies_with_a_killed_wrapper() -> None:
+    wrapper = subprocess.Popen(
+        [sys.executable, "-m", "iotstream", "demo", "last", "--", "sleep", "60"]
+    )
+    server = _child_of(wrapper.pid)
+    wrapper.kill()  # honcho's SIGKILL after its 5 s
+    wrapper.wait()
+    deadline = time.monotonic() + 5
+    while _alive(server) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(server)
