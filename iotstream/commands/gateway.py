@@ -43,6 +43,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from gateway import create_app
     from gateway.settings import GatewaySettings
+    from iot_contract.frames import MAX_CONTROL_MESSAGE
     from iotstream.logs import configure_logging
     from iotstream.settings_cli import SettingsError, settings_from_args
 
@@ -58,6 +59,8 @@ def _run(args: argparse.Namespace) -> int:
         port=settings.port,
         ws="websockets-sansio",
         ws_per_message_deflate=settings.ws_compression,
+        ws_max_size=MAX_CONTROL_MESSAGE,  # clients only send small control messages
+        server_header=False,
         log_config=None,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=5,

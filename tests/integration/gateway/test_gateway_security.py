@@ -113,3 +113,18 @@ def test_gateway_restart_then_resume_without_gaps(start_gateway: Any, feeder: Fe
         assert seqs == list(range(40))
 
     anyio.run(main)
+
+
+def test_oversized_client_messages_are_cut_off(start_gateway: Any, feeder: Feeder) -> None:
+    gw = start_gateway()
+
+    async def main() -> None:
+        async with await open_client(gw.ws_url) as ws:
+            await ws.send('{"type":"ping","pad":"' + "x" * 40_000 + '"}')
+            closed = await until_closed(ws)
+            assert closed.rcvd is not None and closed.rcvd.code == 1009  # message too big
+        got = Received()
+        async with await open_client(gw.ws_url) as ws:  # the gateway is unaffected
+            await subscribe(ws, got)
+
+    anyio.run(main)
