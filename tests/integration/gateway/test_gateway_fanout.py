@@ -207,3 +207,39 @@ def test_stuck_client_is_closed_slow_while_others_stay_fast(
             assert p99 < 0.5, f"p99 {p99 * 1000:.0f} ms while a client was stuck"
 
     anyio.run(main)
+
+
+def test_stuck_coalescing_client_keeps_the_newest_per_device(
+    start_gateway: Any, feeder: Feeder
+) -> None:
+    gw = start_gateway(client_queue_items=50, batch_window_ms=2)
+    rng = random.Random(3)
+    payload = [rng.random() for _ in range(200)]
+    devices = [f"dev-{n}" for n in range(5)]
+
+    async def main() -> Received:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        sock.connect((gw.host, gw.port))
+        sock.setblocking(False)
+        got = Received()
+        async with await open_client(gw.ws_url, max_queue=1, sock=sock) as ws:
+            await subscribe(ws, got, coalesce=True)
+            for start in range(0, 2000, 40):  # ~8 MB while the client does not read
+                batch = [
+                    prediction(devices[i % 5], i).model_copy(update={"values": payload})
+                    for i in range(start, start + 40)
+                ]
+                await anyio.to_thread.run_sync(feeder.write, batch)
+            final_id = feeder.ids()[-1]
+            with anyio.fail_after(30):
+                while got.last_id != final_id:
+                    got.record(await ws.recv(decode=False))
+        return got
+
+    got = anyio.run(main)
+    seqs = [s for _, s in got.keys]
+    assert len(seqs) < 2000  # some were coalesced away ...
+    assert seqs == sorted(seqs)  # ... the rest arrived in stream order, once
+    newest = {d: max(s for dd, s in got.keys if dd == d) for d in devices}
+    assert newest == {devices[i % 5]: i for i in range(1995, 2000)}  # nobody lost its latest
