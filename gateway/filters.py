@@ -73,11 +73,11 @@ class SubscriptionFilter:
     anomalies_only: bool = False
     allowed: DeviceMatcher | None = None
     _cache: dict[str, bool] = field(default_factory=dict, repr=False)
+    key: tuple[object, ...] = field(init=False, repr=False)
+    """Equal for filters that select the same items (the hub shares work between them)."""
 
-    @property
-    def key(self) -> tuple[object, ...]:
-        """Equal for filters that select the same items (the hub shares work between them)."""
-        return (
+    def __post_init__(self) -> None:
+        self.key = (
             self.devices.patterns,
             self.models,
             self.anomalies_only,
