@@ -18,6 +18,7 @@
   // Everything the page knows; exposed for tests and for poking at in the console.
   const state = {
     lastId: null, epoch: null, connected: false, reconnects: 0, frames: 0, items: 0,
+    subscribedAt: Infinity,
     subscribed: [], closes: [], snapshots: 0, anomaliesSeen: 0,
     seqs: {},            // device -> seq numbers received from the stream, in order
     devices: new Map(),  // device -> latest prediction
@@ -76,6 +77,7 @@
     socket.onopen = () => {
       opened = true; backoff = 500; state.connected = true;
       setStatus("open", "live");
+      state.subscribedAt = Date.now() / 1000;
       const sub = { type: "subscribe", since: state.lastId || "-500" };
       if (state.epoch) sub.epoch = state.epoch;
       socket.send(JSON.stringify(sub));
@@ -127,7 +129,9 @@
       if (seqs.length > 20000) seqs.splice(0, 10000);  // bounded memory on long runs
       state.items++;
       state.arrivals.push(now);
-      HOPS.forEach(([, f], i) => {
+      // Latency of live predictions only: history replayed on (re)subscribe says how long
+      // the page was away, not how fast the pipeline is.
+      if (p.hops.published_ts >= state.subscribedAt) HOPS.forEach(([, f], i) => {
         const v = f(p, frame, now);
         if (Number.isFinite(v)) {
           const w = state.latency[i];
