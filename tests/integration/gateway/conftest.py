@@ -21,8 +21,6 @@ from iot_contract import RedisKeys
 from tests.component.gateway.support import SECRET, Feeder, token
 from tests.harness.services import Service
 
-pytestmark = pytest.mark.integration
-
 
 def gateway_options(redis_url: str, keys: RedisKeys, **overrides: Any) -> dict[str, Any]:
     """Command-line settings of a test gateway."""
