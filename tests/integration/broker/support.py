@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import getpass
+import os
 import queue
 import shutil
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -71,6 +73,16 @@ class Broker:
     @property
     def port(self) -> int:
         return self.process.port
+
+    def reload(self) -> None:
+        """SIGHUP, once the broker answers MQTT (a SIGHUP during start-up kills it)."""
+        probe = Client(f"probe-{time.monotonic_ns()}")
+        try:
+            assert probe.outcome(self.port).startswith(("ok", "refused")), "broker not answering"
+        finally:
+            probe.close()
+        assert self.process.pid is not None
+        os.kill(self.process.pid, signal.SIGHUP)
 
 
 def write_accounts(etc: Path) -> dict[str, str]:
@@ -222,7 +234,7 @@ class Client:
         result: ReasonCode = rc
         return result
 
-    def drain(self, quiet: float = 0.3) -> list[mqtt.MQTTMessage]:
+    def drain(self, quiet: float = 0.5) -> list[mqtt.MQTTMessage]:
         """Messages that arrive until none has come for ``quiet`` seconds."""
         got = []
         with contextlib.suppress(queue.Empty):

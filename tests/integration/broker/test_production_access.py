@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-
 import pytest
 
 from iot_contract import inference_topic, shared_subscription, status_topic, telemetry_topic
@@ -123,8 +120,7 @@ def test_rotated_device_must_reconnect_with_its_new_secret(central: Broker) -> N
         passwords = PasswordFile(central.etc / "passwd")
         old, central.secrets["dev-a"] = central.secrets["dev-a"], rotate(passwords, "dev-a")
         passwords.save()
-        assert central.process.pid is not None
-        os.kill(central.process.pid, signal.SIGHUP)
+        central.reload()
         device_a.wait("disconnect")
         made.append(stale := Client("dev-a-old").login("dev-a", old))
         assert stale.outcome(central.port) == "refused: Not authorized"
@@ -139,8 +135,7 @@ def test_revoked_device_is_cut_off_on_reload(central: Broker) -> None:
         passwords = PasswordFile(central.etc / "passwd")
         revoke(passwords, "dev-b")
         passwords.save()
-        assert central.process.pid is not None
-        os.kill(central.process.pid, signal.SIGHUP)
+        central.reload()
         device_b.wait("disconnect")
         made.append(again := Client("dev-b-again").login("dev-b", central.secrets["dev-b"]))
         assert again.outcome(central.port) == "refused: Not authorized"
