@@ -63,6 +63,8 @@ def running_worker(
         finally:
             stop.set()
             thread.join(30)
+            if thread.is_alive():
+                raise RuntimeError("the worker did not stop within 30 s")
 
 
 def _assemble(

@@ -10,12 +10,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import redis
 
 from inference_worker.batcher import Batcher
+from inference_worker.buffer import BoundedBuffer
 from inference_worker.core import InferenceCore, PredictionRecord
 from inference_worker.metrics import WorkerMetrics
 from inference_worker.mqtt_source import Incoming, MqttSource
@@ -34,6 +36,16 @@ from iot_contract import (
 )
 
 __all__ = ["Worker"]
+
+
+@dataclass(slots=True)
+class _Job:
+    """A scored batch on its way to Redis."""
+
+    batch: list[Incoming]
+    records: list[PredictionRecord]
+    deadletters: list[DeadLetter]
+
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +77,15 @@ class Worker:
         """Whether the last Redis write worked (readiness)."""
         self._report_at = time.monotonic() + settings.report_every
         self._reported = (0.0, 0.0, 0.0)
+        self._jobs: BoundedBuffer[_Job | None] = BoundedBuffer(2)
+        self._stopping_since: float | None = None
+
+    def _gave_up(self, now: float) -> bool:
+        """Whether the stop grace period has run out (counted from when the writer first
+        saw the stop: the worker thread may be waiting for room in the writer's buffer)."""
+        if self._stopping_since is None:
+            self._stopping_since = now
+        return now - self._stopping_since > self.settings.shutdown_grace
 
     def ready(self) -> tuple[bool, str]:
         """Readiness: subscribed to the broker and Redis writable."""
@@ -76,20 +97,32 @@ class Worker:
 
     def run(self, stop: threading.Event) -> None:
         """Process readings until ``stop`` is set; then unsubscribe, finish what was received,
-        acknowledge it, and return (the caller disconnects)."""
-        while not stop.is_set():
-            self._step(stop, idle_timeout=0.1)
-        log.info("stopping: unsubscribing, then finishing the readings already received")
-        self.source.unsubscribe()
-        while items := self.source.take(self._batcher.max_size, timeout=0.05):
-            for item in items:
-                if batch := self._batcher.add(item, time.monotonic()):
-                    self.process(batch, stop=None)
-        if batch := self._batcher.flush():
-            self.process(batch, stop=None)
+        store and acknowledge it, and return (the caller disconnects).
+
+        Batches are stored by a writer thread, so the next batch is decoded and scored
+        while Redis executes the previous write; at most two batches wait for it.
+        """
+        writer = threading.Thread(
+            target=self._write_loop, args=(stop,), name="redis-writer", daemon=True
+        )
+        writer.start()
+        try:
+            while not stop.is_set():
+                self._step(idle_timeout=0.1)
+            log.info("stopping: unsubscribing, then finishing the readings already received")
+            self.source.unsubscribe()
+            while items := self.source.take(self._batcher.max_size, timeout=0.05):
+                for item in items:
+                    if batch := self._batcher.add(item, time.monotonic()):
+                        self.process(batch)
+            if batch := self._batcher.flush():
+                self.process(batch)
+        finally:
+            self._jobs.put(None)  # no more batches
+            writer.join()
         log.info("stopped cleanly")
 
-    def _step(self, stop: threading.Event, idle_timeout: float) -> None:
+    def _step(self, idle_timeout: float) -> None:
         deadline = self._batcher.deadline
         now = self.last_tick = time.monotonic()
         if now >= self._report_at:
@@ -99,13 +132,13 @@ class Worker:
         now = time.monotonic()
         for item in items:
             if batch := self._batcher.add(item, now):
-                self.process(batch, stop)
+                self.process(batch)
         if batch := self._batcher.flush_due(now):
-            self.process(batch, stop)
+            self.process(batch)
 
-    def process(self, batch: list[Incoming], stop: threading.Event | None) -> bool:
-        """Decode, infer, store and acknowledge one batch. Returns False if it could not be
-        stored before ``stop`` was set (then nothing is acknowledged and the broker keeps it)."""
+    def process(self, batch: list[Incoming]) -> None:
+        """Decode and score one batch, then hand it to the writer (waits while two batches
+        are already waiting for Redis: backpressure)."""
         m = self.metrics
         m.received.inc(len(batch))
         m.batches.inc()
@@ -125,12 +158,17 @@ class Worker:
         result = self.core.infer(readings, [item.received_ts for item in origin])
         for index, error in result.rejected:
             deadletters.append(self._deadletter(origin[index], error, readings[index].device_id))
-        if not self._store(result.records, deadletters, stop):
-            return False
-        self.source.ack(batch)
-        if self.settings.publish_inference:
-            self._publish_back(result.records)
-        return True
+        self._jobs.put(_Job(batch, result.records, deadletters))
+
+    def _write_loop(self, stop: threading.Event) -> None:
+        while True:
+            for job in self._jobs.take(1, timeout=1.0):
+                if job is None:
+                    return
+                if self._store(job.records, job.deadletters, stop):
+                    self.source.ack(job.batch)
+                    if self.settings.publish_inference:
+                        self._publish_back(job.records)
 
     def _decode(self, item: Incoming) -> Reading:
         device_id, kind = parse_device_topic(item.topic)
@@ -169,8 +207,11 @@ class Worker:
         self,
         predictions: list[PredictionRecord],
         deadletters: list[DeadLetter],
-        stop: threading.Event | None,
+        stop: threading.Event,
     ) -> bool:
+        """Write one batch, retrying with backoff. Gives up (returns False, nothing is
+        acknowledged, the broker keeps the readings) only when Redis is still failing
+        ``shutdown_grace`` seconds after a stop was asked for."""
         delay = 0.1
         while True:
             try:
@@ -187,9 +228,14 @@ class Worker:
                 )
                 self.redis_ok = False
                 self.last_tick = time.monotonic()
-                if stop is not None and stop.wait(delay):
+                if stop.is_set() and self._gave_up(time.monotonic()):
+                    log.error(
+                        "Redis still failing after the stop grace period: leaving %d "
+                        "readings unacknowledged for redelivery",
+                        len(predictions),
+                    )
                     return False
-                if stop is None:
+                if stop.wait(delay):  # stopping: keep retrying until the grace period ends
                     time.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue

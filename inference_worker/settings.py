@@ -85,6 +85,9 @@ class WorkerSettings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     """Serve ``/metrics`` (Prometheus), ``/healthz`` (liveness: the run loop turns) and
     ``/readyz`` (subscribed, Redis writable) on this port when set."""
+    shutdown_grace: float = Field(default=10.0, ge=0)
+    """Seconds a stopping worker keeps retrying Redis before it leaves the rest of its
+    readings unacknowledged (the broker redelivers them) and exits."""
     report_every: float = Field(default=30.0, gt=0)
     """Seconds between progress lines in the log."""
     log_level: str = "INFO"

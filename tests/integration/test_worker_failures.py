@@ -61,3 +61,43 @@ def test_redis_outage_loses_nothing(mosquitto: Service, tmp_path: Path, unique: 
         stored = predictions(client, keys)
         assert sorted(p.seq for p in stored) == list(range(200))
         client.close()
+
+
+def test_stop_during_redis_outage_leaves_readings_for_redelivery(
+    mosquitto: Service, tmp_path: Path, unique: str
+) -> None:
+    """A worker told to stop while Redis is down gives up after the grace period without
+    acknowledging; the broker keeps the readings for the worker's next run."""
+    keys = RedisKeys(f"t{unique}")
+    with RedisProcess(tmp_path / "redis") as server:
+        settings = WorkerSettings(
+            worker_id=f"w-{unique}",
+            mqtt_url=mosquitto.url,
+            redis_url=server.url,
+            redis_prefix=keys.prefix,
+            share_group=f"g{unique}",
+            max_batch=8,
+            default_model="lin",
+            shutdown_grace=1.0,
+        )
+        readings = [
+            Reading(device_id=f"d{unique}", seq=i, ts=1.0, features=[i, 0.0, 1.0])
+            for i in range(40)
+        ]
+        server.stop()
+        started = time.monotonic()
+        with running_worker(settings, make_core(settings.worker_id)) as (worker, _stop):
+            publish(mosquitto, reading_messages(readings), client_id=f"a{unique}")
+            time.sleep(1.0)
+            assert worker.ready() == (False, "redis writes failing")
+        assert time.monotonic() - started < 15, "the stop did not hang on the outage"
+        server.start()
+        client = redis.Redis.from_url(server.url)
+        with running_worker(settings, make_core(settings.worker_id)):
+            assert wait_for(client, keys.predictions, 40) == 40
+        assert sorted(p.seq for p in predictions(client, keys)) == list(range(40))
+        client.close()
+
+
+def make_core(worker_id: str) -> InferenceCore:
+    return InferenceCore({"lin": LinearModel()}, default_model="lin", worker_id=worker_id)
