@@ -27,6 +27,15 @@ class WorkerMetrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
             registry=r,
         )
+        self.inference_seconds = Histogram(
+            "worker_inference_seconds",
+            "Decode + model time per micro-batch",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+            registry=r,
+        )
+        self.acks_pending = Gauge(
+            "worker_acks_pending", "Readings received but not yet acknowledged", registry=r
+        )
         self.redis_retries = Counter(
             "worker_redis_retries", "Batch writes retried after a Redis error", registry=r
         )

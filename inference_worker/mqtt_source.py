@@ -145,6 +145,7 @@ class MqttSource:
             self.client.disconnect()
         finally:
             self.client.loop_stop()
+            self.client.close_sockets()
 
     # --- data path -----------------------------------------------------------------------
     def take(self, max_items: int, timeout: float) -> list[Incoming]:

@@ -6,7 +6,8 @@
 * ``_handle_on_message`` skips paho's topic matcher when no per-topic callback is
   registered (the worker registers none); it cost ~7 % of the worker's CPU.
 
-Both lean on paho internals (``_packet_queue``, ``_handle_on_message``) of the 2.x line
+Both lean on paho internals (``_packet_queue``, ``_handle_on_message``, and
+``_reset_sockets`` for :meth:`WorkerClient.close_sockets`) of the 2.x line
 pinned in requirements/dev.txt; the integration tests check that acknowledged readings are
 not redelivered after a restart, which breaks if these internals change.
 """
@@ -44,6 +45,11 @@ class WorkerClient(mqtt.Client):
         if packet:
             self._packet_queue(_PUBACK, packet, 0, 0)
         return len(packet) // _PUBACK_PACKET.size
+
+    def close_sockets(self) -> None:
+        """Close the network and wake-up sockets now (paho only does it when the client is
+        garbage-collected, which for a client in a reference cycle may be never)."""
+        self._reset_sockets()
 
     def _handle_on_message(self, message: mqtt.MQTTMessage) -> None:
         on_message = self.on_message

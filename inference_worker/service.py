@@ -144,6 +144,8 @@ class Worker:
         m.batches.inc()
         m.batch_size.observe(len(batch))
         m.queue_depth.set(len(self.source.buffer))
+        m.acks_pending.inc(len(batch))
+        started = time.perf_counter()
         readings: list[Reading] = []
         origin: list[Incoming] = []
         deadletters: list[DeadLetter] = []
@@ -158,6 +160,7 @@ class Worker:
         result = self.core.infer(readings, [item.received_ts for item in origin])
         for index, error in result.rejected:
             deadletters.append(self._deadletter(origin[index], error, readings[index].device_id))
+        m.inference_seconds.observe(time.perf_counter() - started)
         self._jobs.put(_Job(batch, result.records, deadletters))
 
     def _write_loop(self, stop: threading.Event) -> None:
@@ -167,6 +170,7 @@ class Worker:
                     return
                 if self._store(job.records, job.deadletters, stop):
                     self.source.ack(job.batch)
+                    self.metrics.acks_pending.dec(len(job.batch))
                     if self.settings.publish_inference:
                         self._publish_back(job.records)
 

@@ -92,6 +92,8 @@ class WorkerSettings(BaseSettings):
     """Seconds between progress lines in the log."""
     log_level: str = "INFO"
     """Python log level."""
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per log line, for log collectors."""
 
     @field_validator("models", mode="before")
     @classmethod

@@ -48,5 +48,5 @@ def _run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"iotstream worker: invalid settings: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.worker_id)
+    configure_logging(settings.log_level, settings.worker_id, settings.log_format)
     return run(settings)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from inference_worker.core import InferenceCore
 from inference_worker.model import ModelInfo, Output
 
 
@@ -64,3 +65,8 @@ class NanModel(LinearModel):
             Output(score=float("nan"), anomaly=False) if row[0] < 0 else out
             for row, out in zip(features, outs, strict=True)
         ]
+
+
+def linear_core(worker_id: str) -> InferenceCore:
+    """An inference core serving one :class:`LinearModel` as ``lin`` (the default route)."""
+    return InferenceCore({"lin": LinearModel()}, default_model="lin", worker_id=worker_id)

@@ -10,11 +10,10 @@ import pytest
 import redis
 
 from inference_worker.app import running_worker
-from inference_worker.core import InferenceCore
 from inference_worker.settings import WorkerSettings
 from iot_contract import Reading, RedisKeys
 from iotstream.localservices import RedisProcess
-from tests.harness.models import LinearModel
+from tests.harness.models import linear_core
 from tests.harness.pipeline import predictions, publish, reading_messages, settle, wait_for
 from tests.harness.services import Service
 
@@ -33,9 +32,7 @@ def test_redis_outage_loses_nothing(mosquitto: Service, tmp_path: Path, unique: 
             max_batch=8,
             default_model="lin",
         )
-        core = InferenceCore(
-            {"lin": LinearModel()}, default_model="lin", worker_id=settings.worker_id
-        )
+        core = linear_core(settings.worker_id)
         readings = [
             Reading(device_id=f"d{unique}", seq=i, ts=1.0, features=[i, 0.0, 1.0])
             for i in range(200)
@@ -86,18 +83,14 @@ def test_stop_during_redis_outage_leaves_readings_for_redelivery(
         ]
         server.stop()
         started = time.monotonic()
-        with running_worker(settings, make_core(settings.worker_id)) as (worker, _stop):
+        with running_worker(settings, linear_core(settings.worker_id)) as (worker, _stop):
             publish(mosquitto, reading_messages(readings), client_id=f"a{unique}")
             time.sleep(1.0)
             assert worker.ready() == (False, "redis writes failing")
         assert time.monotonic() - started < 15, "the stop did not hang on the outage"
         server.start()
         client = redis.Redis.from_url(server.url)
-        with running_worker(settings, make_core(settings.worker_id)):
+        with running_worker(settings, linear_core(settings.worker_id)):
             assert wait_for(client, keys.predictions, 40) == 40
         assert sorted(p.seq for p in predictions(client, keys)) == list(range(40))
         client.close()
-
-
-def make_core(worker_id: str) -> InferenceCore:
-    return InferenceCore({"lin": LinearModel()}, default_model="lin", worker_id=worker_id)

@@ -11,7 +11,6 @@ import pytest
 import redis
 
 from inference_worker.app import running_worker
-from inference_worker.core import InferenceCore
 from inference_worker.redis_sink import RedisSink
 from inference_worker.settings import WorkerSettings
 from iot_contract import (
@@ -22,7 +21,7 @@ from iot_contract import (
     telemetry_topic,
 )
 from iotstream.localservices import find_binary
-from tests.harness.models import LinearModel
+from tests.harness.models import linear_core
 from tests.harness.pipeline import (
     deadletters,
     predictions,
@@ -57,10 +56,6 @@ def rclient(redis_service: Service) -> Iterator[redis.Redis]:
     client.close()
 
 
-def make_core(worker_id: str) -> InferenceCore:
-    return InferenceCore({"lin": LinearModel()}, default_model="lin", worker_id=worker_id)
-
-
 def fleet(unique: str, n: int, devices: int = 5) -> list[Reading]:
     return [
         Reading(
@@ -82,7 +77,7 @@ def test_every_reading_gets_exactly_one_prediction_equal_to_a_direct_run(
     unique: str,
 ) -> None:
     sent = fleet(unique, 300)
-    with running_worker(settings, make_core(settings.worker_id)):
+    with running_worker(settings, linear_core(settings.worker_id)):
         half = len(sent) // 2
         publish(mosquitto, reading_messages(sent[:half]), client_id=f"p1{unique}")
         publish(
@@ -93,7 +88,7 @@ def test_every_reading_gets_exactly_one_prediction_equal_to_a_direct_run(
     assert settle(rclient, redis_keys.predictions) == len(sent)
     by_key = {(p.device_id, p.seq): p for p in got}
     assert len(by_key) == len(sent), "one prediction per reading, no duplicates"
-    direct = make_core("direct").infer(sent, received_ts=0.0).predictions
+    direct = linear_core("direct").infer(sent, received_ts=0.0).predictions
     for expected in direct:
         p = by_key[(expected.device_id, expected.seq)]
         assert p.score == expected.score
@@ -162,7 +157,7 @@ def test_bad_payloads_are_dead_lettered_and_good_ones_flow(
         )
         expected.append(RejectReason.UNSUPPORTED_CONTENT_TYPE)
     messages = reading_messages(good[:2]) + hostile + reading_messages(good[2:])
-    with running_worker(settings, make_core(settings.worker_id)):
+    with running_worker(settings, linear_core(settings.worker_id)):
         publish(mosquitto, messages, client_id=f"p{unique}")
         wait_for(rclient, redis_keys.deadletter, len(hostile))
         wait_for(rclient, redis_keys.predictions, len(good))
@@ -186,7 +181,7 @@ def test_reading_from_mosquitto_pub_cli_is_processed(
     binary = find_binary("mosquitto_pub")
     assert binary, "mosquitto_pub comes with mosquitto-clients (scripts/bootstrap installs it)"
     dev = f"esp{unique}"
-    with running_worker(settings, make_core(settings.worker_id)):
+    with running_worker(settings, linear_core(settings.worker_id)):
         for version in ("mqttv311", "mqttv5"):
             payload = '{"device_id": "%s", "seq": %d, "ts": 1764129600.5, "features": [1, 2, 3]}'
             subprocess.run(
@@ -217,7 +212,7 @@ def test_sink_deduplicates_redelivered_readings(
 ) -> None:
     sink = RedisSink(rclient, redis_keys)
     readings = fleet(unique, 40, devices=2)
-    core = make_core("w")
+    core = linear_core("w")
     first = core.infer(readings[:30], received_ts=1.0).records
     again = core.infer(readings[10:], received_ts=2.0).records  # 20 repeats + 10 new
     r1 = sink.write(first, [], published_ts=3.0)
@@ -244,11 +239,13 @@ def test_acknowledged_readings_are_not_redelivered_after_restart(
     persistent session) gets nothing again. Broken acks would show up as redeliveries."""
     settings = settings.model_copy(update={"mqtt_protocol": protocol})
     sent = fleet(unique, 200)
-    with running_worker(settings, make_core(settings.worker_id)) as (worker, _):
+    with running_worker(settings, linear_core(settings.worker_id)) as (worker, _):
         publish(mosquitto, reading_messages(sent), client_id=f"p{unique}")
         assert wait_for(rclient, redis_keys.predictions, 200) == 200
         assert worker.metrics.received._value.get() == 200
-    with running_worker(settings, make_core(settings.worker_id)) as (again, _):
+        assert worker.metrics.acks_pending._value.get() == 0
+        assert worker.metrics.inference_seconds._sum.get() > 0
+    with running_worker(settings, linear_core(settings.worker_id)) as (again, _):
         time.sleep(1.0)
         assert again.metrics.received._value.get() == 0
         assert again.source.generation == 1
@@ -274,7 +271,7 @@ def test_predictions_go_back_to_the_device_when_asked(
     listener.loop_start()
     settings = settings.model_copy(update={"publish_inference": True})
     try:
-        with running_worker(settings, make_core(settings.worker_id)):
+        with running_worker(settings, linear_core(settings.worker_id)):
             time.sleep(0.2)
             reading = Reading(device_id=dev, seq=3, ts=1.0, features=[1.0, 2.0, 3.0])
             publish(mosquitto, reading_messages([reading]), client_id=f"p{unique}")
@@ -284,3 +281,27 @@ def test_predictions_go_back_to_the_device_when_asked(
         listener.disconnect()
     assert (prediction.device_id, prediction.seq) == (dev, 3)
     assert prediction.hops.published_ts is not None
+
+
+def test_two_workers_split_a_stream_with_nothing_lost_or_duplicated(
+    settings: WorkerSettings,
+    mosquitto: Service,
+    rclient: redis.Redis,
+    redis_keys: RedisKeys,
+    unique: str,
+) -> None:
+    first = settings.model_copy(update={"worker_id": f"a-{unique}"})
+    second = settings.model_copy(update={"worker_id": f"b-{unique}"})
+    sent = fleet(unique, 1000, devices=20)
+    with (
+        running_worker(first, linear_core(first.worker_id)) as (w1, _),
+        running_worker(second, linear_core(second.worker_id)) as (w2, _),
+    ):
+        publish(mosquitto, reading_messages(sent), client_id=f"p{unique}")
+        assert wait_for(rclient, redis_keys.predictions, 1000) == 1000
+    assert settle(rclient, redis_keys.predictions) == 1000
+    got = predictions(rclient, redis_keys)
+    assert {(p.device_id, p.seq) for p in got} == {(r.device_id, r.seq) for r in sent}
+    by_worker = {w: sum(p.worker_id == w for p in got) for w in (first.worker_id, second.worker_id)}
+    assert all(n >= 200 for n in by_worker.values()), by_worker
+    assert w1.metrics.received._value.get() + w2.metrics.received._value.get() == 1000
