@@ -199,3 +199,44 @@ def test_devices_can_publish_over_mqtt_websockets(tmp_path, unique: str) -> None
         client.disconnect()
     assert (stats.published, stats.acked) == (10, 14)
     assert len(msgs) == 10
+
+
+def test_devices_can_publish_over_tls_with_client_certificates(tmp_path, unique: str) -> None:
+    import datetime as dt
+
+    from iotstream.broker_tools.certs import create_ca, issue_client, issue_server
+    from iotstream.localservices import MosquittoProcess, free_port
+
+    day = dt.timedelta(days=1)
+    ca = create_ca("test-ca", day)
+    ca_crt, _ = ca.write(tmp_path / "pki", "ca")
+    srv_crt, srv_key = issue_server(ca, ["127.0.0.1"], day).write(tmp_path / "pki", "server")
+    cli_crt, cli_key = issue_client(ca, "sim-loader", day).write(tmp_path / "pki", "client")
+    tls_port = free_port()
+    config = MosquittoProcess.default_config() + (
+        f"listener {tls_port} 127.0.0.1\n"
+        f"cafile {ca_crt}\ncertfile {srv_crt}\nkeyfile {srv_key}\n"
+        "require_certificate true\n"
+    )
+    with MosquittoProcess(tmp_path / "tls", config=config) as broker:
+        service = Service(broker.url, Source.LOCAL, broker)
+        client, got = _subscriber(service, f"t{unique}")
+        stats = run(
+            SimSettings(
+                mqtt_url=f"mqtts://127.0.0.1:{tls_port}",
+                ca_file=ca_crt,
+                cert_file=cli_crt,
+                key_file=cli_key,
+                devices=2,
+                rate=50,
+                count=5,
+                mode="load",
+                connections=1,
+                device_prefix=f"t{unique}",
+            )
+        )
+        msgs = [m for m in _drain(got) if m.topic.endswith("telemetry")]
+        client.loop_stop()
+        client.disconnect()
+    assert (stats.published, stats.acked, stats.reconnects) == (10, 10, 0)
+    assert len(msgs) == 10
