@@ -114,4 +114,4 @@ def run(settings: WorkerSettings) -> int:
         with source:
             log.info("ready: consuming %s", settings.mqtt_url)
             worker.run(stop)
-    return 0
+    return 1 if worker.failed else 0

@@ -78,6 +78,8 @@ class Worker:
         self._report_at = time.monotonic() + settings.report_every
         self._reported = (0.0, 0.0, 0.0)
         self._jobs: BoundedBuffer[_Job | None] = BoundedBuffer(2)
+        self.failed = False
+        """Set when the writer died of an unexpected error (the run then ends)."""
         self._stopping_since: float | None = None
 
     def _gave_up(self, now: float) -> bool:
@@ -120,7 +122,10 @@ class Worker:
         finally:
             self._jobs.put(None)  # no more batches
             writer.join()
-        log.info("stopped cleanly")
+        if self.failed:
+            log.error("stopped after a writer failure")
+        else:
+            log.info("stopped cleanly")
 
     def _step(self, idle_timeout: float) -> None:
         deadline = self._batcher.deadline
@@ -168,11 +173,24 @@ class Worker:
             for job in self._jobs.take(1, timeout=1.0):
                 if job is None:
                     return
-                if self._store(job.records, job.deadletters, stop):
-                    self.source.ack(job.batch)
-                    self.metrics.acks_pending.dec(len(job.batch))
-                    if self.settings.publish_inference:
-                        self._publish_back(job.records)
+                if self.failed:
+                    continue  # left unacknowledged: the broker redelivers after a restart
+                try:
+                    self._commit(job, stop)
+                except Exception:  # a dead writer must stop the worker, not hang it
+                    log.exception(
+                        "the Redis writer failed; stopping (unacknowledged readings "
+                        "will be redelivered)"
+                    )
+                    self.failed = True
+                    stop.set()
+
+    def _commit(self, job: _Job, stop: threading.Event) -> None:
+        if self._store(job.records, job.deadletters, stop):
+            self.source.ack(job.batch)
+            self.metrics.acks_pending.dec(len(job.batch))
+            if self.settings.publish_inference:
+                self._publish_back(job.records)
 
     def _decode(self, item: Incoming) -> Reading:
         device_id, kind = parse_device_topic(item.topic)

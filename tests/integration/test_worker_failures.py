@@ -94,3 +94,31 @@ def test_stop_during_redis_outage_leaves_readings_for_redelivery(
             assert wait_for(client, keys.predictions, 40) == 40
         assert sorted(p.seq for p in predictions(client, keys)) == list(range(40))
         client.close()
+
+
+def test_a_writer_crash_stops_the_worker_instead_of_hanging_it(
+    mosquitto: Service, redis_service: Service, unique: str
+) -> None:
+    keys = RedisKeys(f"t{unique}")
+    settings = WorkerSettings(
+        worker_id=f"w-{unique}",
+        mqtt_url=mosquitto.url,
+        redis_url=redis_service.url,
+        redis_prefix=keys.prefix,
+        share_group=f"g{unique}",
+        max_batch=4,
+        default_model="lin",
+    )
+    readings = [
+        Reading(device_id=f"d{unique}", seq=i, ts=1.0, features=[i, 0.0, 1.0]) for i in range(20)
+    ]
+    with running_worker(settings, linear_core(settings.worker_id)) as (worker, stop):
+
+        def broken(*_args: object) -> None:
+            raise RuntimeError("simulated bug in the writer")
+
+        worker.sink.write = broken  # type: ignore[method-assign,assignment]
+        publish(mosquitto, reading_messages(readings), client_id=f"a{unique}")
+        assert stop.wait(10), "the worker asked itself to stop"
+    assert worker.failed
+    assert worker.metrics.acks_pending._value.get() > 0, "nothing was acknowledged"
