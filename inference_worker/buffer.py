@@ -25,19 +25,32 @@ class BoundedBuffer(Generic[T]):
         self.maxsize = maxsize
         self._items: deque[T] = deque()
         self._cond = threading.Condition(threading.Lock())
+        self._closed = False
 
     def __len__(self) -> int:
         return len(self._items)
 
+    def close(self) -> None:
+        """Stop accepting items and release a waiting producer (its item is dropped: the
+        consumer is gone, and an unacknowledged reading comes back from the broker)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
     def put(self, item: T) -> float:
-        """Append ``item``, waiting while the buffer is full; returns seconds waited."""
+        """Append ``item``, waiting while the buffer is full; returns seconds waited.
+
+        After :meth:`close` the item is dropped at once.
+        """
         with self._cond:
             waited = 0.0
-            if len(self._items) >= self.maxsize:
+            if len(self._items) >= self.maxsize and not self._closed:
                 started = time.monotonic()
-                while len(self._items) >= self.maxsize:
+                while len(self._items) >= self.maxsize and not self._closed:
                     self._cond.wait()
                 waited = time.monotonic() - started
+            if self._closed:
+                return waited
             self._items.append(item)
             if len(self._items) == 1:
                 self._cond.notify_all()

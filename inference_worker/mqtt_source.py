@@ -141,6 +141,7 @@ class MqttSource:
     def close(self) -> None:
         """Disconnect and stop the network thread (acks must be sent before this)."""
         self._closing = True
+        self.buffer.close()  # a network thread waiting for room must not block the stop
         try:
             self.client.disconnect()
         finally:

@@ -51,3 +51,16 @@ def test_full_buffer_blocks_the_producer_until_taken() -> None:
 def test_rejects_zero_size() -> None:
     with pytest.raises(ValueError, match="maxsize"):
         BoundedBuffer[int](0)
+
+
+def test_close_releases_a_waiting_producer_and_drops_later_items() -> None:
+    buf = BoundedBuffer[int](1)
+    buf.put(1)
+    producer = threading.Thread(target=buf.put, args=(2,))
+    producer.start()
+    time.sleep(0.05)
+    buf.close()
+    producer.join(2)
+    assert not producer.is_alive()
+    buf.put(3)
+    assert buf.take(5, timeout=0) == [1]
