@@ -95,9 +95,9 @@ def run(settings: WorkerSettings) -> int:
         log.info("received %s", signal.Signals(signum).name)
         stop.set()
 
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
     with contextlib.ExitStack() as stack:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            stack.callback(signal.signal, signum, signal.signal(signum, _on_signal))
         if settings.metrics_port is not None:
             server = stack.enter_context(
                 HealthServer(

@@ -149,6 +149,7 @@ class Worker:
         m.batches.inc()
         m.batch_size.observe(len(batch))
         m.queue_depth.set(len(self.source.buffer))
+        m.backpressure_seconds.set(self.source.blocked_seconds)
         m.acks_pending.inc(len(batch))
         started = time.perf_counter()
         readings: list[Reading] = []

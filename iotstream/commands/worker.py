@@ -49,4 +49,13 @@ def _run(args: argparse.Namespace) -> int:
         print(f"iotstream worker: invalid settings: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.worker_id, settings.log_format)
-    return run(settings)
+    import redis
+
+    from inference_worker.model_repo import ModelError
+    from inference_worker.mqtt_source import MqttSourceError
+
+    try:
+        return run(settings)
+    except (MqttSourceError, ModelError, redis.RedisError) as exc:
+        print(f"iotstream worker: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
