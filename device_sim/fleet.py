@@ -97,7 +97,9 @@ class Fleet:
         self._content_type = MSGPACK_CONTENT_TYPE if settings.codec == "msgpack" else None
         self.connections: list[_Connection] = []
         self.devices: list[_Device] = []
+        self._stopping = False
         self._build()
+        self._by_client = {id(c.client): c for c in self.connections}
 
     # --- set-up ------------------------------------------------------------------------
     def _build(self) -> None:
@@ -197,13 +199,10 @@ class Fleet:
         return self._by_client[id(client)]
 
     # --- running -------------------------------------------------------------------------
-    _stopping = False
-
     def run(self, stop: threading.Event) -> FleetStats:
         """Publish until ``stop`` is set, ``duration`` passes or every device sent ``count``.
         Then mark devices offline, wait briefly for outstanding acks and disconnect."""
         s = self.settings
-        self._by_client = {id(c.client): c for c in self.connections}
         for conn in self.connections:
             self._connect(conn)
         start = time.monotonic()
