@@ -24,7 +24,10 @@ models and write predictions to Redis Streams; a WebSocket gateway serves live d
 
 EPILOG = """\
 examples:
-  iotstream contract schema reading        JSON Schema of a telemetry reading
+  iotstream demo                           everything on this machine; dashboard on :8000
+  iotstream sim --devices 100 --rate 2     100 simulated pumps, 2 readings/s each
+  iotstream worker --worker-id worker-0    an inference worker (localhost broker and Redis)
+  iotstream gateway                        dashboard + WebSocket/REST API
   iotstream contract check reading.json    validate a payload the way a worker would
 
 Run 'iotstream COMMAND --help' for a command's options.
