@@ -10,6 +10,7 @@ import redis
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from inference_worker.settings import WorkerSettings
 from iot_contract import (
     RECORD_FIELD,
     DeadLetter,
@@ -108,3 +109,20 @@ def settle(client: redis.Redis, key: str, quiet: float = 0.5, timeout: float = 2
             return length
         time.sleep(0.05)
     return last
+
+
+def worker_settings(
+    mqtt_url: str, redis_url: str, keys: RedisKeys, unique: str, **overrides: Any
+) -> WorkerSettings:
+    """Settings for an in-process worker serving the ``lin`` test model, kept apart from
+    other tests by ``unique`` (worker id, share group) and ``keys`` (Redis prefix)."""
+    fields: dict[str, Any] = {
+        "worker_id": f"w-{unique}",
+        "mqtt_url": mqtt_url,
+        "redis_url": redis_url,
+        "redis_prefix": keys.prefix,
+        "share_group": f"g{unique}",
+        "max_batch": 8,
+        "default_model": "lin",
+    }
+    return WorkerSettings(**(fields | overrides))

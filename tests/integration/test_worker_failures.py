@@ -10,11 +10,17 @@ import pytest
 import redis
 
 from inference_worker.app import running_worker
-from inference_worker.settings import WorkerSettings
 from iot_contract import Reading, RedisKeys
 from iotstream.localservices import RedisProcess
 from tests.harness.models import linear_core
-from tests.harness.pipeline import predictions, publish, reading_messages, settle, wait_for
+from tests.harness.pipeline import (
+    predictions,
+    publish,
+    reading_messages,
+    settle,
+    wait_for,
+    worker_settings,
+)
 from tests.harness.services import Service
 
 pytestmark = pytest.mark.integration
@@ -23,15 +29,7 @@ pytestmark = pytest.mark.integration
 def test_redis_outage_loses_nothing(mosquitto: Service, tmp_path: Path, unique: str) -> None:
     keys = RedisKeys(f"t{unique}")
     with RedisProcess(tmp_path / "redis", appendonly=True) as server:
-        settings = WorkerSettings(
-            worker_id=f"w-{unique}",
-            mqtt_url=mosquitto.url,
-            redis_url=server.url,
-            redis_prefix=keys.prefix,
-            share_group=f"g{unique}",
-            max_batch=8,
-            default_model="lin",
-        )
+        settings = worker_settings(mosquitto.url, server.url, keys, unique)
         core = linear_core(settings.worker_id)
         readings = [
             Reading(device_id=f"d{unique}", seq=i, ts=1.0, features=[i, 0.0, 1.0])
@@ -67,16 +65,7 @@ def test_stop_during_redis_outage_leaves_readings_for_redelivery(
     acknowledging; the broker keeps the readings for the worker's next run."""
     keys = RedisKeys(f"t{unique}")
     with RedisProcess(tmp_path / "redis") as server:
-        settings = WorkerSettings(
-            worker_id=f"w-{unique}",
-            mqtt_url=mosquitto.url,
-            redis_url=server.url,
-            redis_prefix=keys.prefix,
-            share_group=f"g{unique}",
-            max_batch=8,
-            default_model="lin",
-            shutdown_grace=1.0,
-        )
+        settings = worker_settings(mosquitto.url, server.url, keys, unique, shutdown_grace=1.0)
         readings = [
             Reading(device_id=f"d{unique}", seq=i, ts=1.0, features=[i, 0.0, 1.0])
             for i in range(40)
@@ -100,15 +89,7 @@ def test_a_writer_crash_stops_the_worker_instead_of_hanging_it(
     mosquitto: Service, redis_service: Service, unique: str
 ) -> None:
     keys = RedisKeys(f"t{unique}")
-    settings = WorkerSettings(
-        worker_id=f"w-{unique}",
-        mqtt_url=mosquitto.url,
-        redis_url=redis_service.url,
-        redis_prefix=keys.prefix,
-        share_group=f"g{unique}",
-        max_batch=4,
-        default_model="lin",
-    )
+    settings = worker_settings(mosquitto.url, redis_service.url, keys, unique, max_batch=4)
     readings = [
         Reading(device_id=f"d{unique}", seq=i, ts=1.0, features=[i, 0.0, 1.0]) for i in range(20)
     ]

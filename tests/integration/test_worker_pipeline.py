@@ -29,6 +29,7 @@ from tests.harness.pipeline import (
     reading_messages,
     settle,
     wait_for,
+    worker_settings,
 )
 from tests.harness.services import Service
 
@@ -36,17 +37,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def settings(mosquitto: Service, redis_service: Service, redis_keys: RedisKeys, unique: str):
-    return WorkerSettings(
-        worker_id=f"w-{unique}",
-        mqtt_url=mosquitto.url,
-        redis_url=redis_service.url,
-        redis_prefix=redis_keys.prefix,
-        share_group=f"g{unique}",
-        max_batch=16,
-        max_wait_ms=5,
-        default_model="lin",
-    )
+def settings(
+    mosquitto: Service, redis_service: Service, redis_keys: RedisKeys, unique: str
+) -> WorkerSettings:
+    return worker_settings(mosquitto.url, redis_service.url, redis_keys, unique, max_batch=16)
 
 
 @pytest.fixture
