@@ -283,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         help="offered load for max_batch=1 (just above what it sustains)",
     )
     parser.add_argument("--protocols", default="3.1.1,5", help="worker MQTT versions")
+    parser.add_argument("--max-batch", type=int, default=64, help="worker max_batch")
     parser.add_argument(
         "--inflight",
         type=int,
@@ -302,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                     rate=args.saturate_rate,
                     seconds=seconds,
                     protocol=protocol,
-                    max_batch=64,
+                    max_batch=args.max_batch,
                     work=work / f"sat-{protocol}",
                     inflight=args.inflight,
                 )
@@ -313,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                     rate=args.latency_rate,
                     seconds=seconds,
                     protocol=protocol,
-                    max_batch=64,
+                    max_batch=args.max_batch,
                     work=work / f"lat-{protocol}",
                     inflight=args.inflight,
                 )
