@@ -70,6 +70,19 @@ def _rss_mb(pid: int, field: str = "VmRSS") -> float:
     return float("nan")
 
 
+def _wait_cpu(proc: subprocess.Popen[bytes], timeout: float) -> float:
+    """Wait for a child and return the CPU seconds (user + system) it used."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid, _status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = 0
+            return usage.ru_utime + usage.ru_stime
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"simulator {proc.pid} did not finish in {timeout:.0f}s")
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
@@ -169,8 +182,7 @@ def run_scenario(
                 for k in range(sim_processes)
             ]
             t0 = time.monotonic()
-            for sim in sims:
-                sim.wait(seconds + 60)
+            sim_cpu = sum(_wait_cpu(sim, seconds + 60) for sim in sims)
             client = redis.Redis.from_url(rd.url)
             published = sum(_published(work / f"sim{k}.log") for k in range(sim_processes))
             stored = _wait_settled(client, keys.predictions, published)
@@ -180,6 +192,7 @@ def run_scenario(
                 "rss_ready_mb": rss0,
                 "rss_end_mb": _rss_mb(worker.pid),
                 "rss_peak_mb": _rss_mb(worker.pid, "VmHWM"),
+                "simulators_cpu_us_per_reading": round(sim_cpu / max(published, 1) * 1e6, 1),
             }
             lat = _latencies(client, keys)
             first_last = _stored_span(client, keys)
@@ -349,16 +362,21 @@ def main(argv: list[str] | None = None) -> int:
 def _print(results: list[Result]) -> None:
     head = (
         f"{'scenario':<9} {'mqtt':<5} {'batch':>5} {'offered/s':>9} {'stored':>8} "
-        f"{'loss':>5} {'stored/s':>9} {'cpu us/r':>8} {'p50 ms':>7} {'p99 ms':>7}"
+        f"{'loss':>5} {'stored/s':>9} {'cpu us/r':>8} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'rss MB':>9} {'sim us/r':>8}"
     )
     print(head)
     print("-" * len(head))
     for r in results:
+        x = r.extra
         print(
             f"{r.scenario:<9} {r.protocol:<5} {r.max_batch:>5} {r.offered_per_s:>9.0f} "
             f"{r.stored:>8} {r.duplicates_or_loss:>5} {r.stored_per_s:>9.0f} "
-            f"{r.worker_cpu_us_per_reading:>8.1f} {r.p50_ms:>7.1f} {r.p99_ms:>7.1f}"
+            f"{r.worker_cpu_us_per_reading:>8.1f} {r.p50_ms:>7.1f} {r.p99_ms:>7.1f} "
+            f"{x['rss_ready_mb']:>4.0f}>{x['rss_peak_mb']:<4.0f} "
+            f"{x['simulators_cpu_us_per_reading']:>8.1f}"
         )
+    print("cpu us/r: worker CPU per stored reading; sim us/r: both simulators' CPU per reading")
     sat = {r.protocol: r for r in results if r.scenario == "saturate"}
     base = next((r for r in results if r.scenario == "baseline"), None)
     if base and "3.1.1" in sat:
