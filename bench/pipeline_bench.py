@@ -126,6 +126,7 @@ def run_scenario(
     max_batch: int,
     work: Path,
     inflight: int,
+    load_client: str = "raw",
     sim_processes: int = 2,
 ) -> Result:
     """Run one scenario on a fresh broker and Redis."""
@@ -175,6 +176,8 @@ def run_scenario(
                         mq.url,
                         "--protocol",
                         "3.1.1",
+                        "--load-client",
+                        load_client,
                     ],
                     {},
                     work / f"sim{k}.log",
@@ -298,6 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocols", default="3.1.1,5", help="worker MQTT versions")
     parser.add_argument("--max-batch", type=int, default=64, help="worker max_batch")
     parser.add_argument(
+        "--load-client",
+        choices=["raw", "paho"],
+        default="raw",
+        help="simulator client: raw (cheap, leaves the CPU to the pipeline) or paho",
+    )
+    parser.add_argument(
         "--inflight",
         type=int,
         default=256,
@@ -319,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
                     max_batch=args.max_batch,
                     work=work / f"sat-{protocol}",
                     inflight=args.inflight,
+                    load_client=args.load_client,
                 )
             )
             results.append(
@@ -330,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
                     max_batch=args.max_batch,
                     work=work / f"lat-{protocol}",
                     inflight=args.inflight,
+                    load_client=args.load_client,
                 )
             )
         results.append(
@@ -341,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
                 max_batch=1,
                 work=work / "base",
                 inflight=args.inflight,
+                load_client=args.load_client,
             )
         )
     _print(results)

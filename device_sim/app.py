@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 from device_sim.fleet import Fleet, FleetStats
+from device_sim.rawload import RawLoadFleet
 from device_sim.settings import SimSettings
 
 __all__ = ["run"]
@@ -28,7 +29,7 @@ def run(settings: SimSettings, stop: threading.Event | None = None) -> FleetStat
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 stack.callback(signal.signal, signum, signal.signal(signum, _on_signal))
-        fleet = Fleet(settings)
+        fleet = (RawLoadFleet if settings.load_client == "raw" else Fleet)(settings)
         log.info(
             "simulating %d devices at %.3g readings/s each (%s mode, %d connections, QoS %d, "
             "MQTT %s, %s) -> %s",

@@ -63,7 +63,7 @@ class FleetStats:
 class _Device:
     device_id: str
     machine: Machine
-    conn: _Connection
+    conn: _Connection | None
     seq: int = 0
     sent: int = 0
     topic: str = ""
@@ -102,10 +102,20 @@ class Fleet:
         self._by_client = {id(c.client): c for c in self.connections}
 
     # --- set-up ------------------------------------------------------------------------
-    def _build(self) -> None:
+    def _device_ids(self) -> list[str]:
         s = self.settings
         width = len(str(s.devices - 1))
-        ids = [f"{s.device_prefix}-{i:0{width}d}" for i in range(s.devices)]
+        return [f"{s.device_prefix}-{i:0{width}d}" for i in range(s.devices)]
+
+    def _machine(self, device_id: str) -> Machine:
+        return Machine(
+            seed=self.settings.seed * 1_000_003 + int(device_id.rsplit("-", 1)[1]),
+            mean_time_between_faults_s=self.settings.mean_time_between_faults,
+        )
+
+    def _build(self) -> None:
+        s = self.settings
+        ids = self._device_ids()
         if s.mode == "devices":
             groups = [[device_id] for device_id in ids]
             names = ids
@@ -116,11 +126,7 @@ class Fleet:
         for name, group in zip(names, groups, strict=True):
             conn = _Connection(self._client(name, group[0] if s.mode == "devices" else None), name)
             for device_id in group:
-                machine = Machine(
-                    seed=s.seed * 1_000_003 + int(device_id.rsplit("-", 1)[1]),
-                    mean_time_between_faults_s=s.mean_time_between_faults,
-                )
-                device = _Device(device_id, machine, conn)
+                device = _Device(device_id, self._machine(device_id), conn)
                 conn.devices.append(device)
                 self.devices.append(device)
             self.connections.append(conn)
@@ -203,8 +209,7 @@ class Fleet:
         """Publish until ``stop`` is set, ``duration`` passes or every device sent ``count``.
         Then mark devices offline, wait briefly for outstanding acks and disconnect."""
         s = self.settings
-        for conn in self.connections:
-            self._connect(conn)
+        self._start()
         start = time.monotonic()
         end = start + s.duration if s.duration else float("inf")
         interval = 1.0 / s.rate
@@ -250,13 +255,23 @@ class Fleet:
         )
         device.seq += 1
         device.sent += 1
+        if self._send(device, payload):
+            self.stats.published += 1
+        else:
+            self.stats.dropped += 1
+
+    # --- transport: paho (a subclass may replace these) ------------------------------------
+    def _start(self) -> None:
+        for conn in self.connections:
+            self._connect(conn)
+
+    def _send(self, device: _Device, payload: bytes) -> bool:
+        if device.conn is None:  # only subclasses with their own transport leave it unset
+            return False
         info = device.conn.client.publish(
             device.topic, payload, qos=self.settings.qos, properties=self._props
         )
-        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
-            self.stats.dropped += 1
-        else:
-            self.stats.published += 1
+        return info.rc != mqtt.MQTT_ERR_QUEUE_SIZE
 
     def _pump(self, timeout: float) -> None:
         for key, events in self._sel.select(timeout):

@@ -240,3 +240,73 @@ def test_devices_can_publish_over_tls_with_client_certificates(tmp_path, unique:
         client.disconnect()
     assert (stats.published, stats.acked, stats.reconnects) == (10, 10, 0)
     assert len(msgs) == 10
+
+
+def test_raw_load_client_publishes_every_reading_once(mosquitto: Service, unique: str) -> None:
+    prefix = f"q{unique}"
+    client, got = _subscriber(mosquitto, prefix)
+    stats = run(
+        SimSettings(
+            mqtt_url=mosquitto.url,
+            devices=300,
+            rate=20,
+            count=5,
+            mode="load",
+            connections=2,
+            load_client="raw",
+            protocol="3.1.1",
+            device_prefix=prefix,
+            codec="msgpack",
+        )
+    )
+    msgs = [m for m in _drain(got) if m.topic.endswith("telemetry")]
+    client.loop_stop()
+    client.disconnect()
+    assert (stats.published, stats.acked, stats.dropped) == (1500, 1500, 0)
+    seen = sorted((m.topic, decode_reading(m.payload).seq) for m in msgs)
+    assert len(seen) == 1500
+    assert len(set(seen)) == 1500
+
+
+def test_raw_load_client_resends_across_a_broker_restart(tmp_path, unique: str) -> None:
+    from iotstream.localservices import MosquittoProcess
+
+    with MosquittoProcess(tmp_path / "b") as broker:
+        stop = threading.Event()
+        settings = SimSettings(
+            mqtt_url=broker.url,
+            devices=2,
+            rate=20,
+            mode="load",
+            connections=1,
+            load_client="raw",
+            protocol="3.1.1",
+            device_prefix=f"y{unique}",
+        )
+        result: list[FleetStats] = []
+        thread = threading.Thread(target=lambda: result.append(run(settings, stop)))
+        thread.start()
+        time.sleep(1.0)
+        broker.restart()
+        time.sleep(3.0)
+        stop.set()
+        thread.join(15)
+    stats = result[0]
+    assert stats.reconnects >= 1
+    assert stats.acked == stats.published, "unacknowledged readings were resent and acked"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"mode": "devices"}, "mode must be load"),
+        ({"mqtt_url": "mqtts://h:8883"}, "plain mqtt://"),
+        ({"protocol": "5"}, "protocol must be 3.1.1"),
+    ],
+)
+def test_raw_load_client_limits_are_explained(changes: dict[str, str], message: str) -> None:
+    from pydantic import ValidationError
+
+    fields = {"mode": "load", "load_client": "raw", "protocol": "3.1.1"} | changes
+    with pytest.raises(ValidationError, match=message):
+        SimSettings(**fields)  # type: ignore[arg-type]
