@@ -1,8 +1,9 @@
 """MQTT in: a shared subscription feeding a bounded buffer, acknowledged on request.
 
-paho's network thread only wraps each message and puts it in a bounded buffer. When it is
-full that thread waits (policy: **backpressure**): it stops reading the socket, so
-unacknowledged QoS 1 readings stay with the broker instead of piling up in memory.
+paho's network thread only wraps the messages of each socket read and puts them in a
+bounded buffer. When it is full that thread waits (policy: **backpressure**): it stops
+reading the socket, so unacknowledged QoS 1 readings stay with the broker instead of piling
+up in memory.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from inference_worker.buffer import BoundedBuffer
+from inference_worker.mqtt_wire import Publish
 from inference_worker.paho_client import WorkerClient
 from inference_worker.settings import WorkerSettings
 from iot_contract import shared_subscription
@@ -79,6 +81,8 @@ class MqttSource:
                 if settings.mqtt_password
                 else None,
                 ca_file=settings.mqtt_ca_file,
+                cert_file=settings.mqtt_cert_file,
+                key_file=settings.mqtt_key_file,
                 manual_ack=settings.qos == 1,
                 clean_session=False,
                 client_class=WorkerClient,
@@ -87,7 +91,9 @@ class MqttSource:
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
+        self.client.on_message = self._on_message  # what paho's own reader still delivers
+        self.client.on_publishes = self._on_publishes
+        self.client.read_interval = settings.read_interval_ms / 1000
         self.client.on_subscribe = self._on_subscribe
         self.client.on_unsubscribe = lambda *_args: self._unsubscribed.set()
         self._endpoint = endpoint
@@ -149,9 +155,10 @@ class MqttSource:
             self.client.close_sockets()
 
     # --- data path -----------------------------------------------------------------------
-    def take(self, max_items: int, timeout: float) -> list[Incoming]:
-        """Up to ``max_items`` received messages, waiting up to ``timeout`` for the first."""
-        return self.buffer.take(max_items, timeout)
+    def take(self, max_items: int, timeout: float, *, wait_for: int = 1) -> list[Incoming]:
+        """Up to ``max_items`` received messages, once ``wait_for`` are there or ``timeout``
+        seconds have passed."""
+        return self.buffer.take(max_items, timeout, wait_for=wait_for)
 
     def ack(self, items: Iterable[Incoming]) -> int:
         """Acknowledge QoS 1 messages; those from an earlier connection are left alone
@@ -210,6 +217,17 @@ class MqttSource:
         self.connected.clear()
         if not self._closing:
             log.warning("disconnected from %s (%s); paho reconnects", self.settings.mqtt_url, rc)
+
+    def _on_publishes(self, publishes: list[Publish]) -> None:
+        now = time.time()
+        generation = self.generation
+        items = [
+            Incoming(p.topic, p.payload, p.content_type, p.mid, p.qos, now, generation)
+            for p in publishes
+        ]
+        # Backpressure: when the buffer is full the network thread waits for room, so it
+        # stops reading and unacknowledged readings stay with the broker.
+        self.blocked_seconds += self.buffer.put_many(items)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         content_type = None

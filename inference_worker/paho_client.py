@@ -1,13 +1,19 @@
-"""paho's client with two shortcuts for the worker's hot path (measured, see docs/streaming.md).
+"""paho's client with shortcuts for the worker's hot path (measured, see docs/streaming.md).
 
+* With :attr:`WorkerClient.on_publishes` set, each socket read is one ``recv`` of up to
+  :attr:`WorkerClient.read_size` bytes, split by :func:`~inference_worker.mqtt_wire.split_packets`;
+  the QoS 0/1 PUBLISH packets in it go to that callback as one list, other packets to paho's
+  own handlers. paho reads a packet with three ``recv`` calls and builds an ``MQTTMessage``
+  per PUBLISH (together ~25 µs per reading).
 * :meth:`WorkerClient.ack_many` acknowledges a whole batch with one write: paho's ``ack``
   queues one 4-byte PUBACK per message and wakes its network thread for each (a syscall
   per reading).
 * ``_handle_on_message`` skips paho's topic matcher when no per-topic callback is
   registered (the worker registers none); it cost ~7 % of the worker's CPU.
 
-Both lean on paho internals (``_packet_queue``, ``_handle_on_message``, and
-``_reset_sockets`` for :meth:`WorkerClient.close_sockets`) of the 2.x line
+These lean on paho internals (``_packet_read``, ``_in_packet``, ``_packet_handle``,
+``_last_bytes_received``, ``_packet_queue``, ``_handle_on_message``, and ``_reset_sockets``
+for :meth:`WorkerClient.close_sockets`) of the 2.x line
 pinned in requirements/dev.txt; the integration tests check that acknowledged readings are
 not redelivered after a restart, which breaks if these internals change.
 """
@@ -15,10 +21,14 @@ not redelivered after a restart, which breaks if these internals change.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Final
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode
+
+from inference_worker.mqtt_wire import Control, MalformedPacket, Publish, split_packets
 
 __all__ = ["WorkerClient"]
 
@@ -30,6 +40,20 @@ class WorkerClient(mqtt.Client):
     """A paho client that acknowledges QoS 1 messages in batches."""
 
     _filtered_callbacks = False
+    _rest = b""
+    """Bytes of a packet still arriving."""
+
+    on_publishes: Callable[[list[Publish]], None] | None = None
+    """Receives the QoS 0/1 PUBLISH packets of each socket read, in order, on the network
+    thread; when None (the default) paho delivers every message to ``on_message``."""
+
+    read_size = 256 * 1024
+    """Bytes asked of one ``recv`` on the fast path."""
+
+    read_interval = 0.0
+    """Seconds between two reads at least, on the fast path: a read sooner than that waits
+    for the rest of the interval, so that more messages arrive in one ``recv``."""
+    _last_read = 0.0
 
     def message_callback_add(self, sub: str, callback: mqtt.CallbackOnMessage) -> None:
         """As paho's; also turns the per-topic matcher back on."""
@@ -45,6 +69,83 @@ class WorkerClient(mqtt.Client):
         if packet:
             self._packet_queue(_PUBACK, packet, 0, 0)
         return len(packet) // _PUBACK_PACKET.size
+
+    def reconnect(self) -> MQTTErrorCode:
+        """As paho's; also forgets a packet cut short by the old connection."""
+        self._rest = b""
+        return super().reconnect()
+
+    def _packet_read(self) -> MQTTErrorCode:
+        on_publishes = self.on_publishes
+        if on_publishes is None:
+            return super()._packet_read()
+        if self.read_interval:
+            wait = self._last_read + self.read_interval - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            self._last_read = time.monotonic()
+        try:
+            chunk = self._sock_recv(self.read_size)
+        except BlockingIOError:
+            return MQTTErrorCode.MQTT_ERR_AGAIN
+        except OSError as err:  # TimeoutError included
+            self._easy_log(mqtt.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
+            return MQTTErrorCode.MQTT_ERR_CONN_LOST
+        if not chunk:
+            return MQTTErrorCode.MQTT_ERR_CONN_LOST
+        with self._msgtime_mutex:
+            self._last_bytes_received = time.monotonic()
+        data = self._rest + chunk if self._rest else chunk
+        try:
+            packets, used = split_packets(data, self._protocol == mqtt.MQTTv5)
+        except MalformedPacket as exc:
+            self._easy_log(mqtt.MQTT_LOG_ERR, "received a malformed packet: %s", exc)
+            return MQTTErrorCode.MQTT_ERR_PROTOCOL
+        self._rest = data[used:]
+        publishes: list[Publish] = []
+        for packet in packets:
+            if isinstance(packet, Publish):
+                publishes.append(packet)
+                continue
+            if publishes:  # keep the order of messages and control packets
+                on_publishes(publishes)
+                publishes = []
+            rc = self._handle_control(packet)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return rc
+        if publishes:
+            on_publishes(publishes)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _handle_control(self, packet: Control) -> MQTTErrorCode:
+        """Let paho handle one whole packet, as if its own reader had just read it."""
+        self._in_packet = {
+            "command": packet.header,
+            "have_remaining": 1,
+            "remaining_count": [],
+            "remaining_mult": 1,
+            "remaining_length": len(packet.body),
+            "packet": bytearray(packet.body),
+            "to_process": 0,
+            "pos": 0,
+        }
+        try:
+            rc = self._packet_handle()
+        except MalformedPacket as exc:
+            self._easy_log(mqtt.MQTT_LOG_ERR, "received a malformed packet: %s", exc)
+            rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
+        finally:
+            self._in_packet = {
+                "command": 0,
+                "have_remaining": 0,
+                "remaining_count": [],
+                "remaining_mult": 1,
+                "remaining_length": 0,
+                "packet": bytearray(b""),
+                "to_process": 0,
+                "pos": 0,
+            }
+        return rc
 
     def close_sockets(self) -> None:
         """Close the network and wake-up sockets now (paho only does it when the client is

@@ -132,8 +132,14 @@ class Worker:
         now = self.last_tick = time.monotonic()
         if now >= self._report_at:
             self._report(now)
-        timeout = idle_timeout if deadline is None else max(0.0, deadline - now)
-        items = self.source.take(self._batcher.max_size, timeout)
+        if deadline is None:  # wait for a first reading
+            items = self.source.take(self._batcher.max_size, idle_timeout)
+        else:  # sleep until the open batch can be cut: full, or its deadline
+            items = self.source.take(
+                self._batcher.max_size,
+                max(0.0, deadline - now),
+                wait_for=self._batcher.max_size - len(self._batcher),
+            )
         now = time.monotonic()
         for item in items:
             if batch := self._batcher.add(item, now):

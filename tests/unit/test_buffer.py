@@ -64,3 +64,73 @@ def test_close_releases_a_waiting_producer_and_drops_later_items() -> None:
     assert not producer.is_alive()
     buf.put(3)
     assert buf.take(5, timeout=0) == [1]
+
+
+def test_put_many_keeps_order_and_waits_until_all_fit() -> None:
+    buf = BoundedBuffer[int](4)
+    buf.put_many([1, 2, 3])
+    waited: list[float] = []
+    producer = threading.Thread(target=lambda: waited.append(buf.put_many([4, 5])))
+    producer.start()
+    time.sleep(0.1)
+    assert producer.is_alive(), "3 + 2 > 4: waits, although the buffer is not full"
+    assert buf.take(1, timeout=0) == [1]
+    producer.join(2)
+    assert not producer.is_alive()
+    assert waited[0] >= 0.05
+    assert buf.take(10, timeout=0) == [2, 3, 4, 5]
+
+
+def test_put_many_longer_than_the_buffer_goes_in_once_it_is_empty() -> None:
+    buf = BoundedBuffer[int](2)
+    buf.put(0)
+    producer = threading.Thread(target=buf.put_many, args=([1, 2, 3],))
+    producer.start()
+    time.sleep(0.05)
+    assert len(buf) == 1
+    assert buf.take(1, timeout=0) == [0]
+    producer.join(2)
+    assert buf.take(10, timeout=0) == [1, 2, 3]
+
+
+def test_put_many_after_close_drops_the_items() -> None:
+    buf = BoundedBuffer[int](2)
+    buf.close()
+    assert buf.put_many([1, 2]) == 0.0
+    assert len(buf) == 0
+
+
+def test_take_with_wait_for_sleeps_until_the_batch_is_there() -> None:
+    buf = BoundedBuffer[int](100)
+    got: list[list[int]] = []
+    consumer = threading.Thread(target=lambda: got.append(buf.take(10, 5.0, wait_for=3)))
+    consumer.start()
+    buf.put(1)
+    buf.put_many([2])
+    time.sleep(0.1)
+    assert consumer.is_alive(), "two of the three wanted items: still waiting"
+    buf.put_many([3, 4])
+    consumer.join(2)
+    assert got == [[1, 2, 3, 4]]
+
+
+def test_take_with_wait_for_returns_what_there_is_at_the_timeout() -> None:
+    buf = BoundedBuffer[int](100)
+    buf.put_many([1, 2])
+    started = time.monotonic()
+    assert buf.take(10, 0.1, wait_for=5) == [1, 2]
+    assert time.monotonic() - started >= 0.09
+
+
+def test_a_blocked_producer_releases_a_consumer_waiting_for_more() -> None:
+    """wait_for beyond what can fit must not leave both sides waiting for each other."""
+    buf = BoundedBuffer[int](4)
+    buf.put_many([1, 2, 3])
+    producer = threading.Thread(target=buf.put_many, args=([4, 5],))
+    producer.start()
+    time.sleep(0.05)
+    started = time.monotonic()
+    assert buf.take(10, 5.0, wait_for=4) == [1, 2, 3]
+    assert time.monotonic() - started < 1
+    producer.join(2)
+    assert buf.take(10, 0) == [4, 5]
