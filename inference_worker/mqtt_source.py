@@ -95,6 +95,7 @@ class MqttSource:
         self.client.on_publishes = self._on_publishes
         self.client.read_interval = settings.read_interval_ms / 1000
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_unsubscribe = lambda *_args: self._unsubscribed.set()
         self._endpoint = endpoint
 
@@ -128,9 +129,14 @@ class MqttSource:
         self.client.loop_start()
         if not self._subscribed.wait(timeout):
             self.client.loop_stop()
+            error = self.client.last_network_error
+            why = (
+                f"last network error: {type(error).__name__}: {error}"
+                if error is not None
+                else "broker down, wrong credentials, or ACL refusing the shared subscription"
+            )
             raise MqttSourceError(
-                f"no subscription to {self.settings.mqtt_url} within {timeout:.0f}s "
-                "(broker down, wrong credentials, or ACL refusing the shared subscription)"
+                f"no subscription to {self.settings.mqtt_url} within {timeout:.0f}s ({why})"
             )
 
     def unsubscribe(self, timeout: float = 5.0) -> bool:
@@ -187,6 +193,7 @@ class MqttSource:
             return
         self.generation += 1
         self.connected.set()
+        self.client.last_network_error = None
         log.info(
             "connected to %s as %s (MQTT %s, session present: %s)",
             self.settings.mqtt_url,
@@ -196,6 +203,14 @@ class MqttSource:
         )
         if not self._closing:
             client.subscribe(self._filter, qos=self.settings.qos)
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
+        error = self.client.last_network_error
+        log.warning(
+            "cannot connect to %s (%s); paho retries with backoff",
+            self.settings.mqtt_url,
+            f"{type(error).__name__}: {error}" if error else "connection failed",
+        )
 
     def _on_subscribe(
         self, _c: mqtt.Client, _u: Any, _mid: int, codes: list[ReasonCode], _p: Properties | None
@@ -216,7 +231,12 @@ class MqttSource:
     ) -> None:
         self.connected.clear()
         if not self._closing:
-            log.warning("disconnected from %s (%s); paho reconnects", self.settings.mqtt_url, rc)
+            error = self.client.last_network_error
+            log.warning(
+                "disconnected from %s (%s); paho reconnects",
+                self.settings.mqtt_url,
+                f"{type(error).__name__}: {error}" if error else rc,
+            )
 
     def _on_publishes(self, publishes: list[Publish]) -> None:
         now = time.time()

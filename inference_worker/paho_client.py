@@ -20,6 +20,7 @@ not redelivered after a restart, which breaks if these internals change.
 
 from __future__ import annotations
 
+import socket
 import struct
 import time
 from collections.abc import Callable, Iterable
@@ -70,10 +71,19 @@ class WorkerClient(mqtt.Client):
             self._packet_queue(_PUBACK, packet, 0, 0)
         return len(packet) // _PUBACK_PACKET.size
 
+    last_network_error: OSError | None = None
+    """The last error connecting or reading (paho retries and only logs it at debug): a
+    refused connection, a failed TLS handshake, a certificate the broker rejected."""
+
     def reconnect(self) -> MQTTErrorCode:
-        """As paho's; also forgets a packet cut short by the old connection."""
+        """As paho's; also forgets a packet cut short by the old connection and remembers
+        why a failed attempt failed (:attr:`last_network_error`)."""
         self._rest = b""
-        return super().reconnect()
+        try:
+            return super().reconnect()
+        except OSError as exc:  # refused, unreachable, TLS handshake, ...
+            self.last_network_error = exc
+            raise
 
     def _packet_read(self) -> MQTTErrorCode:
         on_publishes = self.on_publishes
@@ -90,9 +100,13 @@ class WorkerClient(mqtt.Client):
             return MQTTErrorCode.MQTT_ERR_AGAIN
         except OSError as err:  # TimeoutError included
             self._easy_log(mqtt.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
+            self.last_network_error = err
             return MQTTErrorCode.MQTT_ERR_CONN_LOST
         if not chunk:
             return MQTTErrorCode.MQTT_ERR_CONN_LOST
+        lost = False
+        if type(self._sock) is not socket.socket:
+            chunk, lost = self._drain(chunk)
         with self._msgtime_mutex:
             self._last_bytes_received = time.monotonic()
         data = self._rest + chunk if self._rest else chunk
@@ -115,7 +129,33 @@ class WorkerClient(mqtt.Client):
                 return rc
         if publishes:
             on_publishes(publishes)
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
+        return MQTTErrorCode.MQTT_ERR_CONN_LOST if lost else MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _drain(self, first: bytes) -> tuple[bytes, bool]:
+        """Read on until the socket would block or ``read_size`` bytes are in.
+
+        A TLS socket returns one record per ``recv`` and paho's WebSocket wrapper one frame,
+        and Mosquitto sends each packet in a record (frame) of its own: without this, every
+        read would bring one message. A plain TCP ``recv`` already returns all there is.
+        Returns the bytes and whether the connection ended meanwhile (what came before
+        the end is still delivered).
+        """
+        chunks = [first]
+        total = len(first)
+        while total < self.read_size:
+            try:
+                more = self._sock_recv(self.read_size - total)
+            except BlockingIOError:
+                break
+            except OSError as err:
+                self._easy_log(mqtt.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
+                self.last_network_error = err
+                return b"".join(chunks), True
+            if not more:
+                return b"".join(chunks), True
+            chunks.append(more)
+            total += len(more)
+        return (first if len(chunks) == 1 else b"".join(chunks)), False
 
     def _handle_control(self, packet: Control) -> MQTTErrorCode:
         """Let paho handle one whole packet, as if its own reader had just read it."""
