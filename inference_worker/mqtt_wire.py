@@ -17,7 +17,7 @@ from typing import Final, NamedTuple
 
 from paho.mqtt.exception import MalformedPacket
 
-__all__ = ["Control", "MalformedPacket", "Publish", "split_packets"]
+__all__ = ["Control", "MalformedPacket", "Publish", "packet_size", "split_packets"]
 
 _PUBLISH: Final = 0x30
 _CONTENT_TYPE: Final = 0x03
@@ -85,6 +85,19 @@ def split_packets(data: bytes, v5: bool) -> tuple[list[Publish | Control], int]:
             packets.append(Control(header, data[cursor:stop]))
         pos = stop
     return packets, pos
+
+
+def packet_size(data: bytes) -> int | None:
+    """Total size of the packet ``data`` starts with (fixed header included), or None while
+    its remaining length has not fully arrived. Tells a reader how much to collect before
+    splitting again, so a large packet arriving in many reads is joined once."""
+    length = 0
+    for i in range(1, min(len(data), 5)):
+        byte = data[i]
+        length |= (byte & 0x7F) << (7 * (i - 1))
+        if not byte & 0x80:
+            return i + 1 + length
+    return None
 
 
 def _publish(data: bytes, pos: int, stop: int, qos: int, v5: bool) -> Publish | None:

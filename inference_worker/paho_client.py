@@ -29,7 +29,13 @@ from typing import Final
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
-from inference_worker.mqtt_wire import Control, MalformedPacket, Publish, split_packets
+from inference_worker.mqtt_wire import (
+    Control,
+    MalformedPacket,
+    Publish,
+    packet_size,
+    split_packets,
+)
 
 __all__ = ["WorkerClient"]
 
@@ -41,8 +47,12 @@ class WorkerClient(mqtt.Client):
     """A paho client that acknowledges QoS 1 messages in batches."""
 
     _filtered_callbacks = False
-    _rest = b""
-    """Bytes of a packet still arriving."""
+    _rest: tuple[bytes, ...] = ()
+    """Pieces of a packet still arriving (joined once it is complete: a large packet in
+    many reads is copied once, not once per read)."""
+    _rest_len = 0
+    _rest_need = 0
+    """Bytes the pieces must add up to before splitting is worth trying again."""
 
     on_publishes: Callable[[list[Publish]], None] | None = None
     """Receives the QoS 0/1 PUBLISH packets of each socket read, in order, on the network
@@ -78,7 +88,7 @@ class WorkerClient(mqtt.Client):
     def reconnect(self) -> MQTTErrorCode:
         """As paho's; also forgets a packet cut short by the old connection and remembers
         why a failed attempt failed (:attr:`last_network_error`)."""
-        self._rest = b""
+        self._rest, self._rest_len, self._rest_need = (), 0, 0
         try:
             return super().reconnect()
         except OSError as exc:  # refused, unreachable, TLS handshake, ...
@@ -109,13 +119,25 @@ class WorkerClient(mqtt.Client):
             chunk, lost = self._drain(chunk)
         with self._msgtime_mutex:
             self._last_bytes_received = time.monotonic()
-        data = self._rest + chunk if self._rest else chunk
+        if self._rest:
+            if self._rest_len + len(chunk) < self._rest_need:  # still incomplete
+                self._rest += (chunk,)
+                self._rest_len += len(chunk)
+                return MQTTErrorCode.MQTT_ERR_CONN_LOST if lost else MQTTErrorCode.MQTT_ERR_SUCCESS
+            data = b"".join((*self._rest, chunk))
+        else:
+            data = chunk
         try:
             packets, used = split_packets(data, self._protocol == mqtt.MQTTv5)
         except MalformedPacket as exc:
             self._easy_log(mqtt.MQTT_LOG_ERR, "received a malformed packet: %s", exc)
             return MQTTErrorCode.MQTT_ERR_PROTOCOL
-        self._rest = data[used:]
+        if used < len(data):
+            rest = data[used:]
+            self._rest, self._rest_len = (rest,), len(rest)
+            self._rest_need = packet_size(rest) or 0
+        else:
+            self._rest, self._rest_len, self._rest_need = (), 0, 0
         publishes: list[Publish] = []
         for packet in packets:
             if isinstance(packet, Publish):
