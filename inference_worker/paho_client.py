@@ -14,8 +14,10 @@
 These lean on paho internals (``_packet_read``, ``_in_packet``, ``_packet_handle``,
 ``_last_bytes_received``, ``_packet_queue``, ``_handle_on_message``, and ``_reset_sockets``
 for :meth:`WorkerClient.close_sockets`) of the 2.x line
-pinned in requirements/dev.txt; the integration tests check that acknowledged readings are
-not redelivered after a restart, which breaks if these internals change.
+pinned in requirements/dev.txt. tests/unit/test_worker_reader.py drives the reader through
+a socket pair, and the integration tests run it over TCP, TLS and WebSockets and check that
+acknowledged readings are not redelivered after a restart: they break if these internals
+change.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ _PUBACK_PACKET: Final = struct.Struct("!BBH")
 
 
 class WorkerClient(mqtt.Client):
-    """A paho client that acknowledges QoS 1 messages in batches."""
+    """A paho client that reads many packets per ``recv`` and acknowledges QoS 1 messages
+    in batches; connecting, keepalive and subscribing stay paho's."""
 
     _filtered_callbacks = False
     _rest: tuple[bytes, ...] = ()
@@ -66,6 +69,10 @@ class WorkerClient(mqtt.Client):
     for the rest of the interval, so that more messages arrive in one ``recv``."""
     _last_read = 0.0
 
+    last_network_error: OSError | None = None
+    """The last error connecting or reading (paho retries and only logs it at debug): a
+    refused connection, a failed TLS handshake, a certificate the broker rejected."""
+
     def message_callback_add(self, sub: str, callback: mqtt.CallbackOnMessage) -> None:
         """As paho's; also turns the per-topic matcher back on."""
         self._filtered_callbacks = True
@@ -80,10 +87,6 @@ class WorkerClient(mqtt.Client):
         if packet:
             self._packet_queue(_PUBACK, packet, 0, 0)
         return len(packet) // _PUBACK_PACKET.size
-
-    last_network_error: OSError | None = None
-    """The last error connecting or reading (paho retries and only logs it at debug): a
-    refused connection, a failed TLS handshake, a certificate the broker rejected."""
 
     def reconnect(self) -> MQTTErrorCode:
         """As paho's; also forgets a packet cut short by the old connection and remembers
