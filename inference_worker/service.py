@@ -113,14 +113,7 @@ class Worker:
         try:
             while not stop.is_set():
                 self._step(idle_timeout=0.1)
-            log.info("stopping: unsubscribing, then finishing the readings already received")
-            self.source.unsubscribe()
-            while items := self.source.take(self._batcher.max_size, timeout=0.05):
-                for item in items:
-                    if batch := self._batcher.add(item, time.monotonic()):
-                        self.process(batch)
-            if batch := self._batcher.flush():
-                self.process(batch)
+            self._finish()
         finally:
             self._jobs.put(None)  # no more batches
             writer.join()
@@ -128,6 +121,32 @@ class Worker:
             log.error("stopped after a writer failure")
         else:
             log.info("stopped cleanly")
+
+    def _finish(self) -> None:
+        """Score what was received before the stop (the writer stores and acks it)."""
+        if self.settings.unsubscribe_on_stop:
+            log.info("stopping: unsubscribing, then finishing the readings already received")
+            self.source.unsubscribe()
+            pending = None  # until the broker stops sending
+        else:
+            pending = len(self.source.buffer)  # readings arriving later stay unacknowledged
+            log.info(
+                "stopping: keeping the subscription (the broker queues readings for this "
+                "session); finishing the %d readings already received",
+                pending + len(self._batcher),
+            )
+        while pending is None or pending > 0:
+            want = self._batcher.max_size if pending is None else min(pending, 4096)
+            items = self.source.take(want, timeout=0.05)
+            if not items:
+                break
+            if pending is not None:
+                pending -= len(items)
+            for item in items:
+                if batch := self._batcher.add(item, time.monotonic()):
+                    self.process(batch)
+        if batch := self._batcher.flush():
+            self.process(batch)
 
     def _step(self, idle_timeout: float) -> None:
         deadline = self._batcher.deadline

@@ -94,6 +94,13 @@ class WorkerSettings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     """Serve ``/metrics`` (Prometheus), ``/healthz`` (liveness: the run loop turns) and
     ``/readyz`` (subscribed, Redis writable) on this port when set."""
+    unsubscribe_on_stop: bool = True
+    """On a graceful stop, leave the shared subscription first. Right when other workers of
+    the group go on or this one leaves for good (scale-down): the broker stops sending it
+    readings. ``false`` keeps the subscription in the session: the broker queues this
+    worker's share of the readings until it comes back with the same ``worker_id`` (or the
+    session expires), so restarting the *only* worker of a group (edge node, demo) loses
+    nothing; a broker drops readings for a group with no subscriber at all."""
     shutdown_grace: float = Field(default=10.0, ge=0)
     """Seconds a stopping worker keeps retrying Redis before it leaves the rest of its
     readings unacknowledged (the broker redelivers them) and exits."""

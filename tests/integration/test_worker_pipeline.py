@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 
@@ -21,6 +22,7 @@ from iot_contract import (
     telemetry_topic,
 )
 from iotstream.localservices import find_binary
+from iotstream.mqttconn import MqttEndpoint, make_client
 from tests.harness.models import linear_core
 from tests.harness.pipeline import (
     deadletters,
@@ -244,6 +246,86 @@ def test_acknowledged_readings_are_not_redelivered_after_restart(
         assert again.metrics.received._value.get() == 0
         assert again.source.generation == 1
     assert settle(rclient, redis_keys.predictions) == 200
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+@pytest.mark.parametrize("unsubscribe_on_stop", [False, True])
+def test_restarting_the_only_worker_of_a_group(
+    settings: WorkerSettings,
+    mosquitto: Service,
+    rclient: redis.Redis,
+    redis_keys: RedisKeys,
+    unique: str,
+    protocol: str,
+    unsubscribe_on_stop: bool,
+) -> None:
+    """Readings published while the group's only worker restarts gracefully: kept in its
+    session and processed once it is back when it keeps its subscription; dropped by the
+    broker (a group with no subscriber) when it unsubscribes, the default, which suits
+    groups of several workers and scale-down."""
+    settings = settings.model_copy(
+        update={"mqtt_protocol": protocol, "unsubscribe_on_stop": unsubscribe_on_stop}
+    )
+    sent = fleet(unique, 200)
+    with running_worker(settings, linear_core(settings.worker_id)):
+        publish(mosquitto, reading_messages(sent[:100]), client_id=f"p{unique}")
+        assert wait_for(rclient, redis_keys.predictions, 100) == 100
+    publish(mosquitto, reading_messages(sent[100:]), client_id=f"p{unique}")
+    with running_worker(settings, linear_core(settings.worker_id)) as (again, _):
+        if unsubscribe_on_stop:
+            time.sleep(1.0)
+            assert again.metrics.received._value.get() == 0
+        else:
+            assert wait_for(rclient, redis_keys.predictions, 200) == 200
+    stored = [(p.device_id, p.seq) for p in predictions(rclient, redis_keys)]
+    assert len(stored) == len(set(stored)), "a reading was stored twice"
+    expected = sent[:100] if unsubscribe_on_stop else sent
+    assert set(stored) == {(r.device_id, r.seq) for r in expected}
+
+
+def test_a_graceful_restart_under_load_keeping_the_subscription_loses_nothing(
+    settings: WorkerSettings,
+    mosquitto: Service,
+    rclient: redis.Redis,
+    redis_keys: RedisKeys,
+    unique: str,
+) -> None:
+    """Readings keep coming while the only worker stops (finishing what it holds, leaving
+    the rest unacknowledged) and starts again: each is stored exactly once."""
+    settings = settings.model_copy(update={"unsubscribe_on_stop": False})
+    sent = fleet(unique, 1500)
+    messages = reading_messages(sent)
+
+    def trickle() -> None:  # ~1,000 readings/s from one connection
+        client = make_client(MqttEndpoint.from_url(mosquitto.url), f"p{unique}")
+        client.max_inflight_messages_set(100)
+        client.connect(mosquitto.host, mosquitto.port)
+        client.loop_start()
+        try:
+            infos = []
+            for start in range(0, len(messages), 20):
+                for topic, payload, _ in messages[start : start + 20]:
+                    infos.append(client.publish(topic, payload, qos=1))
+                time.sleep(0.02)
+            for info in infos:
+                info.wait_for_publish(10)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+
+    publisher = threading.Thread(target=trickle, daemon=True)
+    with running_worker(settings, linear_core(settings.worker_id)) as (first, _):
+        publisher.start()
+        wait_for(rclient, redis_keys.predictions, 300)
+    stopped_at = rclient.xlen(redis_keys.predictions)
+    time.sleep(0.3)
+    with running_worker(settings, linear_core(settings.worker_id)):
+        publisher.join(60)
+        assert wait_for(rclient, redis_keys.predictions, len(sent)) == len(sent)
+    assert 0 < stopped_at < len(sent), "the stop did not happen under load"
+    assert first.metrics.acks_pending._value.get() == 0
+    stored = [(p.device_id, p.seq) for p in predictions(rclient, redis_keys)]
+    assert len(stored) == len(set(stored)) == len(sent)
 
 
 def test_predictions_go_back_to_the_device_when_asked(
