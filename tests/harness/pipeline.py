@@ -28,19 +28,25 @@ _CODEC = JsonCodec()
 
 
 def publish(
-    service: Service,
+    service: Service | str,
     messages: Iterable[tuple[str, bytes, str | None]],
     *,
     client_id: str,
     qos: int = 1,
     protocol: str = "5",
+    **client_options: Any,
 ) -> int:
-    """Publish ``(topic, payload, content_type)`` messages and wait until each is acknowledged."""
+    """Publish ``(topic, payload, content_type)`` messages and wait until each is acknowledged.
+
+    ``service`` is a test service or a broker URL; ``client_options`` go to
+    :func:`~iotstream.mqttconn.make_client` (``username``, ``password``, ``ca_file``, ...).
+    """
+    endpoint = MqttEndpoint.from_url(service if isinstance(service, str) else service.url)
     client = make_client(
-        MqttEndpoint.from_url(service.url), client_id, protocol="5" if protocol == "5" else "3.1.1"
+        endpoint, client_id, protocol="5" if protocol == "5" else "3.1.1", **client_options
     )
     client.max_inflight_messages_set(100)
-    client.connect(service.host, service.port)
+    client.connect(endpoint.host, endpoint.port)
     client.loop_start()
     infos = []
     try:

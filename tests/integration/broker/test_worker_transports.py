@@ -29,9 +29,15 @@ from inference_worker.paho_client import WorkerClient
 from inference_worker.settings import WorkerSettings
 from iot_contract import Reading, RedisKeys, RejectReason, encode_reading, telemetry_topic
 from iotstream.broker_tools.certs import issue_client
-from iotstream.mqttconn import MqttEndpoint, make_client
 from tests.harness.models import linear_core
-from tests.harness.pipeline import deadletters, predictions, settle, wait_for, worker_settings
+from tests.harness.pipeline import (
+    deadletters,
+    predictions,
+    publish,
+    settle,
+    wait_for,
+    worker_settings,
+)
 from tests.harness.services import Service
 from tests.integration.broker.conftest import start_production
 from tests.integration.broker.support import LIFETIME, Broker, Pki
@@ -120,31 +126,19 @@ def publish_as(
     protocol: str = "5",
     tls: tuple[str, str, str] | None = None,
 ) -> None:
-    """Publish at QoS 1 as ``device`` (its own account), 100 in flight; wait for every ack."""
-    endpoint = MqttEndpoint.from_url(url)
+    """Publish at QoS 1 as ``device`` (its own account); wait for every ack."""
     ca, cert, key = (Path(p) for p in tls) if tls else (None, None, None)
-    client = make_client(
-        endpoint,
-        f"{device}-{time.monotonic_ns()}",
-        protocol="5" if protocol == "5" else "3.1.1",
+    publish(
+        url,
+        [(topic, payload, None) for topic, payload in messages],
+        client_id=f"{device}-{time.monotonic_ns()}",
+        protocol=protocol,
         username=device,
         password=broker.secrets[device],
         ca_file=ca,
         cert_file=cert,
         key_file=key,
     )
-    client.max_inflight_messages_set(100)
-    client.connect(endpoint.host, endpoint.port)
-    client.loop_start()
-    try:
-        infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
-        for info in infos:
-            info.wait_for_publish(15)
-            assert info.is_published()
-    finally:
-        client.disconnect()
-        client.loop_stop()
-        client._reset_sockets()
 
 
 def sent(device: str, messages: Sequence[Message]) -> set[tuple[str, int]]:
