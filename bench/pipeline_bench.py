@@ -339,45 +339,27 @@ def main(argv: list[str] | None = None) -> int:
     seconds = 4.0 if args.quick else args.seconds
     results: list[Result] = []
     protocols = args.protocols.split(",")
+    # (scenario, offered rate, worker protocol, max_batch)
+    plan = [
+        (name, rate, protocol, args.max_batch)
+        for protocol in protocols
+        for name, rate in (("saturate", args.saturate_rate), ("latency", args.latency_rate))
+    ]
+    plan.append(("baseline", args.baseline_rate, protocols[0], 1))
     with tempfile.TemporaryDirectory(prefix="iotstream-bench-") as tmp:
-        work = Path(tmp)
-        for protocol in protocols:
+        for name, rate, protocol, max_batch in plan:
             results.append(
                 run_scenario(
-                    "saturate",
-                    rate=args.saturate_rate,
+                    name,
+                    rate=rate,
                     seconds=seconds,
                     protocol=protocol,
-                    max_batch=args.max_batch,
-                    work=work / f"sat-{protocol}",
+                    max_batch=max_batch,
+                    work=Path(tmp) / f"{name}-{protocol}",
                     inflight=args.inflight,
                     load_client=args.load_client,
                 )
             )
-            results.append(
-                run_scenario(
-                    "latency",
-                    rate=args.latency_rate,
-                    seconds=seconds,
-                    protocol=protocol,
-                    max_batch=args.max_batch,
-                    work=work / f"lat-{protocol}",
-                    inflight=args.inflight,
-                    load_client=args.load_client,
-                )
-            )
-        results.append(
-            run_scenario(
-                "baseline",
-                rate=args.baseline_rate,
-                seconds=seconds,
-                protocol=protocols[0],
-                max_batch=1,
-                work=work / "base",
-                inflight=args.inflight,
-                load_client=args.load_client,
-            )
-        )
     _print(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {

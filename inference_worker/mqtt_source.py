@@ -250,18 +250,10 @@ class MqttSource:
         self.blocked_seconds += self.buffer.put_many(items)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        """The few messages paho's own handlers deliver (see mqtt_wire's Control)."""
         content_type = None
         if self._v5 and msg.properties is not None:
             content_type = getattr(msg.properties, "ContentType", None)
-        item = Incoming(
-            msg.topic,
-            cast(bytes, msg.payload),
-            content_type,
-            msg.mid,
-            msg.qos,
-            time.time(),
-            self.generation,
+        self._on_publishes(
+            [Publish(msg.topic, cast(bytes, msg.payload), content_type, msg.mid, msg.qos)]
         )
-        # Backpressure: when the buffer is full the network thread waits for room, so it
-        # stops reading and unacknowledged readings stay with the broker.
-        self.blocked_seconds += self.buffer.put(item)

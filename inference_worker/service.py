@@ -81,8 +81,6 @@ class Worker:
         self.failed = False
         """Set when the writer died of an unexpected error (the run then ends)."""
         self._stopping_since: float | None = None
-        self._telemetry_topics: dict[str, str] = {}
-        """Valid telemetry topics seen, with their device id (parsing cost ~2 µs each)."""
 
     def _gave_up(self, now: float) -> bool:
         """Whether the stop grace period has run out (counted from when the writer first
@@ -136,8 +134,9 @@ class Worker:
                 pending + len(self._batcher),
             )
         while pending is None or pending > 0:
-            want = self._batcher.max_size if pending is None else min(pending, 4096)
-            items = self.source.take(want, timeout=0.05)
+            items = self.source.take(
+                self._batcher.max_size if pending is None else pending, timeout=0.05
+            )
             if not items:
                 break
             if pending is not None:
@@ -221,15 +220,9 @@ class Worker:
                 self._publish_back(job.records)
 
     def _decode(self, item: Incoming) -> Reading:
-        device_id = self._telemetry_topics.get(item.topic)
-        if device_id is None:
-            device_id, kind = parse_device_topic(item.topic)
-            if kind is not TopicKind.TELEMETRY:
-                raise ContractError(
-                    RejectReason.BAD_TOPIC, f"{item.topic!r} is not a telemetry topic"
-                )
-            if len(self._telemetry_topics) < 100_000:  # bounded: bigger fleets re-parse
-                self._telemetry_topics[item.topic] = device_id
+        device_id, kind = parse_device_topic(item.topic)
+        if kind is not TopicKind.TELEMETRY:
+            raise ContractError(RejectReason.BAD_TOPIC, f"{item.topic!r} is not a telemetry topic")
         return decode_reading(
             item.payload,
             item.content_type,

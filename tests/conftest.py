@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from iot_contract import RedisKeys
 from tests.harness.services import HarnessError, Service, provide_mosquitto, provide_redis
@@ -48,3 +49,11 @@ def redis_keys(unique: str) -> RedisKeys:
 def workdir(tmp_path: Path) -> Path:
     """A scratch directory for this test."""
     return tmp_path
+
+
+@pytest.fixture
+def rclient(redis_service: Service) -> Iterator[redis.Redis]:
+    """A Redis client on the shared test Redis (closed after the test)."""
+    client = redis.Redis.from_url(redis_service.url)
+    yield client
+    client.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,13 +39,6 @@ def worker_process(
         "WORKER_MAX_BATCH": "32",
     }
     return CliProcess(["worker"], env, log, "ready: consuming")
-
-
-@pytest.fixture
-def rclient(redis_service: Service) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_service.url)
-    yield client
-    client.close()
 
 
 def test_simulated_fleet_predictions_equal_a_direct_onnx_run(

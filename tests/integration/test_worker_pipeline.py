@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 
 import msgpack
 import pytest
@@ -43,13 +42,6 @@ def settings(
     mosquitto: Service, redis_service: Service, redis_keys: RedisKeys, unique: str
 ) -> WorkerSettings:
     return worker_settings(mosquitto.url, redis_service.url, redis_keys, unique, max_batch=16)
-
-
-@pytest.fixture
-def rclient(redis_service: Service) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_service.url)
-    yield client
-    client.close()
 
 
 def fleet(unique: str, n: int, devices: int = 5) -> list[Reading]:

@@ -5,14 +5,17 @@ from __future__ import annotations
 import random
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from device_sim.rawpub import encode_varint
+from inference_worker.mqtt_source import MqttSource
 from inference_worker.mqtt_wire import Publish, packet_size, split_packets
 from inference_worker.paho_client import WorkerClient
+from inference_worker.settings import WorkerSettings
 
 PINGRESP = b"\xd0\x00"
 
@@ -105,3 +108,30 @@ def test_what_came_before_the_end_of_the_connection_is_delivered(
 )
 def test_packet_size(data: bytes, size: int | None) -> None:
     assert packet_size(data) == size
+
+
+def test_what_paho_handles_reaches_the_source_buffer_too(tmp_path: Path) -> None:
+    """A QoS 2 PUBLISH goes to paho's handlers (PUBREC, then delivery on PUBREL) and from
+    its on_message into the same buffer as the fast path's messages."""
+    source = MqttSource(
+        WorkerSettings(
+            mqtt_url="mqtt://127.0.0.1:1", mqtt_protocol="3.1.1", worker_id="t", models_dir=tmp_path
+        )
+    )
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    source.client._sock = ours
+    try:
+        body = b"\x00\x13devices/d/telemetry\x00\x05{}"
+        theirs.sendall(publish("devices/d/telemetry", b"[]", 4))
+        theirs.sendall(b"\x34" + encode_varint(len(body)) + body)  # QoS 2, packet id 5
+        read_all(source.client)
+        theirs.sendall(b"\x62\x02\x00\x05")  # PUBREL 5
+        read_all(source.client)
+        items = source.take(10, timeout=0)
+        assert [(i.mid, i.qos, i.payload) for i in items] == [(4, 1, b"[]"), (5, 2, b"{}")]
+    finally:
+        source.client._sock = None
+        source.client.close_sockets()
+        ours.close()
+        theirs.close()

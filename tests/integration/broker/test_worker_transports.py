@@ -66,13 +66,6 @@ def roomy(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Broker
         yield b
 
 
-@pytest.fixture
-def rclient(redis_service: Service) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_service.url)
-    yield client
-    client.close()
-
-
 @dataclass
 class Reads:
     """What the worker's socket reads returned."""
