@@ -37,9 +37,9 @@ import redis
 
 from bench.gateway_clients import CLIENT_MODULE
 from gateway.auth import TokenVerifier
-from gateway.process import GatewayProcess
 from gateway.settings import GatewaySettings
 from iot_contract import RECORD_FIELD, Hops, JsonCodec, ModelRef, Prediction, RedisKeys
+from iotstream.gateway_process import GatewayProcess
 from iotstream.localservices import RedisProcess
 
 ROOT = Path(__file__).resolve().parent.parent

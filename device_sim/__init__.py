@@ -1,1 +1,1 @@
-"""The device fleet simulator (being built)."""
+"""The device fleet simulator: real MQTT identities, or a load mode for benchmarks."""

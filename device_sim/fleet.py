@@ -3,7 +3,7 @@
 All MQTT connections share one selector loop (paho's external-loop API: socket open/close
 and write-interest callbacks), so thousands of devices need no thread each. Readings are
 scheduled on a heap by due time; each device draws from its own seeded
-:class:`device_sim.sensors.Machine`, so the ground-truth label travels with every reading.
+:class:`iot_models.sensors.Machine`, so the ground-truth label travels with every reading.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from device_sim.sensors import Machine
 from device_sim.settings import SimSettings
 from iot_contract import (
     MSGPACK_CONTENT_TYPE,
@@ -33,7 +32,8 @@ from iot_contract import (
     status_topic,
     telemetry_topic,
 )
-from iotstream.mqttconn import MqttEndpoint, make_client
+from iot_models.sensors import Machine
+from iot_mqtt.connection import MqttEndpoint, make_client
 
 if TYPE_CHECKING:
     from paho.mqtt.client import SocketLike

@@ -1,4 +1,4 @@
-"""The simulator's load mode on :class:`~device_sim.rawpub.RawPublisher` connections
+"""The simulator's load mode on :class:`~iot_mqtt.rawpub.RawPublisher` connections
 (``iotstream sim --mode load --load-client raw``): the same devices, schedule, payloads
 and counters as :class:`~device_sim.fleet.Fleet`, at a fraction of paho's CPU cost."""
 
@@ -10,8 +10,8 @@ import socket
 import time
 
 from device_sim.fleet import Fleet, _Device
-from device_sim.rawpub import RawPublisher, RawPublisherError
-from iotstream.mqttconn import MqttEndpoint
+from iot_mqtt.connection import MqttEndpoint
+from iot_mqtt.rawpub import RawPublisher, RawPublisherError
 
 __all__ = ["RawLoadFleet"]
 

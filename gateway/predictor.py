@@ -14,8 +14,8 @@ from typing import Any
 
 import anyio
 
-from inference_worker.core import BatchResult, InferenceCore
 from iot_contract import Reading
+from iot_models.core import BatchResult, InferenceCore
 
 __all__ = ["Predictor", "load_predictor", "read_manifests"]
 
@@ -40,7 +40,7 @@ class Predictor:
 
 def read_manifests(root: Path) -> list[dict[str, Any]]:
     """The newest manifest of every model under ``root``, as JSON-ready dicts."""
-    from inference_worker.model_repo import find_manifests, read_manifest
+    from iot_models.manifest import find_manifests, read_manifest
 
     return [
         read_manifest(path).model_dump(mode="json")
@@ -53,8 +53,8 @@ def load_predictor(root: Path, default_model: str, worker_id: str) -> Predictor 
 
     Blocking: call it from a thread.
     """
-    from inference_worker.model_repo import ModelError
-    from inference_worker.onnx_model import load_models
+    from iot_models.manifest import ModelError
+    from iot_models.onnx_model import load_models
 
     try:
         models = load_models(root)

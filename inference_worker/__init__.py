@@ -1,1 +1,1 @@
-"""The inference worker: MQTT in, ONNX Runtime micro-batches, Redis out (being built)."""
+"""The inference worker: MQTT in, ONNX Runtime micro-batches, Redis out."""

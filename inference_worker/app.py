@@ -12,14 +12,14 @@ from typing import Any
 
 import redis
 
-from inference_worker.core import InferenceCore
 from inference_worker.health import HealthServer, fresh
-from inference_worker.model import Model
 from inference_worker.mqtt_source import MqttSource
 from inference_worker.redis_sink import RedisSink
 from inference_worker.service import Worker, describe
 from inference_worker.settings import WorkerSettings
 from iot_contract import RedisKeys
+from iot_models.core import InferenceCore
+from iot_models.model import Model
 
 __all__ = ["build_core", "run", "running_worker"]
 
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def build_core(settings: WorkerSettings, worker_id: str | None = None) -> InferenceCore:
     """Load the models named by ``settings`` (warmed up) into an inference core."""
-    from inference_worker.onnx_model import load_models
+    from iot_models.onnx_model import load_models
 
     models: dict[str, Model] = dict(
         load_models(

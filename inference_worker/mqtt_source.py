@@ -22,11 +22,11 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from inference_worker.buffer import BoundedBuffer
-from inference_worker.mqtt_wire import Publish
-from inference_worker.paho_client import WorkerClient
 from inference_worker.settings import WorkerSettings
 from iot_contract import shared_subscription
-from iotstream.mqttconn import MqttEndpoint, make_client
+from iot_mqtt.connection import MqttEndpoint, make_client
+from iot_mqtt.paho_client import WorkerClient
+from iot_mqtt.wire import Publish
 
 __all__ = ["Incoming", "MqttSource", "MqttSourceError"]
 

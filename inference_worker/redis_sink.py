@@ -24,8 +24,8 @@ from typing import Any, Final
 import orjson
 import redis
 
-from inference_worker.core import PredictionRecord
 from iot_contract import RECORD_FIELD, DeadLetter, JsonCodec, RedisKeys
+from iot_models.core import PredictionRecord
 
 __all__ = ["RedisSink", "WriteResult"]
 
@@ -102,7 +102,7 @@ class RedisSink:
         """Store a batch in one round trip; stamps each record's ``hops.published_ts``.
 
         Args:
-            predictions: records as built by :class:`inference_worker.core.InferenceCore`.
+            predictions: records as built by :class:`iot_models.core.InferenceCore`.
             deadletters: rejected readings.
             published_ts: the write time recorded in every prediction.
 

@@ -18,7 +18,6 @@ import redis
 
 from inference_worker.batcher import Batcher
 from inference_worker.buffer import BoundedBuffer
-from inference_worker.core import InferenceCore, PredictionRecord
 from inference_worker.metrics import WorkerMetrics
 from inference_worker.mqtt_source import Incoming, MqttSource
 from inference_worker.ratelog import RateLimitedLog
@@ -34,6 +33,7 @@ from iot_contract import (
     inference_topic,
     parse_device_topic,
 )
+from iot_models.core import InferenceCore, PredictionRecord
 
 __all__ = ["Worker"]
 

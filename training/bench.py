@@ -19,9 +19,9 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from device_sim.sensors import make_dataset
-from inference_worker.model_repo import Manifest, find_manifests, read_manifest
-from inference_worker.variants import VNNI_FLAGS, cpu_flags, current_platform
+from iot_models.manifest import Manifest, find_manifests, read_manifest
+from iot_models.sensors import make_dataset
+from iot_models.variants import VNNI_FLAGS, cpu_flags, current_platform
 from training.data import SEEDS
 
 __all__ = ["BenchConfig", "markdown", "run_bench"]

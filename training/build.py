@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from device_sim.sensors import FEATURE_NAMES, LABELS
-from inference_worker.model_repo import (
+from iot_models.manifest import (
     MANIFEST_FILE,
     Accuracy,
     BuildInfo,
@@ -30,6 +29,7 @@ from inference_worker.model_repo import (
     VariantEntry,
     sha256_bytes,
 )
+from iot_models.sensors import FEATURE_NAMES, LABELS
 from training import evaluate, export, gate, quantize
 from training.data import Splits, make_splits
 from training.isolated import blas_coretype, train_and_export_pinned
@@ -54,7 +54,7 @@ def quantizable_exclusions(model_path: Path) -> list[str]:
     ]
 
 
-SOURCES = ("training", "device_sim/sensors.py", "inference_worker/model_repo.py")
+SOURCES = ("training", "iot_models/sensors.py", "iot_models/manifest.py")
 """What the artifacts are built from: provenance is the last commit that touched these."""
 
 
@@ -179,7 +179,7 @@ def build_model(
                 method="static QDQ, MinMax ranges, batches of "
                 f"{quantize.CALIBRATION_BATCH} rows in order",
                 composition=splits.calibration.composition(),
-                source="device_sim.sensors.make_dataset (a fleet unseen in training)",
+                source="iot_models.sensors.make_dataset (a fleet unseen in training)",
             ),
             test_split={"rows": len(test.y), "seed": test.seed, **test.composition()},
             gate=limits,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from device_sim.sensors import LABELS, make_dataset
+from iot_models.sensors import LABELS, make_dataset
 
 __all__ = ["SEEDS", "Split", "Splits", "make_splits"]
 

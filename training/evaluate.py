@@ -10,7 +10,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 from sklearn.metrics import f1_score, roc_auc_score
 
-from inference_worker.model_repo import Accuracy
+from iot_models.manifest import Accuracy
 
 __all__ = ["accuracy", "anomaly_scores", "run_onnx"]
 

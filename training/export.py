@@ -16,7 +16,7 @@ from onnx import helper
 from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType
 
-from device_sim.sensors import N_FEATURES
+from iot_models.sensors import N_FEATURES
 
 __all__ = ["AE_NODES", "INPUT_NAME", "OPSET", "export_autoencoder", "export_classifier"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from inference_worker.model_repo import Accuracy, GateLimits
+from iot_models.manifest import Accuracy, GateLimits
 
 __all__ = ["AUTOENCODER_LIMITS", "CLASSIFIER_LIMITS", "GateError", "enforce", "violations"]
 

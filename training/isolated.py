@@ -18,7 +18,7 @@ from pathlib import Path
 
 import onnx
 
-from inference_worker.variants import cpu_flags
+from iot_models.variants import cpu_flags
 from training.data import make_splits
 from training.export import export_autoencoder, export_classifier
 from training.specs import ModelSpec, spec_by_name

@@ -29,7 +29,7 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
-from inference_worker.model_repo import Quantization
+from iot_models.manifest import Quantization
 
 __all__ = ["RECIPES", "ArrayCalibrationReader", "Recipe", "preprocess", "quantize"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from inference_worker.model_repo import find_manifests, read_manifest
+from iot_models.manifest import find_manifests, read_manifest
 
 __all__ = ["compare_trees"]
 

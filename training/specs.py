@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from inference_worker.model_repo import Platform
+from iot_models.manifest import Platform
 
 __all__ = ["SPECS", "ModelSpec", "spec_by_name"]
 

@@ -85,8 +85,8 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from inference_worker.model_repo import ModelError, find_manifests, read_manifest
-    from inference_worker.variants import current_platform, select_variant
+    from iot_models.manifest import ModelError, find_manifests, read_manifest
+    from iot_models.variants import current_platform, select_variant
 
     platform = current_platform()
     found = find_manifests(args.root)
@@ -121,7 +121,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from inference_worker.model_repo import ModelError, find_manifests, read_manifest, sha256_bytes
+    from iot_models.manifest import ModelError, find_manifests, read_manifest, sha256_bytes
 
     found = find_manifests(args.root)
     names = args.names or sorted(found)

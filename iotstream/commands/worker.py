@@ -51,8 +51,8 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.worker_id, settings.log_format)
     import redis
 
-    from inference_worker.model_repo import ModelError
     from inference_worker.mqtt_source import MqttSourceError
+    from iot_models.manifest import ModelError
 
     try:
         return run(settings)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from inference_worker.model_repo import find_manifests, read_manifest
+from iot_models.manifest import find_manifests, read_manifest
 from iotstream.cli import main
 from training.build import build
 from training.reproduce import compare_trees

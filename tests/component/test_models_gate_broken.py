@@ -10,7 +10,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from inference_worker.model_repo import read_manifest
+from iot_models.manifest import read_manifest
 from training import build as build_module
 from training.build import build, quantizable_exclusions
 from training.data import Split, Splits, make_splits

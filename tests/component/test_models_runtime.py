@@ -10,9 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device_sim.sensors import FEATURE_NAMES, LABELS, make_dataset
-from inference_worker.model import Model
-from inference_worker.model_repo import (
+from iot_models.manifest import (
     HashMismatchError,
     ManifestError,
     ModelNotFoundError,
@@ -20,8 +18,10 @@ from inference_worker.model_repo import (
     find_manifests,
     read_manifest,
 )
-from inference_worker.onnx_model import OnnxModel, load_models
-from inference_worker.variants import current_platform
+from iot_models.model import Model
+from iot_models.onnx_model import OnnxModel, load_models
+from iot_models.sensors import FEATURE_NAMES, LABELS, make_dataset
+from iot_models.variants import current_platform
 from training.data import SEEDS
 from training.evaluate import accuracy
 from training.gate import violations
@@ -127,7 +127,7 @@ def test_overrides(rows: np.ndarray) -> None:
 
 
 def test_bad_batch_is_a_model_error(models: dict[str, Model]) -> None:
-    from inference_worker.model_repo import ModelError
+    from iot_models.manifest import ModelError
 
     with pytest.raises(ModelError, match=r"expects \(n, 16\) float32"):
         models["fault-clf"].predict(np.zeros((2, 15), dtype=np.float32))

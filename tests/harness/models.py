@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from inference_worker.core import InferenceCore
-from inference_worker.model import ModelInfo, Output
+from iot_models.core import InferenceCore
+from iot_models.model import ModelInfo, Output
 
 
 @dataclass

@@ -21,7 +21,7 @@ from iot_contract import (
     encode_reading,
     telemetry_topic,
 )
-from iotstream.mqttconn import MqttEndpoint, make_client
+from iot_mqtt.connection import MqttEndpoint, make_client
 from tests.harness.services import Service
 
 _CODEC = JsonCodec()
@@ -39,7 +39,7 @@ def publish(
     """Publish ``(topic, payload, content_type)`` messages and wait until each is acknowledged.
 
     ``service`` is a test service or a broker URL; ``client_options`` go to
-    :func:`~iotstream.mqttconn.make_client` (``username``, ``password``, ``ca_file``, ...).
+    :func:`~iot_mqtt.connection.make_client` (``username``, ``password``, ``ca_file``, ...).
     """
     endpoint = MqttEndpoint.from_url(service if isinstance(service, str) else service.url)
     client = make_client(
@@ -60,8 +60,8 @@ def publish(
             info.wait_for_publish(10)
             assert info.is_published()
     finally:
-        client.loop_stop()
         client.disconnect()
+        client.loop_stop()
     return len(infos)
 
 

@@ -21,8 +21,8 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from device_sim.sensors import make_dataset
-from inference_worker.model_repo import Manifest, find_manifests, read_manifest
+from iot_models.manifest import Manifest, find_manifests, read_manifest
+from iot_models.sensors import make_dataset
 from training.data import SEEDS
 from training.evaluate import accuracy, run_onnx
 

@@ -13,7 +13,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from device_sim.app import run
 from device_sim.fleet import FleetStats
-from device_sim.sensors import FEATURE_NAMES, LABELS
 from device_sim.settings import SimSettings
 from iot_contract import (
     STATUS_OFFLINE,
@@ -22,6 +21,7 @@ from iot_contract import (
     decode_reading,
     parse_device_topic,
 )
+from iot_models.sensors import FEATURE_NAMES, LABELS
 from tests.harness.services import Service, Source
 
 pytestmark = pytest.mark.integration
@@ -70,8 +70,8 @@ def test_devices_publish_counted_readings_with_birth_and_will(
     )
     stats = run(settings)
     messages = _drain(got)
-    client.loop_stop()
     client.disconnect()
+    client.loop_stop()
 
     assert (stats.published, stats.dropped) == (40, 0)
     assert stats.acked == 40 + 8, "readings plus online/offline status, all acknowledged"
@@ -105,8 +105,8 @@ def test_same_seed_gives_same_readings(mosquitto: Service, unique: str) -> None:
             )
         )
         msgs = [m for m in _drain(got, 0.3) if m.topic.endswith("telemetry")]
-        client.loop_stop()
         client.disconnect()
+        client.loop_stop()
         runs.append(
             sorted(
                 (r.device_id.split("-")[-1], r.seq, tuple(r.features), r.label)
@@ -136,8 +136,8 @@ def test_load_mode_multiplexes_devices_over_few_connections(
     )
     elapsed = time.monotonic() - started
     msgs = _drain(got)
-    client.loop_stop()
     client.disconnect()
+    client.loop_stop()
     assert stats.connections == 3
     assert (stats.published, stats.acked) == (1000, 1000)
     assert len({m.topic for m in msgs}) == 200
@@ -204,8 +204,8 @@ def test_devices_can_publish_over_mqtt_websockets(tmp_path, unique: str) -> None
             )
         )
         msgs = [m for m in _drain(got) if m.topic.endswith("telemetry")]
-        client.loop_stop()
         client.disconnect()
+        client.loop_stop()
     assert (stats.published, stats.acked) == (10, 14)
     assert len(msgs) == 10
 
@@ -245,8 +245,8 @@ def test_devices_can_publish_over_tls_with_client_certificates(tmp_path, unique:
             )
         )
         msgs = [m for m in _drain(got) if m.topic.endswith("telemetry")]
-        client.loop_stop()
         client.disconnect()
+        client.loop_stop()
     assert (stats.published, stats.acked, stats.reconnects) == (10, 10, 0)
     assert len(msgs) == 10
 
@@ -269,8 +269,8 @@ def test_raw_load_client_publishes_every_reading_once(mosquitto: Service, unique
         )
     )
     msgs = [m for m in _drain(got) if m.topic.endswith("telemetry")]
-    client.loop_stop()
     client.disconnect()
+    client.loop_stop()
     assert (stats.published, stats.acked, stats.dropped) == (1500, 1500, 0)
     seen = sorted((m.topic, decode_reading(m.payload).seq) for m in msgs)
     assert len(seen) == 1500

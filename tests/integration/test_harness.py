@@ -82,8 +82,8 @@ def test_mqtt_v5_shared_subscription_round_trip(mosquitto: Service, unique: str)
     )
     assert decoded == sent
     for client in [*members, publisher]:
-        client.loop_stop()
         client.disconnect()
+        client.loop_stop()
 
 
 def test_redis_stream_round_trip(redis_service: Service, redis_keys: RedisKeys) -> None:

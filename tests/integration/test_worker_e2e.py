@@ -12,8 +12,8 @@ import redis
 
 from device_sim.app import run as run_sim
 from device_sim.settings import SimSettings
-from inference_worker.onnx_model import load_models
 from iot_contract import Reading, RedisKeys
+from iot_models.onnx_model import load_models
 from tests.harness.pipeline import predictions, publish, reading_messages, settle, wait_for
 from tests.harness.processes import ROOT, CliProcess
 from tests.harness.services import Service
@@ -70,7 +70,7 @@ def test_simulated_fleet_predictions_equal_a_direct_onnx_run(
     assert len({(p.device_id, p.seq) for p in got}) == 300
 
     # Re-create the same readings (same seed) and score them directly with ONNX Runtime.
-    from device_sim.sensors import Machine
+    from iot_models.sensors import Machine
 
     models = load_models(ROOT / "models", names=["fault-clf"])
     model = models["fault-clf"]

@@ -20,8 +20,8 @@ from iot_contract import (
     RejectReason,
     telemetry_topic,
 )
+from iot_mqtt.connection import MqttEndpoint, make_client
 from iotstream.localservices import find_binary
-from iotstream.mqttconn import MqttEndpoint, make_client
 from tests.harness.models import linear_core
 from tests.harness.pipeline import (
     deadletters,
@@ -345,8 +345,8 @@ def test_predictions_go_back_to_the_device_when_asked(
             publish(mosquitto, reading_messages([reading]), client_id=f"p{unique}")
             prediction = JsonCodec().decode(got.get(timeout=10), Prediction)
     finally:
-        listener.loop_stop()
         listener.disconnect()
+        listener.loop_stop()
     assert (prediction.device_id, prediction.seq) == (dev, 3)
     assert prediction.hops.published_ts is not None
 

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from inference_worker.core import InferenceCore
 from iot_contract import Reading, RejectReason
+from iot_models.core import InferenceCore
 from tests.harness.models import LinearModel, NanModel
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inference_worker.model_repo import Accuracy
+from iot_models.manifest import Accuracy
 from training.gate import AUTOENCODER_LIMITS, CLASSIFIER_LIMITS, GateError, enforce, violations
 
 

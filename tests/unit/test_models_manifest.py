@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from inference_worker.model_repo import (
+from iot_models.manifest import (
     Manifest,
     ManifestError,
     ModelNotFoundError,

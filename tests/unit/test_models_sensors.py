@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 
-from device_sim.sensors import FEATURE_NAMES, LABELS, N_FEATURES, Machine, make_dataset
+from iot_models.sensors import FEATURE_NAMES, LABELS, N_FEATURES, Machine, make_dataset
 
 
 def test_dataset_shapes_and_determinism() -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from inference_worker.model_repo import DefaultVariant, Platform, VariantNotFoundError
-from inference_worker.variants import classify_platform, cpu_flags, select_variant
+from iot_models.manifest import DefaultVariant, Platform, VariantNotFoundError
+from iot_models.variants import classify_platform, cpu_flags, select_variant
 
 AVAILABLE = ("fp32", "int8-x86_64", "int8-x86_64-novnni", "int8-arm64")
 DEFAULTS: dict[Platform, DefaultVariant] = {

@@ -12,8 +12,8 @@ from paho.mqtt.client import MQTTv5, MQTTv311
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from device_sim.rawpub import encode_varint
-from inference_worker.mqtt_wire import Control, MalformedPacket, Publish, split_packets
+from iot_mqtt.rawpub import encode_varint
+from iot_mqtt.wire import Control, MalformedPacket, Publish, split_packets
 
 
 def publish_packet(

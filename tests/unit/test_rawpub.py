@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from device_sim.rawpub import RawPublisher, encode_varint
+from iot_mqtt.rawpub import RawPublisher, encode_varint
 
 
 @pytest.mark.parametrize(

@@ -11,11 +11,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from device_sim.rawpub import encode_varint
 from inference_worker.mqtt_source import MqttSource
-from inference_worker.mqtt_wire import Publish, packet_size, split_packets
-from inference_worker.paho_client import WorkerClient
 from inference_worker.settings import WorkerSettings
+from iot_mqtt.paho_client import WorkerClient
+from iot_mqtt.rawpub import encode_varint
+from iot_mqtt.wire import Publish, packet_size, split_packets
 
 PINGRESP = b"\xd0\x00"
 
@@ -80,7 +80,7 @@ def test_a_large_packet_in_many_reads_is_joined_once(
         scanned.append(len(data))
         return split_packets(data, v5)  # type: ignore[return-value]
 
-    monkeypatch.setattr("inference_worker.paho_client.split_packets", counting)
+    monkeypatch.setattr("iot_mqtt.paho_client.split_packets", counting)
     big = publish("devices/big/telemetry", b"x" * 4_000_000, 9)
     for pos in range(0, len(big), 8192):
         theirs.sendall(big[pos : pos + 8192])

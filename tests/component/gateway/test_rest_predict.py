@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from inference_worker.core import InferenceCore
-from inference_worker.onnx_model import load_models
 from iot_contract import Prediction, Reading
+from iot_models.core import InferenceCore
+from iot_models.onnx_model import load_models
 from tests.component.gateway.conftest import TestClient
 from tests.component.gateway.support import Feeder, token
 

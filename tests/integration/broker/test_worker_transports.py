@@ -2,7 +2,7 @@
 
 Against broker/production.conf on a real Mosquitto and a real Redis. Over these transports a
 socket read returns one TLS record or one WebSocket frame's payload, not whatever the kernel
-holds, so packets reach :class:`~inference_worker.paho_client.WorkerClient` in other pieces
+holds, so packets reach :class:`~iot_mqtt.paho_client.WorkerClient` in other pieces
 than over plain TCP. Every reading must still give exactly one prediction, and a PUBLISH
 longer than a TLS record (16 KiB) must be put back together from several reads.
 
@@ -24,10 +24,10 @@ import redis
 
 from inference_worker.app import running_worker
 from inference_worker.mqtt_source import MqttSource, MqttSourceError
-from inference_worker.mqtt_wire import Publish
-from inference_worker.paho_client import WorkerClient
 from inference_worker.settings import WorkerSettings
 from iot_contract import Reading, RedisKeys, RejectReason, encode_reading, telemetry_topic
+from iot_mqtt.paho_client import WorkerClient
+from iot_mqtt.wire import Publish
 from iotstream.broker_tools.certs import issue_client
 from tests.harness.models import linear_core
 from tests.harness.pipeline import (

@@ -16,8 +16,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from gateway.process import GatewayProcess
 from iot_contract import RedisKeys
+from iotstream.gateway_process import GatewayProcess
 from tests.component.gateway.support import SECRET, Feeder, token
 from tests.harness.services import Service
 

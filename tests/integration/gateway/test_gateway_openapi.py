@@ -11,7 +11,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
-from gateway.process import GatewayProcess
+from iotstream.gateway_process import GatewayProcess
 from tests.component.gateway.support import Feeder, prediction, token
 
 pytestmark = pytest.mark.integration

@@ -11,10 +11,10 @@ import anyio
 import httpx
 import pytest
 
-from device_sim.sensors import Machine
 from inference_worker.app import running_worker
 from inference_worker.settings import WorkerSettings
 from iot_contract import Reading, RedisKeys
+from iot_models.sensors import Machine
 from tests.component.gateway.support import token
 from tests.harness.pipeline import publish, reading_messages
 from tests.harness.services import Service

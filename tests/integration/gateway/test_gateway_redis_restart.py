@@ -13,8 +13,8 @@ from typing import Any
 import anyio
 import pytest
 
-from gateway.process import GatewayProcess
 from iot_contract import RedisKeys
+from iotstream.gateway_process import GatewayProcess
 from iotstream.localservices import RedisProcess
 from tests.component.gateway.support import Feeder, prediction
 from tests.integration.gateway.conftest import (

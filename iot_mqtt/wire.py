@@ -1,6 +1,6 @@
 """Splitting received MQTT bytes into packets, and PUBLISH packets into their parts.
 
-Pure functions, no sockets: :class:`~inference_worker.paho_client.WorkerClient` feeds them
+Pure functions, no sockets: :class:`~iot_mqtt.paho_client.WorkerClient` feeds them
 whatever one ``recv`` returned. They exist because paho reads a packet with three ``recv``
 calls and wraps each PUBLISH in an ``MQTTMessage`` (~25 µs per reading in the worker,
 measured with py-spy); here a single read yields every complete packet in it and a PUBLISH

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from inference_worker.model import Model, Output
 from iot_contract import ContractError, Prediction, Reading, RejectReason
+from iot_models.model import Model, Output
 
 __all__ = ["BatchResult", "InferenceCore", "PredictionRecord"]
 

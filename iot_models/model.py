@@ -1,5 +1,5 @@
 """What the inference core needs from a model; the ONNX implementation lives in
-:mod:`inference_worker.onnx_model` (built from ``models/<name>/<version>/manifest.json``).
+:mod:`iot_models.onnx_model` (built from ``models/<name>/<version>/manifest.json``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""ONNX Runtime implementation of :class:`inference_worker.model.Model`.
+"""ONNX Runtime implementation of :class:`iot_models.model.Model`.
 
 :func:`load_models` is the entry point for the worker and the gateway's REST path: it reads
 ``models/<name>/<version>/manifest.json``, picks the variant for this CPU (or the override),
@@ -16,8 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from inference_worker.model import Model, ModelInfo, Output
-from inference_worker.model_repo import (
+from iot_models.manifest import (
     HashMismatchError,
     Manifest,
     ModelError,
@@ -27,7 +26,8 @@ from inference_worker.model_repo import (
     read_manifest,
     sha256_bytes,
 )
-from inference_worker.variants import current_platform, select_variant
+from iot_models.model import Model, ModelInfo, Output
+from iot_models.variants import current_platform, select_variant
 
 __all__ = ["OnnxModel", "load_models"]
 
@@ -41,7 +41,7 @@ class OnnxModel:
     Args:
         manifest: the version's manifest.
         directory: the folder holding the manifest and the ONNX files.
-        variant: which variant to load (see :func:`inference_worker.variants.select_variant`).
+        variant: which variant to load (see :func:`iot_models.variants.select_variant`).
         intra_op_threads: ONNX Runtime threads inside one operator (1 fits one-core workers).
         inter_op_threads: threads across independent operators (these graphs are chains: 1).
 

@@ -18,7 +18,7 @@ import platform as _platform
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
-from inference_worker.model_repo import DefaultVariant, Platform, VariantNotFoundError
+from iot_models.manifest import DefaultVariant, Platform, VariantNotFoundError
 
 __all__ = [
     "VNNI_FLAGS",

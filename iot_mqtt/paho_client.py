@@ -1,7 +1,7 @@
 """paho's client with shortcuts for the worker's hot path (measured, see docs/streaming.md).
 
 * With :attr:`WorkerClient.on_publishes` set, each socket read is one ``recv`` of up to
-  :attr:`WorkerClient.read_size` bytes, split by :func:`~inference_worker.mqtt_wire.split_packets`;
+  :attr:`WorkerClient.read_size` bytes, split by :func:`~iot_mqtt.wire.split_packets`;
   the QoS 0/1 PUBLISH packets in it go to that callback as one list, other packets to paho's
   own handlers. paho reads a packet with three ``recv`` calls and builds an ``MQTTMessage``
   per PUBLISH (together ~25 µs per reading).
@@ -31,7 +31,7 @@ from typing import Final
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
-from inference_worker.mqtt_wire import (
+from iot_mqtt.wire import (
     Control,
     MalformedPacket,
     Publish,

@@ -1,0 +1,13 @@
+"""iot_models: what training, workers and the gateway share about models.
+
+- :mod:`iot_models.sensors`: the simulated machines whose 16 features define the data.
+- :mod:`iot_models.manifest`: the model repository layout, the manifest schema, errors.
+- :mod:`iot_models.variants`: which variant (fp32, int8 per CPU family) runs here.
+- :mod:`iot_models.model`: the ``Model`` interface the inference core runs.
+- :mod:`iot_models.onnx_model`: ONNX Runtime models loaded from the repository.
+- :mod:`iot_models.core`: the inference data plane (readings in, predictions out), called
+  by the streaming workers and by the gateway's REST ``/v1/predict`` alike.
+
+Imports :mod:`iot_contract` only; ``onnxruntime`` is imported by :mod:`iot_models.onnx_model`
+alone, so training code can read manifests without it.
+"""
