@@ -10,14 +10,10 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import redis
-
+from inference_worker.bus import open_sink, open_source
 from inference_worker.health import HealthServer, fresh
-from inference_worker.mqtt_source import MqttSource
-from inference_worker.redis_sink import RedisSink
 from inference_worker.service import Worker, describe
 from inference_worker.settings import WorkerSettings
-from iot_contract import RedisKeys
 from iot_models.core import InferenceCore
 from iot_models.model import Model
 
@@ -53,10 +49,12 @@ def running_worker(
     settings: WorkerSettings, core: InferenceCore | None = None
 ) -> Iterator[tuple[Worker, threading.Event]]:
     """A connected worker running on a background thread; leaving the block stops it
-    gracefully (unsubscribe, finish, ack, disconnect). For tests and embedding."""
-    worker, source, client = _assemble(settings, core)
+    gracefully (unsubscribe, finish, ack, disconnect). For tests and embedding: with
+    ``memory://`` URLs it runs on the in-memory source and sink (:mod:`inference_worker.bus`).
+    """
+    worker = _assemble(settings, core)
     stop = threading.Event()
-    with client, source:
+    with contextlib.closing(worker.sink), worker.source:
         thread = threading.Thread(target=worker.run, args=(stop,), name="worker", daemon=True)
         thread.start()
         try:
@@ -68,28 +66,15 @@ def running_worker(
                 raise RuntimeError("the worker did not stop within 30 s")
 
 
-def _assemble(
-    settings: WorkerSettings, core: InferenceCore | None
-) -> tuple[Worker, MqttSource, redis.Redis]:
+def _assemble(settings: WorkerSettings, core: InferenceCore | None) -> Worker:
     core = core or build_core(settings)
-    client: redis.Redis = redis.Redis.from_url(
-        settings.redis_url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10
-    )
-    sink = RedisSink(
-        client,
-        RedisKeys(settings.redis_prefix),
-        stream_maxlen=settings.stream_maxlen,
-        deadletter_maxlen=settings.deadletter_maxlen,
-        dedup_ttl=settings.dedup_ttl,
-    )
-    source = MqttSource(settings)
-    return Worker(settings, core, source, sink), source, client
+    return Worker(settings, core, open_source(settings), open_sink(settings))
 
 
 def run(settings: WorkerSettings) -> int:
     """Run a worker in the foreground until SIGTERM/SIGINT. Returns the exit code."""
     log.info("starting worker %s", describe(settings))
-    worker, source, client = _assemble(settings, None)
+    worker = _assemble(settings, None)
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: Any) -> None:
@@ -109,10 +94,10 @@ def run(settings: WorkerSettings) -> int:
                 )
             )
             log.info("serving /metrics, /healthz, /readyz on :%d", server.port)
-        stack.enter_context(client)
+        stack.enter_context(contextlib.closing(worker.sink))
         epoch = worker.sink.ensure_epoch()
         log.info("redis %s ready (stream epoch %s)", settings.redis_url, epoch)
-        with source:
+        with worker.source:
             log.info("ready: consuming %s", settings.mqtt_url)
             freeze_startup_objects()
             worker.run(stop)

@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, cast
 
@@ -22,33 +21,20 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from inference_worker.buffer import BoundedBuffer
+from inference_worker.bus import Incoming, SourceError
 from inference_worker.settings import WorkerSettings
 from iot_contract import shared_subscription
 from iot_mqtt.connection import MqttEndpoint, make_client
 from iot_mqtt.paho_client import WorkerClient
 from iot_mqtt.wire import Publish
 
-__all__ = ["Incoming", "MqttSource", "MqttSourceError"]
+__all__ = ["MqttSource", "MqttSourceError"]
 
 log = logging.getLogger(__name__)
 
 
-class MqttSourceError(RuntimeError):
+class MqttSourceError(SourceError):
     """The broker could not be reached or refused the worker."""
-
-
-@dataclass(slots=True)
-class Incoming:
-    """One received MQTT message, as the network thread saw it."""
-
-    topic: str
-    payload: bytes
-    content_type: str | None
-    mid: int
-    qos: int
-    received_ts: float
-    generation: int
-    """Connection it arrived on: a packet id is only meaningful on its own connection."""
 
 
 class MqttSource:
@@ -161,6 +147,18 @@ class MqttSource:
             self.client.close_sockets()
 
     # --- data path -----------------------------------------------------------------------
+    def ready(self) -> bool:
+        """Connected to the broker (paho renews the subscription on every connect)."""
+        return self.connected.is_set()
+
+    def pending(self) -> int:
+        """Readings in the hand-over buffer."""
+        return len(self.buffer)
+
+    def reply(self, topic: str, payload: bytes) -> None:
+        """Publish at QoS 0 (a device that is offline misses it: the next one replaces it)."""
+        self.client.publish(topic, payload, qos=0)
+
     def take(self, max_items: int, timeout: float, *, wait_for: int = 1) -> list[Incoming]:
         """Up to ``max_items`` received messages, once ``wait_for`` are there or ``timeout``
         seconds have passed."""

@@ -1,9 +1,13 @@
-"""Redis out: one round trip per batch, deduplicated on ``(device_id, seq)``.
+"""Redis out: one round trip per batch, deduplicated on ``(device_id, boot, seq)``.
 
-A Lua script stores a batch atomically: for each prediction it sets the reading's bit in
-the device's ``seen`` bitmap (:meth:`iot_contract.RedisKeys.seen`); only if the bit was 0
-does it ``XADD`` the prediction (``MAXLEN ~``) and update the device's latest value. A
-redelivered reading, or a retried write whose first attempt did land, adds nothing.
+A Lua script stores a batch atomically: for each prediction it marks the reading in its
+``seen`` slot (:meth:`iot_contract.RedisKeys.seen`: a bit of the device's bitmap for this
+boot, or for a boot-less reading a 32-bit fingerprint of its ``ts``); only if the slot did
+not hold that mark yet does it ``XADD`` the prediction (``MAXLEN ~``) and update the
+device's latest value. A redelivered reading, or a retried write whose first attempt did
+land, adds nothing; a restarted device (new boot, ``seq`` from the start) adds everything.
+Key names, slots and the record field all come from :mod:`iot_contract`; the script parses
+none of them.
 
 The script touches keys it is not given in KEYS (the per-device bitmaps), so it needs a
 single Redis or a replica set, not Redis Cluster.
@@ -18,27 +22,39 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
-import orjson
 import redis
 
-from iot_contract import RECORD_FIELD, DeadLetter, JsonCodec, RedisKeys
-from iot_models.core import PredictionRecord
+from inference_worker.bus import SinkError, WriteResult
+from iot_contract import (
+    RECORD_FIELD,
+    DeadLetter,
+    JsonCodec,
+    PredictionRecord,
+    RedisKeys,
+    encode_record,
+)
 
-__all__ = ["RedisSink", "WriteResult"]
+__all__ = ["RedisSink"]
 
-_STORE: Final = """
+_STORE: Final = f"""
 -- KEYS[1] predictions stream, KEYS[2] latest hash
--- ARGV[1] stream maxlen, ARGV[2] dedup ttl, then groups of 3: seen key, bit, json
--- (the seen key is <prefix>:seen:<device_id>:<block>; the device id is taken from it)
+-- ARGV[1] stream maxlen, ARGV[2] dedup ttl, then groups of 5:
+--   seen key, offset, ts fingerprint ('' when the reading has a boot id), device id, json
 local stored = 0
-for i = 3, #ARGV, 3 do
-  if redis.call('SETBIT', ARGV[i], ARGV[i + 1], 1) == 0 then
+for i = 3, #ARGV, 5 do
+  local new
+  if ARGV[i + 2] == '' then
+    new = redis.call('SETBIT', ARGV[i], ARGV[i + 1], 1) == 0
+  else
+    local old = redis.call('BITFIELD', ARGV[i], 'SET', 'u32', '#' .. ARGV[i + 1], ARGV[i + 2])
+    new = old[1] ~= tonumber(ARGV[i + 2])
+  end
+  if new then
     redis.call('EXPIRE', ARGV[i], ARGV[2], 'NX')
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[i + 2])
-    redis.call('HSET', KEYS[2], string.match(ARGV[i], ':seen:(.+):%d+$'), ARGV[i + 2])
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', '{RECORD_FIELD.decode()}', ARGV[i + 4])
+    redis.call('HSET', KEYS[2], ARGV[i + 3], ARGV[i + 4])
     stored = stored + 1
   end
 end
@@ -46,18 +62,6 @@ return stored
 """
 
 _CODEC: Final = JsonCodec()
-
-
-@dataclass(frozen=True, slots=True)
-class WriteResult:
-    """What one batch write did."""
-
-    stored: int
-    """New predictions appended to the stream."""
-    duplicates: int
-    """Predictions whose reading had been stored before (redeliveries)."""
-    deadletters: int
-    """Dead-letter records appended."""
 
 
 class RedisSink:
@@ -87,6 +91,18 @@ class RedisSink:
         self.dedup_ttl = dedup_ttl
         self._sha = hashlib.sha1(_STORE.encode()).hexdigest()  # noqa: S324 - Redis's script id
 
+    @classmethod
+    def from_url(cls, url: str, keys: RedisKeys, **options: Any) -> RedisSink:
+        """A sink with its own connection pool to ``url`` (closed by :meth:`close`)."""
+        client: redis.Redis = redis.Redis.from_url(
+            url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10
+        )
+        return cls(client, keys, **options)
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self.client.close()
+
     def ensure_epoch(self) -> str:
         """The stream epoch, created (``SET NX``) if this is a fresh deployment."""
         self.client.set(self.keys.epoch, secrets.token_hex(8), nx=True)
@@ -107,13 +123,25 @@ class RedisSink:
             published_ts: the write time recorded in every prediction.
 
         Raises:
-            redis.RedisError: nothing is certain; retry with the same batch.
+            SinkError: nothing is certain; retry with the same batch.
         """
+        try:
+            return self._write(predictions, deadletters, published_ts)
+        except redis.RedisError as exc:
+            raise SinkError(f"{type(exc).__name__}: {exc}") from exc
+
+    def _write(
+        self,
+        predictions: Sequence[PredictionRecord],
+        deadletters: Sequence[DeadLetter],
+        published_ts: float,
+    ) -> WriteResult:
         args: list[Any] = [self.stream_maxlen, self.dedup_ttl]
         for record in predictions:
-            key, bit = self.keys.seen(record["device_id"], record["seq"])
-            record["hops"]["published_ts"] = published_ts
-            args += (key, bit, orjson.dumps(record))
+            slot = self.keys.seen_slot_of(record)
+            mark = "" if slot.fingerprint is None else slot.fingerprint
+            raw = encode_record(record, published_ts)
+            args += (slot.key, slot.offset, mark, record["device_id"], raw)
         replies = self._execute(args, predictions, deadletters)
         if predictions and isinstance(replies[0], redis.exceptions.NoScriptError):
             # Redis restarted (or SCRIPT FLUSH): load the script and store the predictions

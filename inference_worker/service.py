@@ -1,7 +1,9 @@
-"""The worker's run loop: MQTT source -> batcher -> inference core -> Redis sink -> ack.
+"""The worker's run loop: reading source -> batcher -> inference core -> prediction sink -> ack.
 
-Everything runs on one thread besides paho's network thread; ONNX Runtime releases the GIL
-while it computes, so the network thread keeps receiving meanwhile.
+The loop knows the source and sink only through :mod:`inference_worker.bus` (MQTT and Redis
+in production, the in-memory pair in component tests). It runs on one thread, the sink's
+writes on a second; the source's intake (paho's network thread) is a third. ONNX Runtime
+releases the GIL while it computes, so the intake keeps receiving meanwhile.
 """
 
 from __future__ import annotations
@@ -14,14 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import redis
 
 from inference_worker.batcher import Batcher
 from inference_worker.buffer import BoundedBuffer
+from inference_worker.bus import Incoming, PredictionSink, ReadingSource, SinkError
 from inference_worker.metrics import WorkerMetrics
-from inference_worker.mqtt_source import Incoming, MqttSource
 from inference_worker.ratelog import RateLimitedLog
-from inference_worker.redis_sink import RedisSink
 from inference_worker.settings import WorkerSettings
 from iot_contract import (
     ContractError,
@@ -57,8 +57,8 @@ class Worker:
         self,
         settings: WorkerSettings,
         core: InferenceCore,
-        source: MqttSource,
-        sink: RedisSink,
+        source: ReadingSource,
+        sink: PredictionSink,
         metrics: WorkerMetrics | None = None,
         *,
         clock: Callable[[], float] = time.time,
@@ -90,8 +90,8 @@ class Worker:
         return now - self._stopping_since > self.settings.shutdown_grace
 
     def ready(self) -> tuple[bool, str]:
-        """Readiness: subscribed to the broker and Redis writable."""
-        if not self.source.connected.is_set():
+        """Readiness: the source delivers and the sink's last write worked."""
+        if not self.source.ready():
             return False, "not connected to the broker"
         if not self.redis_ok:
             return False, "redis writes failing"
@@ -127,7 +127,7 @@ class Worker:
             self.source.unsubscribe()
             pending = None  # until the broker stops sending
         else:
-            pending = len(self.source.buffer)  # readings arriving later stay unacknowledged
+            pending = self.source.pending()  # readings arriving later stay unacknowledged
             log.info(
                 "stopping: keeping the subscription (the broker queues readings for this "
                 "session); finishing the %d readings already received",
@@ -154,10 +154,11 @@ class Worker:
             self._report(now)
         if deadline is None:  # wait for a first reading
             items = self.source.take(self._batcher.max_size, idle_timeout)
-        else:  # sleep until the open batch can be cut: full, or its deadline
+        else:  # sleep until the open batch can be cut (full, or its deadline), waking
+            # at least every idle_timeout to see a stop
             items = self.source.take(
                 self._batcher.max_size,
-                max(0.0, deadline - now),
+                max(0.0, min(deadline - now, idle_timeout)),
                 wait_for=self._batcher.max_size - len(self._batcher),
             )
         now = time.monotonic()
@@ -174,7 +175,7 @@ class Worker:
         m.received.inc(len(batch))
         m.batches.inc()
         m.batch_size.observe(len(batch))
-        m.queue_depth.set(len(self.source.buffer))
+        m.queue_depth.set(self.source.pending())
         m.backpressure_seconds.set(self.source.blocked_seconds)
         m.acks_pending.inc(len(batch))
         started = time.perf_counter()
@@ -265,12 +266,11 @@ class Worker:
         while True:
             try:
                 result = self.sink.write(predictions, deadletters, self._clock())
-            except redis.RedisError as exc:
+            except SinkError as exc:
                 self.metrics.redis_retries.inc()
                 log.warning(
-                    "Redis write failed (%s: %s); holding %d readings unacknowledged, "
+                    "Redis write failed (%s); holding %d readings unacknowledged, "
                     "retrying in %.1fs",
-                    type(exc).__name__,
                     exc,
                     len(predictions) + len(deadletters),
                     delay,
@@ -308,16 +308,14 @@ class Worker:
             rejected,
             rejected - prev_rejected,
             m.duplicates._value.get(),
-            len(self.source.buffer),
+            self.source.pending(),
         )
         self._reported = (received, stored, rejected)
         self._report_at = now + self.settings.report_every
 
     def _publish_back(self, records: list[PredictionRecord]) -> None:
         for record in records:
-            self.source.client.publish(
-                inference_topic(record["device_id"]), orjson.dumps(record), qos=0
-            )
+            self.source.reply(inference_topic(record["device_id"]), orjson.dumps(record))
 
 
 def _children(counter: Any) -> list[Any]:

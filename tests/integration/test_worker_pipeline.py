@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from inference_worker.app import running_worker
+from inference_worker.mqtt_source import MqttSource
 from inference_worker.redis_sink import RedisSink
 from inference_worker.settings import WorkerSettings
 from iot_contract import (
@@ -236,6 +237,7 @@ def test_acknowledged_readings_are_not_redelivered_after_restart(
     with running_worker(settings, linear_core(settings.worker_id)) as (again, _):
         time.sleep(1.0)
         assert again.metrics.received._value.get() == 0
+        assert isinstance(again.source, MqttSource)
         assert again.source.generation == 1
     assert settle(rclient, redis_keys.predictions) == 200
 

@@ -205,6 +205,7 @@ def test_worker_over_tls_or_websockets_stores_every_reading_once(
     from_b = readings("dev-b", 80)
     total = len(from_a) + len(from_b)
     with running_worker(settings, linear_core(settings.worker_id)) as (worker, _):
+        assert isinstance(worker.source, MqttSource)
         reads = watch_reads(worker.source.client)
         publish_as(central, "dev-a", from_a, url=a_url, tls=a_tls)
         publish_as(central, "dev-b", from_b, url=f"mqtt://127.0.0.1:{central.port}")
@@ -241,6 +242,7 @@ def test_packets_longer_than_a_tls_record_are_put_back_together(
     messages = good[:20] + bad[:1] + good[20:40] + bad[1:] + good[40:]
     tls_url = f"mqtts://127.0.0.1:{roomy.ports['tls_port']}"
     with running_worker(settings, linear_core(settings.worker_id)) as (worker, _):
+        assert isinstance(worker.source, MqttSource)
         worker.source.client.read_size = 8192  # every big packet spans several reads
         reads = watch_reads(worker.source.client)
         publish_as(roomy, "dev-a", messages, url=tls_url, tls=pki.client("dev-a"))

@@ -1,0 +1,185 @@
+"""Where readings come from and where predictions go: two small interfaces and one factory.
+
+The worker's run loop (:class:`inference_worker.service.Worker`) sees only a
+:class:`ReadingSource` and a :class:`PredictionSink`. Each has a real implementation
+(:class:`~inference_worker.mqtt_source.MqttSource`,
+:class:`~inference_worker.redis_sink.RedisSink`) and an in-memory one
+(:class:`~inference_worker.memory_source.MemorySource`,
+:class:`~inference_worker.memory_sink.MemorySink`), chosen by URL scheme in
+:func:`open_source` / :func:`open_sink` and nowhere else: ``memory://<name>`` for the
+in-memory pair (component tests, embedding), ``mqtt[s]://`` / ``ws[s]://`` and ``redis[s]://``
+/ ``unix://`` for the real ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol, Self
+from urllib.parse import urlsplit
+
+from iot_contract import DeadLetter, RedisKeys
+
+if TYPE_CHECKING:
+    from inference_worker.settings import WorkerSettings
+    from iot_models.core import PredictionRecord
+
+__all__ = [
+    "MEMORY_SCHEME",
+    "Incoming",
+    "PredictionSink",
+    "ReadingSource",
+    "SinkError",
+    "SourceError",
+    "WriteResult",
+    "open_sink",
+    "open_source",
+]
+
+MEMORY_SCHEME = "memory"
+
+
+class SourceError(RuntimeError):
+    """The source could not start (broker unreachable, credentials or ACL refused)."""
+
+
+class SinkError(RuntimeError):
+    """A write did not certainly happen; nothing of the batch may be acknowledged. Calling
+    :meth:`PredictionSink.write` again with the same batch is safe."""
+
+
+@dataclass(slots=True)
+class Incoming:
+    """One received reading, as the source saw it.
+
+    ``mid``, ``qos`` and ``generation`` are the source's delivery tag: what it needs to
+    acknowledge this reading (for MQTT the packet id, QoS and connection it arrived on).
+    """
+
+    topic: str
+    payload: bytes
+    content_type: str | None
+    mid: int
+    qos: int
+    received_ts: float
+    generation: int
+    """Connection it arrived on: a packet id is only meaningful on its own connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What one batch write did."""
+
+    stored: int
+    """New predictions appended to the stream."""
+    duplicates: int
+    """Predictions whose reading had been stored before (redeliveries)."""
+    deadletters: int
+    """Dead-letter records appended."""
+
+
+class ReadingSource(Protocol):
+    """Readings in, acknowledgements back.
+
+    Guarantee asked of every implementation: a reading taken but not acknowledged is
+    delivered again later (after a reconnect or restart), so acknowledging only after the
+    store gives at-least-once.
+    """
+
+    blocked_seconds: float
+    """Seconds the intake waited for room in the hand-over buffer (backpressure)."""
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def ready(self) -> bool:
+        """Whether readings can arrive (connected and subscribed)."""
+        ...
+
+    def pending(self) -> int:
+        """Readings received and not yet taken."""
+        ...
+
+    def take(self, max_items: int, timeout: float, *, wait_for: int = 1) -> list[Incoming]:
+        """Up to ``max_items`` readings, once ``wait_for`` are there or ``timeout`` seconds
+        have passed (then whatever there is, possibly nothing)."""
+        ...
+
+    def ack(self, items: Iterable[Incoming]) -> int:
+        """Acknowledge readings whose predictions are stored; returns how many were."""
+        ...
+
+    def unsubscribe(self, timeout: float = 5.0) -> bool:
+        """Stop new readings from coming (first step of a graceful stop); returns whether
+        the intake confirmed it."""
+        ...
+
+    def reply(self, topic: str, payload: bytes) -> None:
+        """Send a message back towards the devices (``devices/{id}/inference``), at most
+        once."""
+        ...
+
+
+class PredictionSink(Protocol):
+    """Predictions and dead letters out, deduplicated on the reading's identity."""
+
+    def ensure_epoch(self) -> str:
+        """The stream epoch, created if this is a fresh deployment."""
+        ...
+
+    def write(
+        self,
+        predictions: Sequence[PredictionRecord],
+        deadletters: Sequence[DeadLetter],
+        published_ts: float,
+    ) -> WriteResult:
+        """Store one batch; stamps each record's ``hops.published_ts``.
+
+        Raises:
+            SinkError: nothing is certain; retry with the same batch.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def _scheme(url: str) -> str:
+    return urlsplit(url).scheme.lower()
+
+
+def open_source(settings: WorkerSettings) -> ReadingSource:
+    """The source ``settings.mqtt_url`` names (not started: enter it as a context manager)."""
+    if _scheme(settings.mqtt_url) == MEMORY_SCHEME:
+        from inference_worker.memory_source import MemorySource
+
+        return MemorySource.named(settings.mqtt_url, maxsize=settings.queue_size)
+    from inference_worker.mqtt_source import MqttSource
+
+    return MqttSource(settings)
+
+
+def open_sink(settings: WorkerSettings) -> PredictionSink:
+    """The sink ``settings.redis_url`` names."""
+    keys = RedisKeys(settings.redis_prefix)
+    if _scheme(settings.redis_url) == MEMORY_SCHEME:
+        from inference_worker.memory_sink import MemorySink
+
+        return MemorySink.named(settings.redis_url, keys)
+    from inference_worker.redis_sink import RedisSink
+
+    return RedisSink.from_url(
+        settings.redis_url,
+        keys,
+        stream_maxlen=settings.stream_maxlen,
+        deadletter_maxlen=settings.deadletter_maxlen,
+        dedup_ttl=settings.dedup_ttl,
+    )

@@ -1,0 +1,98 @@
+"""An in-memory :class:`~inference_worker.bus.PredictionSink`.
+
+Stores what :class:`~inference_worker.redis_sink.RedisSink` stores (the predictions stream,
+the dead-letter stream, the newest prediction per device), deduplicated on the same
+identity (:meth:`iot_contract.RedisKeys.seen`), and can be switched off to play a store
+outage (:attr:`MemorySink.down`). Delivery guarantee: like Redis's, a write either stores
+the whole batch (exactly once per reading) or raises :class:`~inference_worker.bus.SinkError`
+having stored nothing.
+
+Instances are named by URL (``memory://<name>``) in a process-wide registry.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+from inference_worker.bus import SinkError, WriteResult
+from iot_contract import DeadLetter, RedisKeys
+
+if TYPE_CHECKING:
+    from iot_models.core import PredictionRecord
+
+__all__ = ["MemorySink"]
+
+
+class MemorySink:
+    """Predictions kept in lists in memory (unbounded: for tests and short embedded runs)."""
+
+    _registry: ClassVar[dict[str, MemorySink]] = {}
+    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, keys: RedisKeys | None = None) -> None:
+        self.keys = keys or RedisKeys()
+        self.predictions: list[PredictionRecord] = []
+        """Stored predictions, in stream order."""
+        self.deadletters: list[DeadLetter] = []
+        self.latest: dict[str, PredictionRecord] = {}
+        self.batches: list[int] = []
+        """Size (predictions + dead letters) of each successful write."""
+        self.down = False
+        """While true every write raises :class:`SinkError` (a store outage)."""
+        self.failed_writes = 0
+        self._seen: set[tuple[str, int]] = set()
+        self._epoch: str | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def named(cls, url: str, keys: RedisKeys | None = None) -> MemorySink:
+        """The sink for ``memory://<name>``, created on first use."""
+        with cls._registry_lock:
+            sink = cls._registry.get(url)
+            if sink is None:
+                sink = cls._registry[url] = cls(keys)
+            return sink
+
+    @classmethod
+    def forget(cls, url: str) -> None:
+        """Drop ``url`` from the registry."""
+        with cls._registry_lock:
+            cls._registry.pop(url, None)
+
+    def ensure_epoch(self) -> str:
+        """A random epoch, made once."""
+        with self._lock:
+            if self._epoch is None:
+                self._epoch = secrets.token_hex(8)
+            return self._epoch
+
+    def write(
+        self,
+        predictions: Sequence[PredictionRecord],
+        deadletters: Sequence[DeadLetter],
+        published_ts: float,
+    ) -> WriteResult:
+        """Store one batch, or raise :class:`SinkError` storing nothing while :attr:`down`."""
+        with self._lock:
+            if self.down:
+                self.failed_writes += 1
+                raise SinkError("memory sink is down")
+            stored = 0
+            for record in predictions:
+                seen = self.keys.seen(record["device_id"], record["seq"])
+                if seen in self._seen:
+                    continue
+                self._seen.add(seen)
+                record["hops"]["published_ts"] = published_ts
+                self.predictions.append(record)
+                self.latest[record["device_id"]] = record
+                stored += 1
+            self.deadletters.extend(deadletters)
+            self.batches.append(len(predictions) + len(deadletters))
+            return WriteResult(stored, len(predictions) - stored, len(deadletters))
+
+    def close(self) -> None:
+        """Nothing to release."""
