@@ -3,18 +3,21 @@
 Each prediction's JSON is taken from Redis as bytes and never re-serialised: the reader
 reads the few fields the filters need once per process, and frames are built by joining
 the raw bytes, so a frame to 1,000 clients costs 1,000 byte joins, not 1,000 JSON encodes.
+The encodings themselves belong to the contract (:mod:`iot_contract.fast`).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-import orjson
-
-from iot_contract import RECORD_FIELD
+from iot_contract import (
+    RECORD_FIELD,
+    encode_heartbeat_frame,
+    encode_predictions_frame,
+    read_prediction_head,
+)
 
 __all__ = [
     "StreamItem",
@@ -71,20 +74,11 @@ def parse_entry(stream_id: bytes | str, fields: Mapping[bytes, bytes]) -> Stream
     raw = fields.get(RECORD_FIELD)
     if raw is None:
         return None
-    try:
-        data = orjson.loads(raw)
-        device_id = data["device_id"]
-        model = data["model"]["name"]
-        anomaly = data["anomaly"]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return None
-    if not isinstance(device_id, str) or not isinstance(model, str):
+    head = read_prediction_head(raw)
+    if head is None:
         return None
     sid = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
-    return StreamItem(sid, id_key(sid), device_id, model, anomaly is True, raw)
-
-
-_HEAD: Final = b'{"type":"predictions","items":['
+    return StreamItem(sid, id_key(sid), *head, raw)
 
 
 def encode_predictions(
@@ -97,14 +91,9 @@ def encode_predictions(
     """A ``predictions`` frame (see :class:`iot_contract.PredictionsFrame`) as text;
     ``sent_ts`` defaults to now."""
     raws = [i if isinstance(i, bytes) else i.raw for i in items]
-    tail = b'],"last_id":' + (b'"' + last_id.encode() + b'"' if last_id else b"null")
-    if snapshot:
-        tail += b',"snapshot":true'
-    tail += b',"sent_ts":' + repr(time.time() if sent_ts is None else sent_ts).encode()
-    return (_HEAD + b",".join(raws) + tail + b"}").decode()
+    return encode_predictions_frame(raws, last_id, snapshot=snapshot, sent_ts=sent_ts)
 
 
 def encode_heartbeat(last_id: str | None, now: float | None = None) -> str:
     """A ``heartbeat`` frame as text."""
-    ts = time.time() if now is None else now
-    return orjson.dumps({"type": "heartbeat", "ts": ts, "last_id": last_id}).decode()
+    return encode_heartbeat_frame(last_id, now)

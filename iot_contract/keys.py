@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import re
+import struct
+import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, NamedTuple
 
 from iot_contract.errors import ContractError, RejectReason
 
-__all__ = ["RECORD_FIELD", "SEEN_BLOCK_BITS", "RedisKeys", "parse_stream_id"]
+__all__ = [
+    "RECORD_FIELD",
+    "SEEN_BLOCK_BITS",
+    "RedisKeys",
+    "SeenSlot",
+    "parse_stream_id",
+    "ts_fingerprint",
+]
 
 RECORD_FIELD: Final = b"m"
 """The single field of each stream entry: the message as JSON bytes."""
 
 SEEN_BLOCK_BITS: Final = 8192
-"""Readings per deduplication bitmap block (one bit per ``seq``, 1 KiB per block)."""
+"""Readings per deduplication block: one bit per ``seq`` (1 KiB per block) for readings
+with a ``boot``, one 32-bit ``ts`` fingerprint per ``seq`` (32 KiB) for readings without."""
+BOOTLESS_KEY_PART: Final = "ts"
+"""Stands in for the boot id in the keys of boot-less readings (a boot id is a number)."""
 
 _PREFIX_RE: Final = re.compile(r"\A[A-Za-z0-9_.:-]{1,64}\Z")
 _STREAM_ID_RE: Final = re.compile(r"\A(\d{1,20})-(\d{1,20})\Z")
@@ -57,14 +70,67 @@ class RedisKeys:
         return f"{self.prefix}:epoch"
 
     def seen(self, device_id: str, seq: int) -> tuple[str, int]:
-        """Bitmap key and bit offset recording that ``(device_id, seq)`` was stored.
+        """``(key, offset)`` of :meth:`seen_slot` for a boot-less reading.
 
-        Bit ``seq % SEEN_BLOCK_BITS`` of block ``seq // SEEN_BLOCK_BITS``: a SETBIT that
-        returns 0 means the reading is new, so deduplication is exact whatever the order
-        readings arrive in, at one bit per reading.
+        Superseded by :meth:`seen_slot` / :meth:`seen_slot_of`, which also take the boot id
+        and the ``ts`` fingerprint; kept until the in-memory sink moves to them.
         """
-        block, bit = divmod(seq, SEEN_BLOCK_BITS)
-        return f"{self.prefix}:seen:{device_id}:{block}", bit
+        slot = self.seen_slot(device_id, seq)
+        return slot.key, slot.offset
+
+    def seen_slot_of(self, record: Mapping[str, Any]) -> SeenSlot:
+        """:meth:`seen_slot` of a prediction record (:func:`iot_contract.prediction_record`)."""
+        return self.seen_slot(
+            record["device_id"], record["seq"], record.get("boot"), record["hops"]["device_ts"]
+        )
+
+    def seen_slot(
+        self, device_id: str, seq: int, boot: int | None = None, ts: float = 0.0
+    ) -> SeenSlot:
+        """Where the deduplication of reading ``(device_id, boot, seq)`` is recorded.
+
+        With a ``boot``: bit ``seq % SEEN_BLOCK_BITS`` of bitmap
+        ``{prefix}:seen:{device_id}:{boot}:{seq // SEEN_BLOCK_BITS}``; a SETBIT that returns
+        0 means the reading is new, so deduplication is exact whatever the order readings
+        arrive in, at one bit per reading, and a new boot starts on fresh bitmaps.
+
+        Without one: unsigned 32-bit slot ``seq % SEEN_BLOCK_BITS`` (``BITFIELD ... #n``) of
+        ``{prefix}:seen:{device_id}:ts:{block}`` holds :func:`ts_fingerprint` of the last
+        reading stored with that ``seq``; the reading is new unless the slot already holds
+        its fingerprint (a redelivery carries the same ``ts``, a restarted device a new one).
+        """
+        block, offset = divmod(seq, SEEN_BLOCK_BITS)
+        if boot is not None:
+            return SeenSlot(f"{self.prefix}:seen:{device_id}:{boot}:{block}", offset, None)
+        key = f"{self.prefix}:seen:{device_id}:{BOOTLESS_KEY_PART}:{block}"
+        return SeenSlot(key, offset, ts_fingerprint(ts))
+
+
+class SeenSlot(NamedTuple):
+    """One reading's place in the deduplication keys (see :meth:`RedisKeys.seen`).
+
+    Attributes:
+        key: the bitmap (or fingerprint array) key.
+        offset: bit index, or 32-bit slot index when ``fingerprint`` is set.
+        fingerprint: ``None`` for a reading with a boot id (one bit); else the value the
+            slot must hold for the reading to count as seen.
+    """
+
+    key: str
+    offset: int
+    fingerprint: int | None
+
+
+_DOUBLE: Final = struct.Struct("<d")
+
+
+def ts_fingerprint(ts: float) -> int:
+    """A 32-bit fingerprint of a reading's ``ts``, never 0 (0 marks an empty slot).
+
+    CRC-32 of the float64 bytes: the same in every process (unlike ``hash``), and two
+    different times collide with probability 2**-32.
+    """
+    return zlib.crc32(_DOUBLE.pack(float(ts))) or 1
 
 
 def parse_stream_id(value: str) -> tuple[int, int]:

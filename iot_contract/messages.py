@@ -16,8 +16,10 @@ from iot_contract.topics import DEVICE_ID_PATTERN
 
 __all__ = [
     "DEADLETTER_PAYLOAD_CAP",
+    "MAX_BOOT",
     "MAX_FEATURES",
     "SCHEMA_VERSION",
+    "Boot",
     "DeadLetter",
     "DeviceId",
     "FiniteFloat",
@@ -33,6 +35,8 @@ MAX_FEATURES: Final = 4096
 """Upper bound on a reading's feature vector, whatever the model (each model checks its own)."""
 DEADLETTER_PAYLOAD_CAP: Final = 1024
 """Bytes of a rejected payload kept in its dead-letter record."""
+MAX_BOOT: Final = 2**53 - 1
+"""Largest boot id: every value up to it survives JSON in a browser (a double)."""
 
 DeviceId = Annotated[str, StringConstraints(strict=True, pattern=rf"^{DEVICE_ID_PATTERN}$")]
 ModelName = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
@@ -40,6 +44,8 @@ Label = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=6
 FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 Seq = Annotated[int, Field(strict=True, ge=0, le=2**63 - 1)]
 Timestamp = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0)]
+Boot = Annotated[int, Field(strict=True, ge=0, le=MAX_BOOT)]
+"""Identifies one run of a device (Sparkplug B's ``bdSeq`` plays the same part)."""
 
 
 class _Message(BaseModel):
@@ -59,8 +65,14 @@ class Reading(_Message):
     """Contract version; omitted means 1."""
     device_id: DeviceId
     """Must equal the device id in the topic."""
+    boot: Boot | None = None
+    """A new value every time the device starts (a boot counter kept in flash, or a random
+    number drawn at start; it must not repeat within the deduplication window).
+    ``(device_id, boot, seq)`` identifies the reading, so ``seq`` may start again at each
+    boot. Omitted: the worker counts the reading as boot-less and deduplicates it on
+    ``(device_id, seq, ts)`` instead (see docs/streaming.md)."""
     seq: Seq
-    """Monotonic per device; ``(device_id, seq)`` identifies the reading (deduplication key)."""
+    """Monotonic per device run; with ``device_id`` and ``boot`` the deduplication key."""
     ts: Timestamp
     """Device clock, seconds since the epoch."""
     model: ModelName | None = None
@@ -98,6 +110,8 @@ class Prediction(_Message):
 
     schema_version: Literal[1] = SCHEMA_VERSION
     device_id: DeviceId
+    boot: Boot | None = None
+    """The reading's ``boot``, if it had one."""
     seq: Seq
     model: ModelRef
     score: FiniteFloat

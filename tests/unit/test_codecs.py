@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from iot_contract import (
     JSON_CONTENT_TYPE,
+    MAX_BOOT,
     MAX_FEATURES,
     MSGPACK_CONTENT_TYPE,
     ContractError,
@@ -39,6 +40,7 @@ labels = st.text(min_size=1, max_size=64)
 readings = st.builds(
     Reading,
     device_id=names,
+    boot=st.none() | st.integers(0, MAX_BOOT),
     seq=st.integers(0, 2**63 - 1),
     ts=st.floats(0, 4e9, allow_nan=False),
     model=st.none() | names,
@@ -49,6 +51,7 @@ readings = st.builds(
 predictions = st.builds(
     Prediction,
     device_id=names,
+    boot=st.none() | st.integers(0, MAX_BOOT),
     seq=st.integers(0, 2**63 - 1),
     model=st.builds(ModelRef, name=names, version=st.just("1"), variant=st.just("fp32")),
     score=finite,
@@ -141,6 +144,11 @@ def _encode_raw(obj: object, content_type: str | None) -> bytes:
         ({"seq": 7.5}, "seq"),
         ({"seq": -1}, "seq"),
         ({"seq": True}, "seq"),
+        ({"boot": "7"}, "boot"),
+        ({"boot": -1}, "boot"),
+        ({"boot": MAX_BOOT + 1}, "boot"),
+        ({"boot": True}, "boot"),
+        ({"boot": 1.5}, "boot"),
         ({"ts": "now"}, "ts"),
         ({"features": [1.0, "2"]}, "features.1"),
         ({"features": [True]}, "features.0"),
@@ -271,6 +279,7 @@ def test_field_encoder_matches_the_model_encoder(
         reading.seq,
         reading.ts,
         list(reading.features),
+        boot=reading.boot,
         model=reading.model,
         label=reading.label,
         content_type=content_type,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from iot_contract import (
@@ -13,12 +15,14 @@ from iot_contract import (
     PredictionsFrame,
     RedisKeys,
     RejectReason,
+    SeenSlot,
     ServerFrame,
     SubscribedFrame,
     SubscribeMessage,
     UnsubscribeMessage,
     parse_client_message,
     parse_stream_id,
+    ts_fingerprint,
 )
 from iot_contract.frames import MAX_CONTROL_MESSAGE
 
@@ -107,11 +111,28 @@ def test_stream_ids_parse() -> None:
             parse_stream_id(bad)
 
 
-def test_seen_bitmap_blocks_cover_every_seq_once() -> None:
+def test_seen_slots_cover_every_seq_once_per_boot() -> None:
     keys = RedisKeys("p")
-    assert keys.seen("d1", 0) == ("p:seen:d1:0", 0)
-    assert keys.seen("d1", SEEN_BLOCK_BITS - 1) == ("p:seen:d1:0", SEEN_BLOCK_BITS - 1)
-    assert keys.seen("d1", SEEN_BLOCK_BITS) == ("p:seen:d1:1", 0)
+    assert keys.seen_slot("d1", 0, 7) == SeenSlot("p:seen:d1:7:0", 0, None)
+    last = SEEN_BLOCK_BITS - 1
+    assert keys.seen_slot("d1", last, 7) == SeenSlot("p:seen:d1:7:0", last, None)
+    assert keys.seen_slot("d1", SEEN_BLOCK_BITS, 7) == SeenSlot("p:seen:d1:7:1", 0, None)
+    assert keys.seen_slot("d1", 0, 8).key != keys.seen_slot("d1", 0, 7).key
     big = 2**63 - 1
-    key, bit = keys.seen("d1", big)
-    assert int(key.rsplit(":", 1)[1]) * SEEN_BLOCK_BITS + bit == big
+    slot = keys.seen_slot("d1", big, 0)
+    assert int(slot.key.rsplit(":", 1)[1]) * SEEN_BLOCK_BITS + slot.offset == big
+
+
+def test_boot_less_slots_hold_a_fingerprint_of_ts() -> None:
+    keys = RedisKeys("p")
+    slot = keys.seen_slot("d1", SEEN_BLOCK_BITS + 3, None, 1764129600.25)
+    assert (slot.key, slot.offset) == ("p:seen:d1:ts:1", 3)
+    assert slot.fingerprint == ts_fingerprint(1764129600.25)
+    assert keys.seen_slot("d1", 3, None, 1764129600.5).fingerprint != slot.fingerprint
+    assert keys.seen("d1", SEEN_BLOCK_BITS + 3) == ("p:seen:d1:ts:1", 3)
+
+
+@given(st.floats(min_value=0, allow_nan=False, allow_infinity=False))
+def test_ts_fingerprints_are_32_bit_and_never_zero(ts: float) -> None:
+    assert 1 <= ts_fingerprint(ts) < 2**32
+    assert ts_fingerprint(ts) == ts_fingerprint(float(repr(ts)))
