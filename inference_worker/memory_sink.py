@@ -2,7 +2,7 @@
 
 Stores what :class:`~inference_worker.redis_sink.RedisSink` stores (the predictions stream,
 the dead-letter stream, the newest prediction per device), deduplicated on the same
-identity (:meth:`iot_contract.RedisKeys.seen`), and can be switched off to play a store
+identity (:meth:`iot_contract.RedisKeys.seen_slot`), and can be switched off to play a store
 outage (:attr:`MemorySink.down`). Delivery guarantee: like Redis's, a write either stores
 the whole batch (exactly once per reading) or raises :class:`~inference_worker.bus.SinkError`
 having stored nothing.
@@ -43,7 +43,8 @@ class MemorySink:
         self.down = False
         """While true every write raises :class:`SinkError` (a store outage)."""
         self.failed_writes = 0
-        self._seen: set[tuple[str, int]] = set()
+        self._seen: dict[tuple[str, int], int] = {}
+        """Dedup slots as the Redis script keeps them: a bit, or a ``ts`` fingerprint."""
         self._epoch: str | None = None
         self._lock = threading.Lock()
 
@@ -82,10 +83,11 @@ class MemorySink:
                 raise SinkError("memory sink is down")
             stored = 0
             for record in predictions:
-                seen = self.keys.seen(record["device_id"], record["seq"])
-                if seen in self._seen:
+                slot = self.keys.seen_slot_of(record)
+                mark = 1 if slot.fingerprint is None else slot.fingerprint
+                if self._seen.get((slot.key, slot.offset)) == mark:
                     continue
-                self._seen.add(seen)
+                self._seen[slot.key, slot.offset] = mark
                 record["hops"]["published_ts"] = published_ts
                 self.predictions.append(record)
                 self.latest[record["device_id"]] = record
