@@ -51,7 +51,6 @@ class RawLoadFleet(Fleet):
             self._topics[device_id] = device.topic.encode()
             self.devices.append(device)
         self.stats.connections = n
-        self._next_ping = 0.0
         self._watched: dict[str, socket.socket] = {}
 
     def _start(self) -> None:
@@ -112,11 +111,8 @@ class RawLoadFleet(Fleet):
             self._sel.modify(sock, events, link)
 
     def _misc(self, now: float) -> None:
-        if now >= self._next_ping:
-            for link in self._links:
-                link.ping()
-            self._next_ping = now + 15.0
         for k, link in enumerate(self._links):
+            link.keep_alive(now)
             if not link.connected and now >= self._retry_at[k]:
                 self.stats.reconnects += 1
                 self._open(k)

@@ -11,11 +11,10 @@
 * ``_handle_on_message`` skips paho's topic matcher when no per-topic callback is
   registered (the worker registers none); it cost ~7 % of the worker's CPU.
 
-These lean on paho internals (``_packet_read``, ``_in_packet``, ``_packet_handle``,
-``_last_bytes_received``, ``_packet_queue``, ``_handle_on_message``, and ``_reset_sockets``
-for :meth:`WorkerClient.close_sockets`) of the 2.x line
-pinned in requirements/dev.txt. tests/unit/test_worker_reader.py drives the reader through
-a socket pair, and the integration tests run it over TCP, TLS and WebSockets and check that
+These lean on paho internals of the 2.2 line (listed, each with its reason, in
+docs/mqtt.md), so importing this module with another paho-mqtt raises ImportError
+(:func:`check_paho_version`). The unit tests in tests/unit/mqtt drive the reader through a
+local socket, and the integration tests run it over TCP, TLS and WebSockets and check that
 acknowledged readings are not redelivered after a restart: they break if these internals
 change.
 """
@@ -28,18 +27,30 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Final
 
+import paho.mqtt
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
-from iot_mqtt.wire import (
-    Control,
-    MalformedPacket,
-    Publish,
-    packet_size,
-    split_packets,
-)
+from iot_mqtt.codec import MalformedPacket, Publish
+from iot_mqtt.wire import Control, packet_size, split_packets
 
-__all__ = ["WorkerClient"]
+__all__ = ["SUPPORTED_PAHO", "WorkerClient", "check_paho_version"]
+
+SUPPORTED_PAHO: Final = "2.2"
+"""The paho-mqtt minor version whose internals :class:`WorkerClient` uses."""
+
+
+def check_paho_version(version: str) -> None:
+    """Raise ImportError unless ``version`` (paho-mqtt's) is in the :data:`SUPPORTED_PAHO`
+    line: another minor version may have renamed or changed the internals used here."""
+    if version.split(".")[:2] != SUPPORTED_PAHO.split("."):
+        raise ImportError(
+            f"iot_mqtt.paho_client needs paho-mqtt {SUPPORTED_PAHO}.x, found {version}: its"
+            " fast reader uses paho internals of that version (see docs/mqtt.md)"
+        )
+
+
+check_paho_version(paho.mqtt.__version__)
 
 _PUBACK: Final = 0x40
 _PUBACK_PACKET: Final = struct.Struct("!BBH")
@@ -72,6 +83,11 @@ class WorkerClient(mqtt.Client):
     last_network_error: OSError | None = None
     """The last error connecting or reading (paho retries and only logs it at debug): a
     refused connection, a failed TLS handshake, a certificate the broker rejected."""
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes received of a packet still arriving (0 between packets)."""
+        return self._rest_len
 
     def message_callback_add(self, sub: str, callback: mqtt.CallbackOnMessage) -> None:
         """As paho's; also turns the per-topic matcher back on."""
@@ -131,7 +147,7 @@ class WorkerClient(mqtt.Client):
         else:
             data = chunk
         try:
-            packets, used = split_packets(data, self._protocol == mqtt.MQTTv5)
+            packets, used = split_packets(data, self.protocol == mqtt.MQTTv5)
         except MalformedPacket as exc:
             self._easy_log(mqtt.MQTT_LOG_ERR, "received a malformed packet: %s", exc)
             return MQTTErrorCode.MQTT_ERR_PROTOCOL

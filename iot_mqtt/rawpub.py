@@ -15,29 +15,19 @@ import socket
 import struct
 from typing import Final
 
-__all__ = ["RawPublisher", "RawPublisherError", "encode_varint"]
+from iot_mqtt.codec import MalformedPacket, decode_varint, encode_publish, encode_varint, set_dup
+
+__all__ = ["RawPublisher", "RawPublisherError"]
 
 _CONNECT: Final = 0x10
 _CONNACK: Final = 0x20
-_PUBLISH: Final = 0x30
 _PUBACK: Final = 0x40
 _PINGREQ: Final = b"\xc0\x00"
 _DISCONNECT: Final = b"\xe0\x00"
-_DUP: Final = 0x08
 
 
 class RawPublisherError(ConnectionError):
     """The broker refused the connection or could not be reached."""
-
-
-def encode_varint(n: int) -> bytes:
-    """MQTT's variable-length integer (remaining length)."""
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def _string(value: str | bytes) -> bytes:
@@ -55,7 +45,7 @@ class RawPublisher:
         username: optional user name.
         password: optional password.
         max_inflight: QoS 1 packets sent and not yet acknowledged, at most.
-        keepalive: seconds; call :meth:`ping` about twice per period.
+        keepalive: seconds; call :meth:`keep_alive` to honour it.
     """
 
     def __init__(
@@ -81,11 +71,17 @@ class RawPublisher:
         self._out = bytearray()
         self._in = bytearray()
         self._next_mid = 1
+        self._next_ping = 0.0
 
     @property
     def connected(self) -> bool:
         """Whether the socket is open."""
         return self.sock is not None
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes queued and not yet written."""
+        return len(self._out)
 
     def connect(self, timeout: float = 10.0) -> None:
         """Connect (clean session) and queue unacknowledged packets again, flagged DUP.
@@ -123,9 +119,7 @@ class RawPublisher:
         sock.setblocking(False)
         self.sock = sock
         self._in.clear()
-        self._out = bytearray(
-            b"".join(bytes([p[0] | _DUP]) + p[1:] for p in self.inflight.values())
-        )
+        self._out = bytearray(b"".join(set_dup(p) for p in self.inflight.values()))
 
     def close(self) -> None:
         """Send what is queued and DISCONNECT (best effort), then close the socket."""
@@ -142,21 +136,28 @@ class RawPublisher:
     def publish(self, topic: bytes, payload: bytes, qos: int) -> bool:
         """Queue one PUBLISH; ``False`` (nothing queued) when the QoS 1 window is full."""
         if qos == 0:
-            body = _string(topic) + payload
-            self._out += bytes([_PUBLISH]) + encode_varint(len(body)) + body
+            self._out += encode_publish(topic, payload)
             return True
         if len(self.inflight) >= self.max_inflight:
             return False
         mid = self._mid()
-        body = _string(topic) + struct.pack("!H", mid) + payload
-        packet = bytes([_PUBLISH | 0x02]) + encode_varint(len(body)) + body
+        packet = encode_publish(topic, payload, 1, mid)
         self.inflight[mid] = packet
         self._out += packet
         return True
 
     def ping(self) -> None:
-        """Queue a PINGREQ (keepalive)."""
+        """Queue a PINGREQ."""
         self._out += _PINGREQ
+
+    def keep_alive(self, now: float) -> None:
+        """Queue a PINGREQ when a quarter of the keepalive period has passed since the last
+        one (``now`` from :func:`time.monotonic`; call at least that often). The broker
+        drops a connection it hears nothing from for 1.5 periods; a quarter leaves room
+        for a busy load loop that calls late."""
+        if now >= self._next_ping:
+            self.ping()
+            self._next_ping = now + self.keepalive / 4
 
     def wants_write(self) -> bool:
         """Whether queued bytes wait to be written."""
@@ -189,27 +190,30 @@ class RawPublisher:
         if not data:
             self._lost()
             return 0
-        self._in += data
-        return self._parse()
+        try:
+            return self.received(data)
+        except MalformedPacket:  # the stream cannot be followed any more: reconnect
+            self._lost()
+            return 0
 
-    def _parse(self) -> int:
-        buf, pos, acked, end = self._in, 0, 0, len(self._in)
-        while pos + 2 <= end:
-            length, shift, i, complete = 0, 0, pos + 1, False
-            while i < end and shift <= 21:
-                byte = buf[i]
-                i += 1
-                length |= (byte & 0x7F) << shift
-                shift += 7
-                if not byte & 0x80:
-                    complete = True
-                    break
-            if not complete or i + length > end:
+    def received(self, data: bytes) -> int:
+        """Take bytes read from the broker and count the PUBACKs completed by them (a
+        packet may span reads); returns how many packets were acknowledged.
+
+        Raises:
+            MalformedPacket: a remaining length longer than the protocol allows.
+        """
+        buf = self._in
+        buf += data
+        pos, acked, end = 0, 0, len(buf)
+        while pos + 1 < end:
+            length, body = decode_varint(buf, pos + 1, end)
+            if length < 0 or body + length > end:
                 break
             is_puback = buf[pos] & 0xF0 == _PUBACK and length == 2
-            if is_puback and self.inflight.pop((buf[i] << 8) | buf[i + 1], None) is not None:
+            if is_puback and self.inflight.pop((buf[body] << 8) | buf[body + 1], None) is not None:
                 acked += 1
-            pos = i + length
+            pos = body + length
         del buf[:pos]
         self.acked += acked
         return acked

@@ -1,0 +1,174 @@
+"""The worker client's own socket reader, fed by a stand-in broker on a local socket.
+
+Only paho's public API drives it (``connect``, ``loop_read``, ``socket``): the reader
+replaces paho's ``_packet_read``, and ``loop_read`` is how paho calls that.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import select
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paho.mqtt
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from inference_worker.mqtt_source import MqttSource
+from inference_worker.settings import WorkerSettings
+from iot_mqtt.codec import Publish, encode_publish
+from iot_mqtt.paho_client import SUPPORTED_PAHO, WorkerClient, check_paho_version
+from iot_mqtt.wire import split_packets
+
+CONNACK = b"\x20\x02\x00\x00"
+SUBACK = b"\x90\x03\x00\x01\x01"
+
+
+@dataclass
+class Wired:
+    """A 3.1.1 worker client connected to ``broker``, the test's end of the connection."""
+
+    client: WorkerClient
+    broker: socket.socket
+    got: list[Publish | str] = field(default_factory=list)
+    """The fast path's messages, and the control packets paho handled, by name."""
+
+
+@contextmanager
+def connected(client: WorkerClient) -> Iterator[socket.socket]:
+    """Connect ``client`` to a listening socket of ours; yields our end, CONNECT read."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client.connect("127.0.0.1", server.getsockname()[1])
+        broker, _ = server.accept()
+    with broker:
+        broker.settimeout(5.0)
+        assert broker.recv(4096)[:1] == b"\x10", "CONNECT"
+        try:
+            yield broker
+        finally:
+            client.close_sockets()
+
+
+@pytest.fixture
+def wired() -> Iterator[Wired]:
+    client = WorkerClient(CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv311)
+    with connected(client) as broker:
+        w = Wired(client, broker)
+        client.on_publishes = w.got.extend
+        client.on_connect = lambda *_args: w.got.append("CONNACK")
+        client.on_subscribe = lambda *_args: w.got.append("SUBACK")
+        yield w
+
+
+def read_all(client: mqtt.Client, wait: float = 5.0) -> MQTTErrorCode:
+    """Wait up to ``wait`` seconds for bytes, then let the client read until none are left;
+    returns the first result that is not success (the connection ended)."""
+    sock = client.socket()
+    while sock is not None and select.select([sock], [], [], wait)[0]:
+        rc = client.loop_read()
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return rc
+        wait = 0
+    return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+
+def packet(p: Publish) -> bytes:
+    """``p`` encoded as a broker sends it."""
+    return encode_publish(p.topic.encode(), p.payload, p.qos, p.mid)
+
+
+def test_packets_in_random_pieces_come_out_whole_and_in_order(wired: Wired) -> None:
+    rng = random.Random(7)
+    messages = [
+        Publish(f"devices/d{i}/telemetry", rng.randbytes(rng.choice([10, 300, 70_000])), None, i, 1)
+        for i in range(1, 40)
+    ]
+    expected: list[Publish | str] = ["CONNACK", *messages[:20], "SUBACK", *messages[20:]]
+    control = {"CONNACK": CONNACK, "SUBACK": SUBACK}
+    stream = b"".join(control[p] if isinstance(p, str) else packet(p) for p in expected)
+    pos = 0
+    while pos < len(stream):
+        step = rng.randint(1, 50_000)
+        wired.broker.sendall(stream[pos : pos + step])
+        pos += step
+        read_all(wired.client)
+    assert wired.got == expected, "control packets went to paho's handlers, in order"
+    assert wired.client.pending_bytes == 0
+
+
+def test_a_large_packet_in_many_reads_is_joined_once(
+    wired: Wired, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-joining everything on every read would copy a 4 MB packet ~500 times."""
+    scanned: list[int] = []
+
+    def counting(data: bytes, v5: bool) -> tuple[list[object], int]:
+        scanned.append(len(data))
+        return split_packets(data, v5)  # type: ignore[return-value]
+
+    monkeypatch.setattr("iot_mqtt.paho_client.split_packets", counting)
+    big = encode_publish(b"devices/big/telemetry", b"x" * 4_000_000, 1, 9)
+    for pos in range(0, len(big), 8192):
+        wired.broker.sendall(big[pos : pos + 8192])
+        read_all(wired.client)
+    [message] = wired.got
+    assert isinstance(message, Publish)
+    assert (message.mid, len(message.payload)) == (9, 4_000_000)
+    assert wired.client.pending_bytes == 0
+    assert sum(scanned) < 2 * len(big), f"{len(scanned)} splits over {sum(scanned)} bytes"
+
+
+def test_what_came_before_the_end_of_the_connection_is_delivered(wired: Wired) -> None:
+    first = encode_publish(b"devices/a/telemetry", b"{}", 1, 1)
+    wired.broker.sendall(first + encode_publish(b"devices/a/telemetry", b"{}", 1, 2)[:5])
+    wired.broker.shutdown(socket.SHUT_WR)
+    assert read_all(wired.client) == MQTTErrorCode.MQTT_ERR_CONN_LOST
+    assert [p.mid for p in wired.got if isinstance(p, Publish)] == [1]
+
+
+def test_acks_for_a_batch_go_out_in_one_write(wired: Wired) -> None:
+    assert wired.client.ack_many([1, 2, 300]) == 3
+    assert wired.broker.recv(100) == b"\x40\x02\x00\x01\x40\x02\x00\x02\x40\x02\x01\x2c"
+    assert wired.client.ack_many([]) == 0
+
+
+def test_what_paho_handles_reaches_the_source_buffer_too(tmp_path: Path) -> None:
+    """A QoS 2 PUBLISH goes to paho's handlers (PUBREC, then delivery on PUBREL) and from
+    its on_message into the same buffer as the fast path's messages."""
+    source = MqttSource(
+        WorkerSettings(
+            mqtt_url="mqtt://127.0.0.1:1", mqtt_protocol="3.1.1", worker_id="t", models_dir=tmp_path
+        )
+    )
+    with connected(source.client) as broker:
+        broker.sendall(encode_publish(b"devices/d/telemetry", b"[]", 1, 4))
+        broker.sendall(encode_publish(b"devices/d/telemetry", b"{}", 2, 5))
+        read_all(source.client)
+        assert broker.recv(100) == b"\x50\x02\x00\x05", "PUBREC 5"
+        broker.sendall(b"\x62\x02\x00\x05")  # PUBREL 5
+        read_all(source.client)
+        items = source.take(10, timeout=0)
+        assert [(i.mid, i.qos, i.payload) for i in items] == [(4, 1, b"[]"), (5, 2, b"{}")]
+
+
+@pytest.mark.parametrize("version", ["2.2.0", "2.2.1", "2.2.0rc1", "2.2"])
+def test_paho_versions_of_the_supported_line_are_accepted(version: str) -> None:
+    check_paho_version(version)
+
+
+@pytest.mark.parametrize("version", ["2.1.0", "2.3.0", "2.20.0", "3.2.0", "1.6.1"])
+def test_other_paho_versions_are_refused_at_import(version: str) -> None:
+    why = rf"needs paho-mqtt 2\.2\.x, found {re.escape(version)}: .* paho internals"
+    with pytest.raises(ImportError, match=why):
+        check_paho_version(version)
+
+
+def test_the_installed_paho_is_the_supported_one() -> None:
+    """The lock files pin what the reader was written against (requirements/*.txt)."""
+    assert paho.mqtt.__version__.startswith(SUPPORTED_PAHO + ".")
