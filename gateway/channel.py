@@ -1,5 +1,6 @@
-"""One client's bounded send queue and its overflow policy. Pure (no I/O): the connection's
-sender task drains it.
+"""One client's bounded send queue and its overflow policy. Pure (no I/O, the clock is
+injected): the connection's sender task drains it. The connection's state (subscribed,
+catching up, closing ...) is its :class:`~gateway.session_state.SessionMachine`.
 
 Policy when more than ``limit`` predictions wait:
     * ``disconnect`` (default): the channel is marked slow and the connection is closed with
@@ -11,6 +12,7 @@ Policy when more than ``limit`` predictions wait:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ from typing import Final
 
 from gateway.filters import SubscriptionFilter
 from gateway.items import StreamItem, StreamKey
-from iot_contract import CloseCode
+from gateway.session_state import Event, SessionMachine, State, Timeouts
 
 __all__ = ["MAX_PENDING_FRAMES", "ClientChannel", "Drained"]
 
@@ -44,28 +46,20 @@ class ClientChannel:
         limit: most predictions that may wait.
         coalesce: overflow policy, see the module docstring.
         filter: the current subscription; ``None`` means not subscribed.
-        catching_up: while a resume is being replayed, live items wait behind the replay.
-        close_request: ``(code, reason)`` once the connection must close (overflow under the
-            ``disconnect`` policy, stream reset, shutdown).
+        machine: the connection's state; while ``CATCHING_UP`` live items wait behind the
+            replay, from ``CLOSING`` on nothing more is queued.
+        clock: monotonic clock (seconds) stamped on state changes; tests pass a fake one.
         on_close_request: called when a close is requested (the sender interrupts a write).
         position: stream position everything queued so far covers (for ``last_id``).
         dropped: predictions dropped by coalescing.
-        expires_at: when the client's token expires (epoch seconds).
-        last_send: when the sender last finished a write (monotonic seconds).
-        send_started: when the write in progress began, ``None`` when not writing.
-        heartbeat_due: the sweep asks the sender for a heartbeat.
     """
 
     limit: int
     coalesce: bool = False
     filter: SubscriptionFilter | None = None
-    catching_up: bool = False
-    close_request: tuple[int, str] | None = None
+    machine: SessionMachine = field(default_factory=lambda: SessionMachine(State.IDLE))
+    clock: Callable[[], float] = time.monotonic
     on_close_request: Callable[[], None] | None = None
-    expires_at: float = float("inf")
-    last_send: float = 0.0
-    send_started: float | None = None
-    heartbeat_due: bool = False
     position: str | None = None
     dropped: int = 0
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
@@ -84,7 +78,7 @@ class ClientChannel:
         the live feed never duplicate at their seam. Returns the number of items dropped by
         coalescing; sets :attr:`slow` when the disconnect policy is triggered.
         """
-        if self.close_request is not None:
+        if self.machine.closing_or_closed:
             return 0
         last = self._last_key
         fresh = [i for i in items if i.key > last] if items and items[0].key <= last else items
@@ -97,60 +91,67 @@ class ClientChannel:
             if self.coalesce:
                 dropped = self._coalesce()
             else:
-                self.request_close(CloseCode.SLOW_CONSUMER, "slow consumer")
+                self.request_close(Event.OVERFLOW)
         if fresh and not self.catching_up:
             self.wakeup.set()
         return dropped
 
     @property
     def slow(self) -> bool:
-        """True when the queue overflowed under the ``disconnect`` policy."""
-        return self.close_request is not None and self.close_request[0] == CloseCode.SLOW_CONSUMER
+        """True when closing as a slow consumer (queue overflow or a hung write)."""
+        return self.machine.slow
 
-    def request_close(self, code: int, reason: str) -> None:
-        """Ask the sender to close the connection (the first request wins)."""
-        if self.close_request is None:
-            self.close_request = (code, reason)
-            self.wakeup.set()
-            if self.on_close_request is not None:
-                self.on_close_request()
+    @property
+    def catching_up(self) -> bool:
+        """A resume is being replayed; live items wait behind it."""
+        return self.machine.state is State.CATCHING_UP
 
-    def sweep(self, now: float, wall: float, send_timeout: float, heartbeat: float) -> None:
-        """Periodic check (one timer per process, not per write): close a client whose
-        write has hung longer than ``send_timeout`` or whose token expired; ask for a
-        heartbeat after ``heartbeat`` seconds without a write."""
-        if self.close_request is not None:
-            return
-        if self.send_started is not None and now - self.send_started > send_timeout:
-            self.request_close(CloseCode.SLOW_CONSUMER, "send timed out")
-        elif wall > self.expires_at:
-            self.request_close(CloseCode.UNAUTHORIZED, "token expired")
-        elif self.send_started is None and now - self.last_send >= heartbeat:
-            self.heartbeat_due = True
+    @property
+    def close_request(self) -> tuple[int, str] | None:
+        """``(code, reason)`` once the connection must close."""
+        m = self.machine
+        return None if m.close_code is None else (m.close_code, m.close_reason)
+
+    def request_close(self, cause: Event) -> None:
+        """Ask the sender to close the connection for ``cause`` (the first request wins)."""
+        if self.machine.request_close(cause, self.clock()):
+            self._closing()
+
+    def _closing(self) -> None:
+        self.wakeup.set()
+        if self.on_close_request is not None:
+            self.on_close_request()
+
+    def sweep(self, now: float, wall: float, timeouts: Timeouts) -> None:
+        """Periodic check, see :meth:`SessionMachine.sweep`; wakes the sender for a close or
+        a heartbeat."""
+        if self.machine.sweep(now, wall, timeouts) is not None:
+            self._closing()
+        elif self.machine.heartbeat_due:
             self.wakeup.set()
 
     def push_frame(self, frame: str) -> None:
         """Queue a control frame (``subscribed``, ``error``, a replay page); it goes out
         before any queued prediction."""
-        if self.close_request is not None:
+        if self.machine.closing_or_closed:
             return
         self._frames.append(frame)
         if len(self._frames) > MAX_PENDING_FRAMES:
             self._frames.clear()
-            self.request_close(CloseCode.SLOW_CONSUMER, "slow consumer")
+            self.request_close(Event.OVERFLOW)
         self.wakeup.set()
 
     @property
     def idle(self) -> bool:
         """Subscribed, caught up and nothing waiting (``position`` is then fully delivered)."""
-        return self.filter is not None and not self.catching_up and not self._items
+        return self.filter is not None and self.machine.state is State.LIVE and not self._items
 
     def begin(self, subscription: SubscriptionFilter, coalesce: bool, position: str) -> None:
         """Start a new subscription at stream ``position``: forget queued items and hold live
         ones back until :meth:`finish_catch_up`."""
+        self.machine.fire(Event.SUBSCRIBE, self.clock())
         self.filter = subscription
         self.coalesce = coalesce
-        self.catching_up = True
         self.position = position
         self._items.clear()
         self._last_key = (0, 0)
@@ -161,18 +162,22 @@ class ClientChannel:
         self._replayed_key = max(self._replayed_key, key)
 
     def finish_catch_up(self) -> None:
-        """Release the live items that arrived during the replay, minus any it covered."""
+        """Release the live items that arrived during the replay, minus any it covered
+        (nothing to do once closing)."""
+        if self.machine.state is not State.CATCHING_UP:
+            return
         done = self._replayed_key
         if self._items and self._items[0].key <= done:
             self._items = deque(i for i in self._items if i.key > done)
         self._last_key = max(done, self._last_key)
-        self.catching_up = False
+        self.machine.fire(Event.CAUGHT_UP, self.clock())
         self.wakeup.set()
 
     def stop(self) -> None:
         """Unsubscribe: drop queued predictions and stop receiving."""
+        if self.machine.is_open:
+            self.machine.fire(Event.UNSUBSCRIBE, self.clock())
         self.filter = None
-        self.catching_up = False
         self._items.clear()
 
     def drain(self, max_items: int) -> Drained:

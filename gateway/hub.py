@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 from gateway.channel import ClientChannel
 from gateway.items import StreamItem
+from gateway.session_state import Timeouts
 
 __all__ = ["Hub"]
 
@@ -46,10 +47,10 @@ class Hub:
         """Stop feeding ``channel``; unknown channels are ignored."""
         self._channels.discard(channel)
 
-    def sweep(self, now: float, wall: float, send_timeout: float, heartbeat: float) -> None:
+    def sweep(self, now: float, wall: float, timeouts: Timeouts) -> None:
         """Run :meth:`ClientChannel.sweep` on every channel."""
         for channel in list(self._channels):
-            channel.sweep(now, wall, send_timeout, heartbeat)
+            channel.sweep(now, wall, timeouts)
 
     def publish(self, items: Sequence[StreamItem], position: str) -> None:
         """Fan ``items`` (in stream order, ending at ``position``) out to every channel."""
@@ -69,7 +70,7 @@ class Hub:
             self.coalesced_drops += channel.offer(selected, position)
             if channel.slow:
                 slow.append(channel)
-        for channel in slow:
+        for channel in slow:  # it still counts as a connection until it is gone
             self._channels.discard(channel)
             if self._on_slow is not None:
                 self._on_slow(channel)

@@ -15,6 +15,11 @@ class GatewayMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.clients = Gauge("iotstream_gateway_clients", "Connected WebSocket clients", registry=r)
+        self.connections = Gauge(
+            "iotstream_gateway_connections",
+            "WebSocket connections from upgrade until gone, closing ones included (max_clients)",
+            registry=r,
+        )
         self.frames = Counter(
             "iotstream_gateway_frames_total", "Frames sent to clients", ["type"], registry=r
         )
@@ -39,6 +44,11 @@ class GatewayMetrics:
         )
         self.slow_closes = Counter(
             "iotstream_gateway_slow_closes_total", "Clients closed as slow consumers", registry=r
+        )
+        self.aborts = Counter(
+            "iotstream_gateway_aborted_connections_total",
+            "Connections aborted because their close did not finish within close_timeout_s",
+            registry=r,
         )
         self.auth_failures = Counter(
             "iotstream_gateway_auth_failures_total", "Refused tokens", ["where"], registry=r

@@ -8,7 +8,7 @@ import logging
 import socket
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import anyio
@@ -22,8 +22,9 @@ from gateway.hub import Hub
 from gateway.metrics import GatewayMetrics
 from gateway.predictor import Predictor, load_predictor
 from gateway.reader import StreamReader
+from gateway.session_state import Event, SessionMachine, Timeouts
 from gateway.settings import GatewaySettings
-from iot_contract import CloseCode, RedisKeys
+from iot_contract import RedisKeys
 
 __all__ = ["GatewayResources", "Resources", "get_resources", "open_resources"]
 
@@ -33,7 +34,12 @@ STATE_KEY = "gateway"
 
 @dataclass(slots=True)
 class GatewayResources:
-    """The gateway's long-lived parts."""
+    """The gateway's long-lived parts.
+
+    Attributes:
+        connections: every ``/ws`` connection from its upgrade request until it is gone,
+            closing ones included (what ``max_clients`` limits).
+    """
 
     settings: GatewaySettings
     keys: RedisKeys
@@ -44,6 +50,7 @@ class GatewayResources:
     metrics: GatewayMetrics
     predictor: Predictor | None
     dev_token: str | None
+    connections: set[SessionMachine] = field(default_factory=set)
 
 
 def get_resources(conn: HTTPConnection) -> GatewayResources:
@@ -58,9 +65,10 @@ Resources = Annotated[GatewayResources, Depends(get_resources)]
 async def _sweep(hub: Hub, settings: GatewaySettings) -> None:
     """Send timeouts, token expiry and heartbeats for every client, from one timer."""
     period = min(1.0, settings.heartbeat_s / 2, settings.send_timeout_s / 2)
+    timeouts = Timeouts(send=settings.send_timeout_s, heartbeat=settings.heartbeat_s)
     while True:
         await anyio.sleep(period)
-        hub.sweep(time.monotonic(), time.time(), settings.send_timeout_s, settings.heartbeat_s)
+        hub.sweep(time.monotonic(), time.time(), timeouts)
 
 
 @contextlib.asynccontextmanager
@@ -79,7 +87,7 @@ async def open_resources(
 
     def close_all() -> None:
         for channel in hub.channels:
-            channel.request_close(CloseCode.GOING_AWAY, "stream reset")
+            channel.request_close(Event.STREAM_RESET)
 
     reader = StreamReader(
         redis,
@@ -119,7 +127,7 @@ async def open_resources(
                 settings, keys, redis, hub, reader, verifier, metrics, predictor, dev_token
             )
             for channel in hub.channels:
-                channel.request_close(CloseCode.GOING_AWAY, "gateway shutting down")
+                channel.request_close(Event.SHUTDOWN)
             tg.cancel_scope.cancel()
     finally:
         await redis.aclose(close_connection_pool=True)

@@ -1,12 +1,15 @@
 """One accepted WebSocket connection: its control messages in, its frames out.
 
 Two tasks per connection: the receive loop (control messages, resumes) and the sender
-(drains the :class:`ClientChannel`, heartbeats, closes). A write that hangs is interrupted
-by the hub's periodic sweep, so a stuck client only ever blocks its own sender.
+(drains the :class:`ClientChannel`, heartbeats). A write that hangs is interrupted by the
+hub's periodic sweep, so a stuck client only ever blocks its own sender. Once a close is
+decided both stop and :func:`finish_close` gives the close handshake ``close_timeout_s``, then
+aborts the connection. The states and their transitions are in :mod:`gateway.session_state`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -16,9 +19,11 @@ from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.channel import ClientChannel
+from gateway.connection import connection_control
 from gateway.filters import DeviceMatcher, SubscriptionFilter
 from gateway.history import latest_items, plan_resume
 from gateway.items import encode_heartbeat, encode_predictions, id_key
+from gateway.session_state import Event, SessionMachine, State
 from iot_contract import (
     CloseCode,
     ContractError,
@@ -33,9 +38,10 @@ from iot_contract import (
 
 if TYPE_CHECKING:
     from gateway.auth import Principal
+    from gateway.metrics import GatewayMetrics
     from gateway.resources import GatewayResources
 
-__all__ = ["Session"]
+__all__ = ["Session", "error_frame", "finish_close"]
 
 log = logging.getLogger(__name__)
 _SEND_ERRORS = (WebSocketDisconnect, OSError, RuntimeError)
@@ -47,22 +53,34 @@ def error_frame(code: str, message: str) -> str:
 
 
 class Session:
-    """Serves one authenticated connection until it closes."""
+    """Serves one authenticated connection until it is closed.
+
+    Args:
+        websocket: the accepted connection.
+        resources: the gateway's resources.
+        principal: who the token says the client is.
+        machine: the connection's state, ``IDLE`` (authenticated) on entry.
+    """
 
     def __init__(
-        self, websocket: WebSocket, resources: GatewayResources, principal: Principal
+        self,
+        websocket: WebSocket,
+        resources: GatewayResources,
+        principal: Principal,
+        machine: SessionMachine,
     ) -> None:
         self.ws = websocket
         self.res = resources
         self.principal = principal
+        self.machine = machine
+        machine.expires_at = principal.expires_at
         settings = resources.settings
-        self.channel = ClientChannel(limit=settings.client_queue_items)
+        self.channel = ClientChannel(limit=settings.client_queue_items, machine=machine)
         self.channel.on_close_request = self._interrupt
-        self.channel.expires_at = principal.expires_at
         self._send_scope: anyio.CancelScope | None = None
 
     async def run(self) -> None:
-        """Serve until the client leaves or the gateway closes the connection."""
+        """Serve until the client leaves or the gateway has closed the connection."""
         self.res.hub.register(self.channel)
         self.res.metrics.clients.inc()
         try:
@@ -70,6 +88,7 @@ class Session:
                 tg.start_soon(self._send_loop, tg.cancel_scope)
                 await self._receive_loop()
                 tg.cancel_scope.cancel()
+            await finish_close(self.ws, self.machine, self.res, self.principal.subject)
         finally:
             self.res.hub.unregister(self.channel)
             self.res.metrics.clients.dec()
@@ -86,7 +105,7 @@ class Session:
             except ContractError as exc:
                 self.channel.push_frame(error_frame(exc.reason.value, exc.detail))
                 if exc.reason in (RejectReason.OVERSIZE, RejectReason.MALFORMED):
-                    self.channel.request_close(CloseCode.BAD_REQUEST, "bad control message")
+                    self.channel.request_close(Event.BAD_MESSAGE)
                 continue
             if isinstance(parsed, SubscribeMessage):
                 await self._subscribe(parsed)
@@ -98,6 +117,8 @@ class Session:
                 self.channel.push_frame(error_frame("invalid", "already authenticated"))
 
     async def _subscribe(self, msg: SubscribeMessage) -> None:
+        if not self.machine.is_open:
+            return
         allowed = self.principal.devices
         if allowed is not None:
             denied = [
@@ -105,7 +126,7 @@ class Session:
             ]
             if denied:
                 self.channel.push_frame(error_frame("forbidden", "device not allowed by token"))
-                self.channel.request_close(CloseCode.FORBIDDEN, "device not allowed")
+                self.channel.request_close(Event.FORBIDDEN)
                 return
         res = self.res
         flt = SubscriptionFilter(
@@ -116,7 +137,7 @@ class Session:
         )
         if res.hub.position is None:  # the reader has not reached Redis yet
             self.channel.push_frame(error_frame("unavailable", "stream not reachable; retry"))
-            self.channel.request_close(CloseCode.GOING_AWAY, "stream not reachable")
+            self.channel.request_close(Event.UNAVAILABLE)
             return
         position = res.hub.position
         if msg.since is not None and not msg.since.startswith(("$", "-")):
@@ -140,7 +161,7 @@ class Session:
         except (RedisError, OSError) as exc:
             log.warning("resume failed: %s", exc.__class__.__name__)
             self.channel.push_frame(error_frame("unavailable", "stream not reachable; retry"))
-            self.channel.request_close(CloseCode.GOING_AWAY, "stream not reachable")
+            self.channel.request_close(Event.UNAVAILABLE)
             return
         self.channel.push_frame(
             SubscribedFrame(
@@ -167,7 +188,7 @@ class Session:
     # --- sending
     def _interrupt(self) -> None:
         # Only a write in progress needs cutting short; an idle sender wakes up anyway.
-        if self._send_scope is not None and self.channel.send_started is not None:
+        if self._send_scope is not None and self.machine.send_started is not None:
             self._send_scope.cancel()
 
     def _heartbeat_id(self) -> str | None:
@@ -176,15 +197,16 @@ class Session:
     async def _send(self, text: str) -> bool:
         """Write one frame; False when the connection is gone. A write that hangs is
         interrupted by the hub's sweep (no per-write timer: this is the hot path)."""
-        channel = self.channel
-        channel.send_started = time.monotonic()
+        machine = self.machine
+        machine.write_started(time.monotonic())
+        ok = False
         try:
             await self.ws.send_text(text)
+            ok = True
         except _SEND_ERRORS:
             return False
         finally:
-            channel.send_started = None
-        channel.last_send = time.monotonic()
+            machine.write_finished(time.monotonic(), ok=ok)
         return True
 
     async def _send_loop(self, connection_scope: anyio.CancelScope) -> None:
@@ -192,22 +214,22 @@ class Session:
             self._send_scope = scope
             await self._send_frames()
         self._send_scope = None
-        await self._close()
         connection_scope.cancel()
 
     async def _send_frames(self) -> None:
         channel = self.channel
+        machine = self.machine
         metrics = self.res.metrics
         frames_predictions = metrics.frames.labels("predictions")
         frames_control = metrics.frames.labels("control")
         frames_heartbeat = metrics.frames.labels("heartbeat")
         max_items = self.res.settings.max_frame_items
-        channel.last_send = time.monotonic()
+        machine.last_send = time.monotonic()
         while True:
             await channel.wakeup.wait()
             channel.wakeup.clear()
-            if channel.close_request is not None:
-                if channel.close_request[0] != CloseCode.SLOW_CONSUMER:
+            if machine.closing_or_closed:
+                if not machine.slow:
                     for frame in channel.drain(0).frames:  # say why before closing
                         if not await self._send(frame):
                             return
@@ -222,22 +244,43 @@ class Session:
                     return
                 frames_predictions.inc()
                 metrics.items.inc(len(drained.items))
-            elif channel.heartbeat_due and not drained.frames:
+            elif machine.heartbeat_due and not drained.frames:
                 if not await self._send(encode_heartbeat(self._heartbeat_id())):
                     return
                 frames_heartbeat.inc()
-            channel.heartbeat_due = False
+            machine.heartbeat_due = False
 
-    async def _close(self) -> None:
-        request = self.channel.close_request
-        if request is None:
-            return
-        code, reason = request
-        if code == CloseCode.SLOW_CONSUMER:
-            self.res.metrics.slow_closes.inc()
-        log.info("closing client %s: %s (%d)", self.principal.subject, reason, code)
-        with anyio.move_on_after(self.res.settings.close_timeout_s):
-            try:
-                await self.ws.close(code, reason)
-            except _SEND_ERRORS:
-                return
+
+async def finish_close(
+    websocket: WebSocket, machine: SessionMachine, res: GatewayResources, subject: str
+) -> None:
+    """End a connection whose loops have stopped: ``DISCONNECTED`` if the peer left, else
+    (``CLOSING``) send the close frame and wait for the transport to close, together within
+    ``close_timeout_s`` of the close decision; past that, abort the connection
+    (``CLOSE_TIMEOUT``): a client that stops reading never lets the close frame out."""
+    if machine.state is State.CLOSED:
+        return
+    if machine.state is not State.CLOSING:
+        machine.fire(Event.DISCONNECTED, time.monotonic())
+        return
+    code, reason = machine.close_code or CloseCode.NORMAL, machine.close_reason
+    metrics: GatewayMetrics = res.metrics
+    if machine.slow:
+        metrics.slow_closes.inc()
+    log.info("closing client %s: %s (%d)", subject, reason, code)
+    control = connection_control(websocket)
+    deadline = machine.close_deadline(res.settings.close_timeout_s)
+    with anyio.move_on_after(max(0.0, deadline - time.monotonic())):
+        with contextlib.suppress(*_SEND_ERRORS):
+            await websocket.close(code, reason)
+        if control is not None:
+            await control.wait_closed()
+        machine.fire(Event.CLOSE_DONE, time.monotonic())
+        return
+    machine.fire(Event.CLOSE_TIMEOUT, time.monotonic())
+    metrics.aborts.inc()
+    log.info(
+        "aborting client %s: close not finished in %.1f s", subject, res.settings.close_timeout_s
+    )
+    if control is not None:
+        control.abort()

@@ -89,7 +89,9 @@ class GatewaySettings(BaseSettings):
     send_timeout_s: float = Field(default=10.0, gt=0)
     """A frame write that takes longer than this closes the client as slow."""
     close_timeout_s: float = Field(default=10.0, gt=0)
-    """How long a close frame may wait for a stuck client's socket."""
+    """Time from the decision to close a connection until it is gone: the close frame and the
+    client's answer must fit in it, else the connection is aborted (RST, queued bytes
+    dropped). Until then it counts against ``max_clients``."""
     heartbeat_s: float = Field(default=15.0, gt=0)
     """A heartbeat frame goes out after this long without any other frame."""
     max_replay_items: int = Field(default=100_000, ge=1)
@@ -98,7 +100,8 @@ class GatewaySettings(BaseSettings):
     """Offer permessage-deflate. Off by default: it compresses every frame once per client
     (the shared-bytes fan-out can't share it) and roughly halves fan-out throughput."""
     max_clients: int = Field(default=10_000, ge=1)
-    """Connections beyond this are refused before accept."""
+    """WebSocket connections beyond this are refused before accept (HTTP 403). Connections
+    still authenticating or closing count."""
 
     # --- REST
     models_dir: Path = Path("models")

@@ -6,12 +6,16 @@ middleware does not cover WebSockets), the connection limit, and the bearer toke
 closed before accept, which the server answers with HTTP 403. Without a header token the
 first message must be ``{"type": "auth", "token": ...}`` within ``auth_timeout_s``, else the
 connection closes with 4401. Tokens are never logged and never read from the URL.
+
+Every connection from the upgrade request until it is gone (closing ones included) counts
+against ``max_clients``. Its states are in :mod:`gateway.session_state`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from urllib.parse import urlsplit
 
 import anyio
@@ -20,7 +24,8 @@ from starlette.websockets import WebSocketDisconnect
 
 from gateway.auth import BEARER_SUBPROTOCOL, AuthError, Principal
 from gateway.resources import GatewayResources, Resources
-from gateway.session import Session, error_frame
+from gateway.session import Session, error_frame, finish_close
+from gateway.session_state import Event, SessionMachine
 from iot_contract import AuthMessage, CloseCode, ContractError, parse_client_message
 
 __all__ = ["origin_allowed", "router"]
@@ -73,6 +78,26 @@ async def _first_message_auth(websocket: WebSocket, res: GatewayResources) -> Pr
 @router.websocket("/ws")
 async def live_predictions(websocket: WebSocket, res: Resources) -> None:
     """Stream predictions to one dashboard."""
+    machine = SessionMachine()
+    if len(res.connections) >= res.settings.max_clients:
+        machine.fire(Event.REFUSE, time.monotonic())
+        await websocket.close(CloseCode.GOING_AWAY)
+        return
+    res.connections.add(machine)
+    res.metrics.connections.inc()
+    try:
+        await _serve(websocket, res, machine)
+    finally:
+        res.connections.discard(machine)
+        res.metrics.connections.dec()
+
+
+async def _refuse(websocket: WebSocket, machine: SessionMachine) -> None:
+    machine.fire(Event.REFUSE, time.monotonic())
+    await websocket.close(CloseCode.FORBIDDEN)
+
+
+async def _serve(websocket: WebSocket, res: GatewayResources, machine: SessionMachine) -> None:
     settings = res.settings
     headers = websocket.headers
     if not origin_allowed(
@@ -82,10 +107,7 @@ async def live_predictions(websocket: WebSocket, res: Resources) -> None:
         settings.allow_missing_origin,
     ):
         res.metrics.origin_refusals.inc()
-        await websocket.close(CloseCode.FORBIDDEN)
-        return
-    if len(res.hub) >= settings.max_clients:
-        await websocket.close(CloseCode.GOING_AWAY)
+        await _refuse(websocket, machine)
         return
     token = _header_token(websocket)
     if token is not None:
@@ -93,17 +115,24 @@ async def live_predictions(websocket: WebSocket, res: Resources) -> None:
             principal: Principal | None = res.verifier.verify(token)
         except AuthError:
             res.metrics.auth_failures.labels("header").inc()
-            await websocket.close(CloseCode.UNAUTHORIZED)
+            await _refuse(websocket, machine)
             return
         await websocket.accept(subprotocol=BEARER_SUBPROTOCOL)
+        machine.fire(Event.ACCEPT, time.monotonic())
     else:
         await websocket.accept()
+        machine.fire(Event.ACCEPT_UNAUTHENTICATED, time.monotonic())
         principal = await _first_message_auth(websocket, res)
         if principal is None:
             res.metrics.auth_failures.labels("message").inc()
+            machine.fire(Event.AUTH_FAILED, time.monotonic())
             with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
-                await websocket.send_text(error_frame("unauthorized", "a valid token is required"))
-                await websocket.close(CloseCode.UNAUTHORIZED, "unauthorized")
+                with anyio.move_on_after(settings.close_timeout_s):
+                    await websocket.send_text(
+                        error_frame("unauthorized", "a valid token is required")
+                    )
+            await finish_close(websocket, machine, res, "-")
             return
+        machine.fire(Event.AUTHENTICATED, time.monotonic())
     if principal is not None:
-        await Session(websocket, res, principal).run()
+        await Session(websocket, res, principal, machine).run()

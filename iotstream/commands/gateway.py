@@ -39,11 +39,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from gateway import create_app
+    from gateway.server import serve
     from gateway.settings import GatewaySettings
-    from iot_contract.frames import MAX_CONTROL_MESSAGE
     from iotstream.logs import configure_logging
     from iotstream.settings_cli import SettingsError, settings_from_args
 
@@ -53,16 +50,5 @@ def _run(args: argparse.Namespace) -> int:
         print(f"iotstream gateway: invalid settings: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, "gateway")
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        ws="websockets-sansio",
-        ws_per_message_deflate=settings.ws_compression,
-        ws_max_size=MAX_CONTROL_MESSAGE,  # clients only send small control messages
-        server_header=False,
-        log_config=None,
-        log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=5,
-    )
+    serve(settings)
     return 0

@@ -9,6 +9,7 @@ from gateway.channel import ClientChannel
 from gateway.filters import DeviceMatcher, SubscriptionFilter
 from gateway.hub import Hub
 from gateway.items import StreamItem, encode_heartbeat, encode_predictions, id_key, parse_entry
+from gateway.session_state import State, Timeouts
 from iot_contract import CloseCode, PredictionsFrame
 from tests.component.gateway.support import prediction
 
@@ -115,11 +116,15 @@ def test_channel_drain_respects_max_items_and_reports_ids() -> None:
 def test_channel_overflow_requests_slow_close() -> None:
     interrupted: list[bool] = []
     ch = ClientChannel(limit=3, on_close_request=lambda: interrupted.append(True))
+    ch.clock = lambda: 7.0
     ch.begin(subscribed(["*"]), False, "1000-0")
     ch.finish_catch_up()
     ch.offer([item(n) for n in range(1, 5)], "1004-0")
     assert ch.slow and ch.close_request == (CloseCode.SLOW_CONSUMER, "slow consumer")
+    assert ch.machine.state is State.CLOSING and ch.machine.closing_since == 7.0
     assert interrupted == [True]
+    ch.offer([item(5)], "1005-0")  # nothing more is queued once closing
+    assert len(ch) == 4 and interrupted == [True]
 
 
 def test_channel_coalesce_keeps_newest_per_device_in_stream_order() -> None:
@@ -177,16 +182,16 @@ def test_sweep_closes_hung_writes_and_expired_tokens_and_asks_for_heartbeats() -
     hub = Hub()
     hung, expired, idle, busy = (ClientChannel(limit=10) for _ in range(4))
     for ch in (hung, expired, idle, busy):
-        ch.last_send = 100.0
+        ch.machine.write_finished(100.0, ok=True)
         hub.register(ch)
-    hung.send_started = 100.0
-    expired.expires_at = 50.0
-    busy.last_send = 119.0
-    hub.sweep(now=120.0, wall=60.0, send_timeout=10.0, heartbeat=15.0)
+    hung.machine.write_started(100.0)
+    expired.machine.expires_at = 50.0
+    busy.machine.write_finished(119.0, ok=True)
+    hub.sweep(now=120.0, wall=60.0, timeouts=Timeouts(send=10.0, heartbeat=15.0))
     assert hung.close_request == (CloseCode.SLOW_CONSUMER, "send timed out")
     assert expired.close_request == (CloseCode.UNAUTHORIZED, "token expired")
-    assert idle.heartbeat_due and idle.wakeup.is_set() and idle.close_request is None
-    assert not busy.heartbeat_due and busy.close_request is None
+    assert idle.machine.heartbeat_due and idle.wakeup.is_set() and idle.close_request is None
+    assert not busy.machine.heartbeat_due and busy.close_request is None
 
 
 def test_unread_control_frames_are_bounded() -> None:

@@ -4,6 +4,7 @@ WebSocket client that records what it receives."""
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,3 +134,13 @@ async def until_closed(
                     received.record(text)
         except ConnectionClosed as exc:
             return exc
+
+
+def metric(url: str, name: str) -> float:
+    """Sum of the samples of metric ``name`` (all label sets) at ``url/metrics``."""
+    text = urllib.request.urlopen(url + "/metrics").read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and not line.startswith("#")
+    )

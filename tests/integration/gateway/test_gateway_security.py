@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import time
-import urllib.request
 from typing import Any
 
 import anyio
@@ -20,6 +19,7 @@ from tests.integration.gateway.conftest import (
     Received,
     bearer,
     collect,
+    metric,
     open_client,
     subscribe,
     until_closed,
@@ -44,15 +44,6 @@ BAD_TOKENS = {
     "bad-signature": token(_key="not-the-secret-" + "z" * 40),
     "no-exp": token(exp=None),
 }
-
-
-def metric(url: str, name: str) -> float:
-    text = urllib.request.urlopen(url + "/metrics").read().decode()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name) and not line.startswith("#")
-    )
 
 
 def test_bad_tokens_and_foreign_origin_are_refused_before_accept(
