@@ -60,9 +60,9 @@ def worker_tls(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 
 @pytest.fixture(scope="module")
 def roomy(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Broker]:
-    """production.conf with ``max_packet_size`` raised to 128 KiB, so that one PUBLISH can
-    span several TLS records (with the default 16 KiB a packet fits in one record)."""
-    with start_production(tmp_path_factory.mktemp("roomy"), pki, max_packet_size=131072) as b:
+    """production.conf with ``max_packet_size`` raised to 128 KiB (``max_payload`` 127 KiB),
+    so that one PUBLISH spans many 16 KiB TLS records."""
+    with start_production(tmp_path_factory.mktemp("roomy"), pki, max_payload=130048) as b:
         yield b
 
 
@@ -81,7 +81,7 @@ def watch_reads(client: WorkerClient) -> Reads:
     recv = client._sock_recv
 
     def recording(bufsize: int) -> bytes:
-        pending = bool(client._rest)
+        pending = client.pending_bytes > 0
         chunk = recv(bufsize)
         reads.count += 1
         reads.resumed += pending
