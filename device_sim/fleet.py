@@ -29,6 +29,7 @@ from iot_contract import (
     STATUS_OFFLINE,
     STATUS_ONLINE,
     encode_reading_fields,
+    new_boot_id,
     status_topic,
     telemetry_topic,
 )
@@ -67,6 +68,9 @@ class _Device:
     seq: int = 0
     sent: int = 0
     topic: str = ""
+    boot: int | None = field(default_factory=new_boot_id)
+    """Drawn afresh for every run of the simulator, like a device's boot: ``seq`` starts
+    again at 0 and the pipeline tells the runs apart by this id."""
 
     def __post_init__(self) -> None:
         self.topic = telemetry_topic(self.device_id)
@@ -249,6 +253,7 @@ class Fleet:
             device.seq,
             time.time(),
             features.tolist(),
+            boot=device.boot if self.settings.boot_ids else None,
             model=self.settings.model,
             label=label,
             content_type=self._content_type,

@@ -55,6 +55,10 @@ class SimSettings(BaseSettings):
     """Client certificate for brokers that require one."""
     key_file: Path | None = None
     """Private key of ``cert_file``."""
+    boot_ids: bool = True
+    """Send a boot id (a new random number every run, per device) with each reading, so
+    a restarted simulator's readings are not taken for repeats of the last run's.
+    ``False`` plays firmware that sends none (workers count and log such readings)."""
     seed: int = 7
     """Seed of the sensor model: same seed, same readings."""
     mean_time_between_faults: float = Field(default=120.0, gt=0)

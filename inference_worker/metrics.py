@@ -19,6 +19,11 @@ class WorkerMetrics:
         self.duplicates = Counter(
             "worker_duplicates", "Redelivered readings already stored", registry=r
         )
+        self.without_boot = Counter(
+            "worker_readings_without_boot",
+            "Readings that carry no boot id (deduplicated on device, seq and ts instead)",
+            registry=r,
+        )
         self.rejected = Counter("worker_rejected", "Readings dead-lettered", ["reason"], registry=r)
         self.batches = Counter("worker_batches", "Micro-batches processed", registry=r)
         self.batch_size = Histogram(

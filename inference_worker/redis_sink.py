@@ -1,7 +1,7 @@
 """Redis out: one round trip per batch, deduplicated on ``(device_id, boot, seq)``.
 
 A Lua script stores a batch atomically: for each prediction it marks the reading in its
-``seen`` slot (:meth:`iot_contract.RedisKeys.seen`: a bit of the device's bitmap for this
+``seen`` slot (:meth:`iot_contract.RedisKeys.seen_slot`: a bit of the device's bitmap for this
 boot, or for a boot-less reading a 32-bit fingerprint of its ``ts``); only if the slot did
 not hold that mark yet does it ``XADD`` the prediction (``MAXLEN ~``) and update the
 device's latest value. A redelivered reading, or a retried write whose first attempt did

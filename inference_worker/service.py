@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from inference_worker.batcher import Batcher
+from inference_worker.bootless import BootlessReadings
 from inference_worker.buffer import BoundedBuffer
 from inference_worker.bus import Incoming, PredictionSink, ReadingSource, SinkError
 from inference_worker.metrics import WorkerMetrics
@@ -71,6 +72,7 @@ class Worker:
         self._clock = clock
         self._batcher = Batcher[Incoming](settings.max_batch, settings.max_wait_ms / 1000)
         self._rejects = RateLimitedLog(log)
+        self._bootless = BootlessReadings(self.metrics.without_boot)
         self.last_tick = time.monotonic()
         """When the run loop last turned (liveness)."""
         self.redis_ok = True
@@ -188,6 +190,7 @@ class Worker:
             except ContractError as exc:
                 deadletters.append(self._deadletter(item, exc))
                 continue
+            self._bootless.note(reading)
             readings.append(reading)
             origin.append(item)
         result = self.core.infer(readings, [item.received_ts for item in origin])

@@ -69,14 +69,11 @@ class RedisKeys:
         """String that changes whenever the predictions stream is reset (offsets become void)."""
         return f"{self.prefix}:epoch"
 
-    def seen(self, device_id: str, seq: int) -> tuple[str, int]:
-        """``(key, offset)`` of :meth:`seen_slot` for a boot-less reading.
-
-        Superseded by :meth:`seen_slot` / :meth:`seen_slot_of`, which also take the boot id
-        and the ``ts`` fingerprint; kept until the in-memory sink moves to them.
-        """
-        slot = self.seen_slot(device_id, seq)
-        return slot.key, slot.offset
+    @property
+    def ingest(self) -> str:
+        """Staging stream of received readings (``iotstream ingest`` appends, workers read
+        it through a consumer group); entry layout in :mod:`iot_contract.staging`."""
+        return f"{self.prefix}:ingest"
 
     def seen_slot_of(self, record: Mapping[str, Any]) -> SeenSlot:
         """:meth:`seen_slot` of a prediction record (:func:`iot_contract.prediction_record`)."""
@@ -107,7 +104,7 @@ class RedisKeys:
 
 
 class SeenSlot(NamedTuple):
-    """One reading's place in the deduplication keys (see :meth:`RedisKeys.seen`).
+    """One reading's place in the deduplication keys (see :meth:`RedisKeys.seen_slot`).
 
     Attributes:
         key: the bitmap (or fingerprint array) key.

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,104 @@ def test_demo_serves_predictions_and_stops_cleanly(tmp_path: Path, stop_signal: 
     assert "stopped cleanly" in text
     busy = [name for name, port in ports.items() if not _free(port)]
     assert busy == []
+
+
+async def _collect(http_port: int, token: str, done: Any) -> list[dict[str, Any]]:
+    """Live predictions (``since: $``) until ``done(items so far)`` says enough."""
+    items: list[dict[str, Any]] = []
+    url = f"ws://127.0.0.1:{http_port}/ws"
+    async with connect(url, subprotocols=["bearer", token]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "subscribe", "since": "$"}))
+        while not done(items):
+            frame = json.loads(await ws.recv())
+            if frame["type"] == "predictions":
+                items.extend(frame["items"])
+    return items
+
+
+def _wait_free(ports: dict[str, int], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(_free(port) for port in ports.values()):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"ports still busy {timeout}s after the demo stopped")
+
+
+@contextlib.contextmanager
+def _running_demo(env: dict[str, str], cwd: Path, log: Path) -> Iterator[str]:
+    """``scripts/demo`` running until the block ends (then Ctrl-C); yields the token."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(ROOT / "scripts" / "demo")],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    recorded: dict[int, tuple[str, str]] = {}
+    try:
+        token = _wait_for_token(proc, log, timeout=60)
+        recorded = _descendants(proc.pid)
+        yield token
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for pid in _still_running(recorded):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _restarted(first: list[dict[str, Any]]) -> Callable[[list[dict[str, Any]]], bool]:
+    """Whether predictions show a seq the first run already used, under a new boot id (the
+    old dedup on (device_id, seq) dropped these until seq passed the first run's)."""
+    last_seq = {p["device_id"]: p["seq"] for p in first}
+    old_boot = {p["device_id"]: p.get("boot") for p in first}
+
+    def seen(got: list[dict[str, Any]]) -> bool:
+        return any(
+            p["device_id"] in last_seq
+            and p["seq"] <= last_seq[p["device_id"]]
+            and p.get("boot") not in (None, old_boot[p["device_id"]])
+            for p in got
+        )
+
+    return seen
+
+
+def test_demo_restarted_on_the_same_directory_stores_readings_again_at_once(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C, then the demo again on the same directory (Redis keeps its AOF, so every dedup
+    record of the first run is still there): the simulator's devices start their ``seq``
+    at 0 again, and their readings must be stored within seconds, not taken for repeats."""
+    ports = _demo_ports()
+    env = {
+        **os.environ,
+        **{k: str(v) for k, v in ports.items()},
+        "DEMO_DIR": str(tmp_path / "demo"),
+        "SIM_DEVICES": "10",
+        "SIM_RATE": "5",
+    }
+    http = ports["DEMO_HTTP_PORT"]
+    with _running_demo(env, tmp_path, tmp_path / "demo1.log") as token:
+        first = asyncio.run(asyncio.wait_for(_collect(http, token, lambda g: len(g) >= 30), 30))
+    assert all(p.get("boot") is not None for p in first)
+    _wait_free(ports)
+    log = tmp_path / "demo2.log"
+    with _running_demo(env, tmp_path, log) as token:
+        try:
+            second = asyncio.run(asyncio.wait_for(_collect(http, token, _restarted(first)), 20))
+        except TimeoutError:
+            tail = log.read_text(errors="replace")[-3000:]
+            raise AssertionError(f"restarted devices not stored within 20 s:\n{tail}") from None
+    ids = [(p["device_id"], p.get("boot"), p["seq"]) for p in second]
+    assert len(set(ids)) == len(ids)
+    _wait_free(ports)
 
 
 def _child_of(pid: int, timeout: float = 10) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from pydantic import TypeAdapter
+
 from iot_contract import Reading, RejectReason
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
@@ -25,3 +27,8 @@ def test_every_reading_field_is_documented() -> None:
     section = _contract_section()
     reading = section[section.index("- **Reading**") : section.index("- **Prediction**")]
     assert [f for f in Reading.model_fields if f"`{f}`" not in reading] == []
+
+
+def test_the_reading_schema_documents_the_boot_id() -> None:
+    boot = TypeAdapter(Reading).json_schema()["properties"]["boot"]
+    assert "every time the device starts" in boot["description"]

@@ -129,7 +129,6 @@ def test_boot_less_slots_hold_a_fingerprint_of_ts() -> None:
     assert (slot.key, slot.offset) == ("p:seen:d1:ts:1", 3)
     assert slot.fingerprint == ts_fingerprint(1764129600.25)
     assert keys.seen_slot("d1", 3, None, 1764129600.5).fingerprint != slot.fingerprint
-    assert keys.seen("d1", SEEN_BLOCK_BITS + 3) == ("p:seen:d1:ts:1", 3)
 
 
 @given(st.floats(min_value=0, allow_nan=False, allow_infinity=False))
