@@ -65,6 +65,8 @@ class Incoming:
     received_ts: float
     generation: int
     """Connection it arrived on: a packet id is only meaningful on its own connection."""
+    entry_id: bytes | None = None
+    """Staging-stream entry id (``stream`` source only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +159,12 @@ def _scheme(url: str) -> str:
 
 
 def open_source(settings: WorkerSettings) -> ReadingSource:
-    """The source ``settings.mqtt_url`` names (not started: enter it as a context manager)."""
+    """The source ``settings.source`` and ``settings.mqtt_url`` name (not started: enter it as
+    a context manager)."""
+    if settings.source == "stream":
+        from inference_worker.stream_source import StreamSource
+
+        return StreamSource(settings)
     if _scheme(settings.mqtt_url) == MEMORY_SCHEME:
         from inference_worker.memory_source import MemorySource
 

@@ -23,7 +23,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from inference_worker.buffer import BoundedBuffer
 from inference_worker.bus import Incoming, SourceError
 from inference_worker.settings import WorkerSettings
-from iot_contract import shared_subscription
+from iot_contract import shared_subscription, telemetry_filter
 from iot_mqtt.connection import MqttEndpoint, make_client
 from iot_mqtt.paho_client import WorkerClient
 from iot_mqtt.wire import Publish
@@ -38,15 +38,19 @@ class MqttSourceError(SourceError):
 
 
 class MqttSource:
-    """Receives telemetry through ``$share/<group>/devices/+/telemetry``.
+    """Receives telemetry through ``$share/<group>/devices/+/telemetry`` (``shared=False``:
+    through ``devices/+/telemetry``, every reading, as the staged intake does).
 
     Use as a context manager: entering connects (persistent session, manual acks) and
     subscribes; exiting unsubscribes and disconnects. paho reconnects by itself and the
     subscription is renewed on every connect.
     """
 
-    def __init__(self, settings: WorkerSettings) -> None:
+    def __init__(self, settings: WorkerSettings, *, shared: bool = True) -> None:
         self.settings = settings
+        self._topic_filter = (
+            shared_subscription(settings.share_group) if shared else telemetry_filter()
+        )
         self.buffer: BoundedBuffer[Incoming] = BoundedBuffer(settings.queue_size)
         self.connected = threading.Event()
         self.generation = 0
@@ -175,7 +179,7 @@ class MqttSource:
 
     @property
     def _filter(self) -> str:
-        return shared_subscription(self.settings.share_group)
+        return self._topic_filter
 
     # --- paho callbacks (network thread) ---------------------------------------------------
     def _on_connect(

@@ -50,6 +50,20 @@ class WorkerSettings(BaseSettings):
     keepalive: int = Field(default=30, ge=5)
     """MQTT keepalive in seconds."""
 
+    source: Literal["mqtt", "stream"] = "mqtt"
+    """Where readings come from. ``mqtt``: straight from the broker through the shared
+    subscription (one hop less; a broker restart loses the readings published before the
+    workers resubscribe, and a frozen worker holds its share). ``stream``: from the Redis
+    staging stream that ``iotstream ingest`` fills, through the consumer group
+    ``share_group``; a broker restart loses nothing and a stuck or dead worker's readings
+    are claimed by the others after ``claim_idle_s`` (docs/streaming.md, "Staged intake")."""
+    claim_idle_s: float = Field(default=5.0, ge=0.1)
+    """``stream`` source: readings another worker took and left unacknowledged this long
+    are claimed (``XAUTOCLAIM``) and scored here. A healthy worker acknowledges within
+    milliseconds; keep this well above the longest Redis outage you want to ride out."""
+    claim_every_s: float = Field(default=1.0, gt=0)
+    """``stream`` source: seconds between claim passes (and trims of acknowledged entries)."""
+
     redis_url: str = "redis://127.0.0.1:6379/0"
     """Redis URL (``redis://`` or ``rediss://``)."""
     redis_prefix: str = "iotstream"
@@ -88,7 +102,11 @@ class WorkerSettings(BaseSettings):
     in many messages at once (fewer thread wake-ups, less CPU per reading) for at most this
     much added latency. 0: read as soon as data arrives."""
     max_payload: int = Field(default=65536, ge=64)
-    """Payloads larger than this are dead-lettered unread."""
+    """Payloads larger than this are dead-lettered unread (reason ``oversize``). One limit with
+    the broker's: render its config with the same value (``iotstream broker config --set
+    max_payload=N``, same default), which sets ``max_packet_size`` to N + 1 KiB, so such
+    payloads reach the worker; bigger packets the broker refuses (DISCONNECT 0x95). A unit
+    test checks the defaults agree."""
     publish_inference: bool = False
     """Also publish each prediction to ``devices/{id}/inference`` (QoS 0)."""
     metrics_port: int | None = Field(default=None, ge=0, le=65535)

@@ -1,4 +1,5 @@
-"""``iotstream worker``: run an inference worker."""
+"""``iotstream worker`` and ``iotstream ingest``: an inference worker, and the staged intake
+that feeds workers running with ``WORKER_SOURCE=stream``."""
 
 from __future__ import annotations
 
@@ -16,8 +17,15 @@ examples:
 """
 
 
+INGEST_EPILOG = """\
+examples:
+  iotstream ingest --worker-id ingest-0                     then: iotstream worker --source stream
+  iotstream ingest --mqtt-url mqtts://broker:8883 --mqtt-username ingest-0 --metrics-port 9101
+"""
+
+
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add ``worker``."""
+    """Add ``worker`` and ``ingest``."""
     from inference_worker.settings import WorkerSettings
     from iotstream.settings_cli import add_settings_arguments
 
@@ -34,11 +42,29 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_settings_arguments(parser, WorkerSettings)
-    parser.set_defaults(handler=_run)
+    parser.set_defaults(handler=_run, command_name="worker")
+
+    ingest = subparsers.add_parser(
+        "ingest",
+        help="stage readings from the broker in Redis for workers with --source stream",
+        description=(
+            "Subscribe to devices/+/telemetry (no shared subscription; persistent session, "
+            "QoS 1), append every reading to the Redis staging stream <prefix>:ingest and "
+            "acknowledge it to the broker only once stored. Workers started with "
+            "--source stream share that stream through a consumer group: a broker restart "
+            "loses nothing and a stuck or dead worker's readings are claimed by the others. "
+            "Run one per broker. Takes the worker's settings (MQTT, Redis, queue, metrics)."
+        ),
+        epilog=INGEST_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_settings_arguments(ingest, WorkerSettings)
+    ingest.set_defaults(handler=_run, command_name="ingest")
 
 
 def _run(args: argparse.Namespace) -> int:
     from inference_worker.app import run
+    from inference_worker.ingest import run_ingest
     from inference_worker.settings import WorkerSettings
     from iotstream.logs import configure_logging
     from iotstream.settings_cli import SettingsError, settings_from_args
@@ -46,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(WorkerSettings, args)
     except SettingsError as exc:
-        print(f"iotstream worker: invalid settings: {exc}", file=sys.stderr)
+        print(f"iotstream {args.command_name}: invalid settings: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.worker_id, settings.log_format)
     import redis
@@ -55,7 +81,7 @@ def _run(args: argparse.Namespace) -> int:
     from iot_models.manifest import ModelError
 
     try:
-        return run(settings)
+        return run_ingest(settings) if args.command_name == "ingest" else run(settings)
     except (MqttSourceError, ModelError, redis.RedisError) as exc:
-        print(f"iotstream worker: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"iotstream {args.command_name}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
