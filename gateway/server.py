@@ -1,5 +1,6 @@
 """The gateway's HTTP server: uvicorn with the gateway's own WebSocket protocol
-(:class:`~gateway.connection.AbortableWebSocketProtocol`)."""
+(:class:`~gateway.connection.AbortableWebSocketProtocol`), and query strings redacted from
+every log line (:mod:`gateway.redact`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.connection import AbortableWebSocketProtocol
+from gateway.redact import install_redaction
 from gateway.settings import GatewaySettings
 from iot_contract.frames import MAX_CONTROL_MESSAGE
 
@@ -15,6 +17,7 @@ __all__ = ["serve"]
 
 def serve(settings: GatewaySettings) -> None:
     """Run the gateway with uvicorn until it is stopped (logging already configured)."""
+    install_redaction()
     uvicorn.run(
         create_app(settings),
         host=settings.host,
