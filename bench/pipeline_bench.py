@@ -9,6 +9,11 @@ Scenarios, each a fresh broker + Redis:
   baseline   max_batch=1: one inference and one Redis write per message, offered a bit
              more than it sustains (its backlog must drain before loss is counted).
 
+Each of saturate and latency also runs with the staged intake (``--sources mqtt,stream``):
+``iotstream ingest`` puts every reading in the Redis staging stream, the worker reads it
+through a consumer group (WORKER_SOURCE=stream). The ingest's CPU and Redis's CPU per
+reading are reported for both sources, so the cost of the extra hop is visible.
+
 Worker CPU per reading is read from /proc/<pid>/stat (user + system) of the worker process.
 
     iotstream bench pipeline                      # full run (~2 min)
@@ -111,12 +116,14 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
         )
 
 
-def _wait_ready(log: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+def _wait_ready(
+    log: Path, proc: subprocess.Popen[bytes], timeout: float = 60, marker: str = "ready: "
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"worker exited:\n{log.read_text()[-3000:]}")
-        if "ready: consuming" in log.read_text():
+        if marker in log.read_text():
             return
         time.sleep(0.1)
     raise RuntimeError(f"worker not ready in {timeout}s:\n{log.read_text()[-3000:]}")
@@ -133,6 +140,7 @@ def run_scenario(
     inflight: int,
     load_client: str = "raw",
     sim_processes: int = 2,
+    source: str = "mqtt",
 ) -> Result:
     """Run one scenario on a fresh broker and Redis."""
     work.mkdir(parents=True, exist_ok=True)
@@ -151,12 +159,25 @@ def run_scenario(
             "WORKER_DEFAULT_MODEL": "fault-clf",
             "WORKER_LOG_LEVEL": "INFO",
             "WORKER_METRICS_PORT": str(metrics_port := free_port()),
+            "WORKER_SOURCE": source,
         }
+        ingest = None
+        if source == "stream":
+            ingest_env = worker_env | {
+                "WORKER_WORKER_ID": "bench-ingest",
+                "WORKER_METRICS_PORT": str(free_port()),
+            }
+            ingest = _spawn(["ingest"], ingest_env, work / "ingest.log")
         wlog = work / "worker.log"
         worker = _spawn(["worker"], worker_env, wlog)
         try:
             _wait_ready(wlog, worker)
+            if ingest is not None:
+                _wait_ready(work / "ingest.log", ingest)
             cpu0 = _cpu_seconds(worker.pid)
+            ingest_cpu0 = _cpu_seconds(ingest.pid) if ingest else 0.0
+            redis_pid = rd.pid or 0
+            redis_cpu0 = _cpu_seconds(redis_pid)
             rss0 = _rss_mb(worker.pid)
             per_sim = rate / sim_processes
             devices = 1000
@@ -197,7 +218,12 @@ def run_scenario(
             stored = _wait_settled(client, keys.predictions, published)
             elapsed = time.monotonic() - t0
             cpu = _cpu_seconds(worker.pid) - cpu0
+            ingest_cpu = _cpu_seconds(ingest.pid) - ingest_cpu0 if ingest else 0.0
+            redis_cpu = _cpu_seconds(redis_pid) - redis_cpu0
             memory = {
+                "source": source,
+                "ingest_cpu_us_per_reading": round(ingest_cpu / max(published, 1) * 1e6, 1),
+                "redis_cpu_us_per_reading": round(redis_cpu / max(published, 1) * 1e6, 1),
                 "rss_ready_mb": rss0,
                 "rss_end_mb": _rss_mb(worker.pid),
                 "rss_peak_mb": _rss_mb(worker.pid, "VmHWM"),
@@ -208,8 +234,10 @@ def run_scenario(
             first_last = _stored_span(client, keys)
             client.close()
         finally:
-            worker.terminate()
-            worker.wait(30)
+            for proc in (worker, ingest):
+                if proc is not None:
+                    proc.terminate()
+                    proc.wait(30)
     active = first_last or elapsed
     pct = _percentiles(lat)
     return Result(
@@ -323,6 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-batch", type=int, default=64, help="worker max_batch")
     parser.add_argument(
+        "--sources",
+        default="mqtt,stream",
+        help="worker sources: mqtt (direct shared subscription), stream (staged intake)",
+    )
+    parser.add_argument(
         "--load-client",
         choices=["raw", "paho"],
         default="raw",
@@ -339,15 +372,18 @@ def main(argv: list[str] | None = None) -> int:
     seconds = 4.0 if args.quick else args.seconds
     results: list[Result] = []
     protocols = args.protocols.split(",")
-    # (scenario, offered rate, worker protocol, max_batch)
+    sources = args.sources.split(",")
+    # (scenario, offered rate, worker protocol, max_batch, source); the staged intake runs
+    # on the first protocol only (the ingest's protocol; the worker speaks no MQTT there)
     plan = [
-        (name, rate, protocol, args.max_batch)
-        for protocol in protocols
+        (name, rate, protocol, args.max_batch, source)
+        for source in sources
+        for protocol in (protocols if source == "mqtt" else protocols[:1])
         for name, rate in (("saturate", args.saturate_rate), ("latency", args.latency_rate))
     ]
-    plan.append(("baseline", args.baseline_rate, protocols[0], 1))
+    plan.append(("baseline", args.baseline_rate, protocols[0], 1, sources[0]))
     with tempfile.TemporaryDirectory(prefix="iotstream-bench-") as tmp:
-        for name, rate, protocol, max_batch in plan:
+        for name, rate, protocol, max_batch, source in plan:
             results.append(
                 run_scenario(
                     name,
@@ -355,9 +391,10 @@ def main(argv: list[str] | None = None) -> int:
                     seconds=seconds,
                     protocol=protocol,
                     max_batch=max_batch,
-                    work=Path(tmp) / f"{name}-{protocol}",
+                    work=Path(tmp) / f"{name}-{protocol}-{source}",
                     inflight=args.inflight,
                     load_client=args.load_client,
+                    source=source,
                 )
             )
     _print(results)
@@ -379,24 +416,27 @@ def main(argv: list[str] | None = None) -> int:
 
 def _print(results: list[Result]) -> None:
     head = (
-        f"{'scenario':<9} {'mqtt':<5} {'batch':>5} {'offered/s':>9} {'stored':>8} "
-        f"{'loss':>5} {'stored/s':>9} {'cpu us/r':>8} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'rss MB':>9} {'sim us/r':>8} {'batch~':>6}"
+        f"{'scenario':<9} {'source':<6} {'mqtt':<5} {'batch':>5} {'offered/s':>9} {'stored':>8} "
+        f"{'loss':>5} {'stored/s':>9} {'cpu us/r':>8} {'ing us/r':>8} {'rds us/r':>8} "
+        f"{'p50 ms':>7} {'p99 ms':>7} {'rss MB':>9} {'sim us/r':>8} {'batch~':>6}"
     )
     print(head)
     print("-" * len(head))
     for r in results:
         x = r.extra
         print(
-            f"{r.scenario:<9} {r.protocol:<5} {r.max_batch:>5} {r.offered_per_s:>9.0f} "
-            f"{r.stored:>8} {r.duplicates_or_loss:>5} {r.stored_per_s:>9.0f} "
-            f"{r.worker_cpu_us_per_reading:>8.1f} {r.p50_ms:>7.1f} {r.p99_ms:>7.1f} "
+            f"{r.scenario:<9} {x['source']:<6} {r.protocol:<5} {r.max_batch:>5} "
+            f"{r.offered_per_s:>9.0f} {r.stored:>8} {r.duplicates_or_loss:>5} "
+            f"{r.stored_per_s:>9.0f} {r.worker_cpu_us_per_reading:>8.1f} "
+            f"{x['ingest_cpu_us_per_reading']:>8.1f} {x['redis_cpu_us_per_reading']:>8.1f} "
+            f"{r.p50_ms:>7.1f} {r.p99_ms:>7.1f} "
             f"{x['rss_ready_mb']:>4.0f}>{x['rss_peak_mb']:<4.0f} "
             f"{x['simulators_cpu_us_per_reading']:>8.1f} {x['mean_batch']:>6.1f}"
         )
     print(
-        "cpu us/r: worker CPU per stored reading; sim us/r: both simulators' CPU per reading; "
-        "batch~: mean micro-batch"
+        "cpu us/r: worker CPU per stored reading; ing us/r: the ingest's (staged intake); "
+        "rds us/r: Redis's;\nsim us/r: both simulators' CPU per reading; batch~: mean "
+        "micro-batch"
     )
     if (speedup := _speedup(results)) is not None:
         print(f"\nmicro-batched / per-message (same worker protocol): {speedup:.1f}x")
@@ -406,7 +446,14 @@ def _speedup(results: list[Result]) -> float | None:
     """Saturated rate over the max_batch=1 baseline's, on the baseline's protocol."""
     base = next((r for r in results if r.scenario == "baseline"), None)
     sat = next(
-        (r for r in results if base and r.scenario == "saturate" and r.protocol == base.protocol),
+        (
+            r
+            for r in results
+            if base
+            and r.scenario == "saturate"
+            and r.protocol == base.protocol
+            and r.extra["source"] == base.extra["source"]
+        ),
         None,
     )
     if base is None or sat is None:

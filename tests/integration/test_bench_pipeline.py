@@ -29,8 +29,14 @@ def test_a_tiny_pipeline_bench_writes_a_complete_report(
     )  # fmt: skip
     assert code == 0
     report = json.loads(out.read_text())
-    results = {r["scenario"]: r for r in report["results"]}
-    assert set(results) == {"saturate", "latency", "baseline"}
+    results = {(r["scenario"], r["extra"]["source"]): r for r in report["results"]}
+    assert set(results) == {
+        ("saturate", "mqtt"),
+        ("latency", "mqtt"),
+        ("saturate", "stream"),
+        ("latency", "stream"),
+        ("baseline", "mqtt"),
+    }
     for r in results.values():
         assert r["published"] > 0
         assert r["stored"] == r["published"], f"{r['scenario']}: loss or duplicates"
@@ -38,7 +44,12 @@ def test_a_tiny_pipeline_bench_writes_a_complete_report(
         assert r["worker_cpu_us_per_reading"] > 0
         assert r["p50_ms"] <= r["p99_ms"] <= r["max_ms"]
         assert r["extra"]["mean_batch"] >= 1
-    assert results["baseline"]["extra"]["mean_batch"] == 1.0, "max_batch=1 means batches of 1"
+        assert r["extra"]["redis_cpu_us_per_reading"] > 0
+    assert results["saturate", "stream"]["extra"]["ingest_cpu_us_per_reading"] > 0
+    assert results["saturate", "mqtt"]["extra"]["ingest_cpu_us_per_reading"] == 0
+    assert results["baseline", "mqtt"]["extra"]["mean_batch"] == 1.0, (
+        "max_batch=1 means batches of 1"
+    )
     assert report["batched_vs_per_message"] > 0
     printed = capsys.readouterr().out
     assert "micro-batched / per-message" in printed
