@@ -6,6 +6,8 @@
   const HISTORY = 300;        // points per device kept for the chart
   const LATENCY_WINDOW = 1000;
   const FEED_MAX = 50;
+  const PING_EVERY = 5;       // s without any frame before the page asks for a heartbeat
+                              // (at most a third of staleAfter)
   const HOPS = [
     ["device → worker", (p) => p.hops.received_ts - p.hops.device_ts],
     ["inference", (p) => p.hops.inferred_ts - p.hops.received_ts],
@@ -19,6 +21,9 @@
   const state = {
     lastId: null, epoch: null, connected: false, reconnects: 0, frames: 0, items: 0,
     subscribedAt: Infinity,
+    // Open but silent (no predictions, no heartbeat, no answer to our pings) for this long:
+    // the badge says "stale" instead of "live" (a hung gateway or a dead network path).
+    staleAfter: 12, lastFrameAt: null, stale: false, staleSpells: 0,
     subscribed: [], closes: [], snapshots: 0, anomaliesSeen: 0,
     seqs: {},            // device -> seq numbers received from the stream, in order
     devices: new Map(),  // device -> latest prediction
@@ -44,7 +49,7 @@
   window.__iotstream = state;
 
   const $ = (id) => document.getElementById(id);
-  let token = null, socket = null, backoff = 500, dirty = true, chart = null;
+  let token = null, socket = null, backoff = 500, dirty = true, chart = null, lastPing = 0;
 
   async function getToken(fresh) {
     const m = location.hash.match(/token=([^&]+)/);
@@ -77,7 +82,8 @@
     socket.onopen = () => {
       opened = true; backoff = 500; state.connected = true;
       setStatus("open", "live");
-      state.subscribedAt = Date.now() / 1000;
+      state.subscribedAt = state.lastFrameAt = Date.now() / 1000;
+      state.stale = false;
       const sub = { type: "subscribe", since: state.lastId || "-500" };
       if (state.epoch) sub.epoch = state.epoch;
       socket.send(JSON.stringify(sub));
@@ -100,6 +106,7 @@
 
   function handle(frame, now) {
     state.frames++;
+    state.lastFrameAt = now;
     switch (frame.type) {
       case "subscribed":
         state.subscribed.push(frame.recovered);
@@ -244,8 +251,26 @@
     }));
   }
 
+  // Heartbeats come only after the gateway's GATEWAY_HEARTBEAT_S of silence, which the page
+  // does not know: it pings when quiet, so any healthy gateway answers within PING_EVERY.
+  function checkLiveness(now) {
+    if (!state.connected || state.lastFrameAt === null) return;
+    const quiet = now - state.lastFrameAt;
+    const every = Math.min(PING_EVERY, state.staleAfter / 3);
+    if (quiet >= every && now - lastPing >= every && socket.readyState === 1) {
+      socket.send(JSON.stringify({ type: "ping" }));
+      lastPing = now;
+    }
+    const stale = quiet >= state.staleAfter;
+    if (stale && !state.stale) state.staleSpells++;
+    if (stale) setStatus("stale", `stale: nothing for ${Math.floor(quiet)} s`);
+    else if (state.stale) setStatus("open", "live");
+    state.stale = stale;
+  }
+
   function render() {
     const now = Date.now() / 1000;
+    checkLiveness(now);
     while (state.arrivals.length && state.arrivals[0] < now - 5) state.arrivals.shift();
     $("stat-rate").textContent = (state.arrivals.length / 5).toFixed(0);
     $("stat-last-id").textContent = state.lastId || "–";

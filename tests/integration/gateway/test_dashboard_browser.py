@@ -6,7 +6,9 @@ without missing or duplicate sequence numbers."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -127,4 +129,42 @@ def test_dashboard_live_anomalies_and_resume_after_gateway_restart(
     assert seen["duplicates"] == 0
     assert seen["subscribed"][-1] is True, seen  # the resume recovered the gap exactly
     assert seen["closes"] and "end to end" in seen["latency"]
+    assert errors == []
+
+
+def test_badge_says_stale_while_nothing_arrives_and_live_again(start_gateway: Any) -> None:
+    """An open connection over which nothing arrives (here: the gateway process is stopped
+    with SIGSTOP, so the TCP connection stays up) turns the badge from "live" to "stale: nothing
+    for N s"; a quiet but healthy gateway does not (the page pings, the gateway answers)."""
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium", pytrace=False)
+    gw = start_gateway(dev_mode=True, jwt_secret=SECRET, heartbeat_s=60)
+    badge = "document.getElementById('status')"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(gw.url + "/")
+            wait(page, f"window.__iotstream.connected && {badge}.textContent === 'live'")
+            frames = page.evaluate("window.__iotstream.staleAfter = 1.5; window.__iotstream.frames")
+            # No predictions: only the answers to the page's pings keep it live.
+            wait(page, f"window.__iotstream.frames >= {frames} + 4", 20)
+            assert page.evaluate("window.__iotstream.staleSpells") == 0
+            assert page.evaluate(f"{badge}.textContent") == "live"
+
+            pid = gw.pid
+            assert pid is not None
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                wait(page, f"{badge}.className.includes('stale')", 20)
+                text = page.evaluate(f"{badge}.textContent")
+                assert page.evaluate("window.__iotstream.connected") is True
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            assert re.fullmatch(r"stale: nothing for \d+ s", text), text
+            wait(page, f"{badge}.textContent === 'live'", 20)
+        finally:
+            browser.close()
     assert errors == []
