@@ -79,25 +79,6 @@ async def _first_message_auth(websocket: WebSocket, res: GatewayResources) -> Pr
 async def live_predictions(websocket: WebSocket, res: Resources) -> None:
     """Stream predictions to one dashboard."""
     machine = SessionMachine()
-    if len(res.connections) >= res.settings.max_clients:
-        machine.fire(Event.REFUSE, time.monotonic())
-        await websocket.close(CloseCode.GOING_AWAY)
-        return
-    res.connections.add(machine)
-    res.metrics.connections.inc()
-    try:
-        await _serve(websocket, res, machine)
-    finally:
-        res.connections.discard(machine)
-        res.metrics.connections.dec()
-
-
-async def _refuse(websocket: WebSocket, machine: SessionMachine) -> None:
-    machine.fire(Event.REFUSE, time.monotonic())
-    await websocket.close(CloseCode.FORBIDDEN)
-
-
-async def _serve(websocket: WebSocket, res: GatewayResources, machine: SessionMachine) -> None:
     settings = res.settings
     headers = websocket.headers
     if not origin_allowed(
@@ -109,6 +90,26 @@ async def _serve(websocket: WebSocket, res: GatewayResources, machine: SessionMa
         res.metrics.origin_refusals.inc()
         await _refuse(websocket, machine)
         return
+    if len(res.connections) >= settings.max_clients:
+        await _refuse(websocket, machine)
+        return
+    res.connections.add(machine)
+    res.metrics.connections.inc()
+    try:
+        await _serve(websocket, res, machine)
+    finally:
+        res.connections.discard(machine)
+        res.metrics.connections.dec()
+
+
+async def _refuse(websocket: WebSocket, machine: SessionMachine) -> None:
+    """Close before accept: the server answers HTTP 403."""
+    machine.fire(Event.REFUSE, time.monotonic())
+    await websocket.close(CloseCode.FORBIDDEN)
+
+
+async def _serve(websocket: WebSocket, res: GatewayResources, machine: SessionMachine) -> None:
+    settings = res.settings
     token = _header_token(websocket)
     if token is not None:
         try:
