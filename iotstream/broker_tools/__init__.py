@@ -1,7 +1,8 @@
-"""Tools for the Mosquitto broker: config templates, password files, a development CA.
+"""Tools for the Mosquitto broker: config templates, password files, rights (the dynamic
+security plugin: :mod:`.dynsec`, live changes: :mod:`.dynsec_control`), a development CA.
 
 The CLI front end is ``iotstream broker`` (:mod:`iotstream.commands.broker`); the config
-templates and the ACL live in ``broker/`` at the top of the source tree.
+templates live in ``broker/`` at the top of the source tree.
 """
 
 from iotstream.broker_tools.passwords import (

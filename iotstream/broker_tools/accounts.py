@@ -1,8 +1,11 @@
-"""Device and service accounts in a Mosquitto password file.
+"""Device and service accounts: a password (the password file) and rights (the plugin).
 
-A device's username is its device id (so the ACL's ``%u`` patterns confine it to its own
-topics). Service accounts have fixed names that the ACL in ``broker/acl`` grants more to;
-no device may take one of those names.
+A device's username is its device id, and its rights are a role of its own that confines it
+to its own topics (:func:`~iotstream.broker_tools.dynsec.device_role`). Service accounts have
+fixed names with the roles in :data:`~iotstream.broker_tools.dynsec.SERVICE_ROLES`; no
+device may take one of those names. Rights go to a :class:`Permissions`: the plugin's file
+(:class:`~iotstream.broker_tools.dynsec.DynsecFile`) or a running broker
+(:class:`~iotstream.broker_tools.dynsec_control.DynsecControl`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from iot_contract import ContractError, validate_device_id
+from iotstream.broker_tools.dynsec import Permissions
 from iotstream.broker_tools.passwords import PasswordFile, PasswordFileError, generate_secret
 
 __all__ = [
@@ -29,7 +33,7 @@ _BRIDGE_RE: Final = re.compile(r"\Abridge-[A-Za-z0-9_.-]{1,57}\Z")
 
 
 def is_service_account(name: str) -> bool:
-    """True for ``worker``, ``admin`` and ``bridge-<site>``: names the ACL treats specially."""
+    """True for ``worker``, ``admin`` and ``bridge-<site>``: names with service roles."""
     return name in SERVICE_ACCOUNTS or bool(_BRIDGE_RE.match(name))
 
 
@@ -40,8 +44,11 @@ def numbered_ids(prefix: str, count: int, start: int = 1) -> list[str]:
     return [f"{prefix}{i:0{width}d}" for i in range(start, start + count)]
 
 
-def add_devices(passwords: PasswordFile, device_ids: Iterable[str]) -> dict[str, str]:
-    """Create a random secret for each new device; returns ``{device_id: secret}``.
+def add_devices(
+    passwords: PasswordFile, device_ids: Iterable[str], permissions: Permissions
+) -> dict[str, str]:
+    """Create each new device with a random secret and its own role; returns
+    ``{device_id: secret}``.
 
     Nothing is changed unless every id is valid, new and not a service account name.
 
@@ -67,17 +74,19 @@ def add_devices(passwords: PasswordFile, device_ids: Iterable[str]) -> dict[str,
     secrets = {device_id: generate_secret() for device_id in ids}
     for device_id, secret in secrets.items():
         passwords.set(device_id, secret)
+        permissions.grant(device_id)
     return secrets
 
 
-def add_service(passwords: PasswordFile, name: str) -> str:
-    """Create (or re-create) service account ``name``; returns its new secret."""
+def add_service(passwords: PasswordFile, name: str, permissions: Permissions) -> str:
+    """Create (or reset) service account ``name`` with its role; returns its new secret."""
     if not is_service_account(name):
         raise PasswordFileError(
             f"{name!r} is not a service account (worker, admin or bridge-<site>)"
         )
     secret = generate_secret()
     passwords.set(name, secret)
+    permissions.grant(name)
     return secret
 
 
@@ -90,6 +99,7 @@ def rotate(passwords: PasswordFile, name: str) -> str:
     return secret
 
 
-def revoke(passwords: PasswordFile, name: str) -> None:
-    """Remove user ``name``; after the broker reloads, it can no longer connect."""
+def revoke(passwords: PasswordFile, name: str, permissions: Permissions) -> None:
+    """Remove user ``name`` and its rights; after the broker reloads, it cannot connect."""
     passwords.remove(name)
+    permissions.withdraw(name)

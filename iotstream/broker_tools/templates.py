@@ -4,6 +4,10 @@ The files in ``broker/`` are ordinary, commented ``mosquitto.conf`` files with `
 placeholders for what differs between machines (ports, bind addresses, file paths, the user
 to run as). :func:`render` fills them in from :data:`VARIABLES`' defaults and the caller's
 values, and refuses unknown names, missing values and values that could inject config lines.
+
+One value is derived, never set: ``max_packet_size`` is ``max_payload`` plus
+:data:`PACKET_OVERHEAD`, so the broker passes every payload the workers accept
+(``WORKER_MAX_PAYLOAD``, same default) and the payload limit is one setting.
 """
 
 from __future__ import annotations
@@ -15,12 +19,17 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
+from iotstream.broker_tools.dynsec import DYNSEC_PLUGIN
+
 __all__ = [
     "BROKER_DIR",
+    "DEFAULT_MAX_PAYLOAD",
+    "PACKET_OVERHEAD",
     "VARIABLES",
     "Profile",
     "TemplateError",
     "TemplateVar",
+    "max_packet_size",
     "placeholders",
     "render",
     "render_file",
@@ -59,6 +68,19 @@ class TemplateVar:
 
 _ETC: Final = "/etc/mosquitto/iotstream"
 
+DEFAULT_MAX_PAYLOAD: Final = 65536
+"""Largest reading payload, bytes: the default of the workers' ``WORKER_MAX_PAYLOAD``."""
+PACKET_OVERHEAD: Final = 1024
+"""Room for the rest of a PUBLISH around the payload: fixed header (<= 5 bytes), topic
+(``devices/<id of <= 64>/telemetry`` with its length: <= 84), packet id (2) and MQTT v5
+properties (content type, expiry, a few user properties)."""
+
+
+def max_packet_size(max_payload: int) -> int:
+    """The broker's ``max_packet_size`` for payloads of up to ``max_payload`` bytes."""
+    return max_payload + PACKET_OVERHEAD
+
+
 VARIABLES: Final[Mapping[str, TemplateVar]] = {
     v.name: v
     for v in (
@@ -66,9 +88,18 @@ VARIABLES: Final[Mapping[str, TemplateVar]] = {
         TemplateVar("data_dir", "/var/lib/mosquitto", "persistence directory (writable)"),
         TemplateVar("autosave_interval", "1", "seconds (or changes) between persistence saves"),
         TemplateVar("autosave_on_changes", "false", "count autosave_interval in changes"),
-        TemplateVar("max_packet_size", "16384", "largest accepted MQTT packet, bytes"),
+        TemplateVar(
+            "max_payload",
+            str(DEFAULT_MAX_PAYLOAD),
+            "largest payload, bytes (= WORKER_MAX_PAYLOAD; sets max_packet_size)",
+        ),
         TemplateVar("password_file", f"{_ETC}/passwd", "password file ($7$ hashes)"),
-        TemplateVar("acl_file", f"{_ETC}/acl", "ACL file (copy of broker/acl)"),
+        TemplateVar("dynsec_plugin", DYNSEC_PLUGIN, "dynamic security plugin (checks SUBSCRIBE)"),
+        TemplateVar(
+            "dynsec_file",
+            f"{_ETC}/dynamic-security.json",
+            "who may do what (plugin file; writable by run_as_user)",
+        ),
         TemplateVar("mqtt_port", "1883", "plain MQTT port"),
         TemplateVar("mqtt_bind", "127.0.0.1", "plain MQTT address: private/site network only"),
         TemplateVar("tls_port", "8883", "MQTT over TLS port (devices)"),
@@ -113,8 +144,13 @@ def render(template: str, values: Mapping[str, str | int] | None = None) -> str:
     unknown = sorted(set(given) - set(VARIABLES))
     if unknown:
         raise TemplateError(f"unknown variable(s): {', '.join(unknown)}")
-    resolved: dict[str, str] = {}
+    payload = given.get("max_payload", str(DEFAULT_MAX_PAYLOAD))
+    if not payload.isdigit() or int(payload) < 64:
+        raise TemplateError(f"max_payload must be a whole number of bytes >= 64, not {payload!r}")
+    resolved: dict[str, str] = {"max_packet_size": str(max_packet_size(int(payload)))}
     for name in placeholders(template):
+        if name in resolved:
+            continue
         value = given.get(name, VARIABLES[name].default if name in VARIABLES else None)
         if value is None:
             raise TemplateError(f"variable {name!r} has no default; give it with --set {name}=…")

@@ -4,25 +4,38 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from iotstream.broker_tools.dynsec import Permissions
 
 __all__ = ["register"]
 
 _RELOAD_HINT = "reload the broker to apply: systemctl reload mosquitto (or kill -HUP <pid>)"
+_RIGHTS_HINT = {
+    "file": "rights written to the plugin file: (re)start the broker to apply them",
+    "broker": "rights applied to the running broker",
+}
+_ADMIN_PASSWORD_ENV = "IOTSTREAM_BROKER_ADMIN_PASSWORD"  # noqa: S105 - a variable name
 
 _EPILOG = """\
 examples:
   iotstream broker config production --set tls_bind=203.0.113.10 > mosquitto.conf
-  iotstream broker add-devices --passwd passwd --count 100 --prefix pump- > secrets.csv
+  iotstream broker add-devices --passwd passwd --dynsec dynamic-security.json \
+      --count 100 --prefix pump- > secrets.csv           # broker not started yet
+  IOTSTREAM_BROKER_ADMIN_PASSWORD=... iotstream broker add-devices --passwd passwd \
+      --broker 10.0.0.5:1883 boiler-7                    # running broker: rights applied live
   iotstream broker rotate pump-0007 --passwd passwd
-  iotstream broker revoke pump-0007 --passwd passwd
+  iotstream broker revoke pump-0007 --passwd passwd --broker 10.0.0.5:1883
   iotstream broker certs ca --dir certs --days 30
   iotstream broker certs server --dir certs --host mqtt.example.com --host 10.0.0.5
   iotstream broker certs client pump-0007 --dir certs
   iotstream broker connect-info pump-0007 --host mqtt.example.com --ca certs/ca.crt
 
-Guide: docs/broker.md. Config templates and the ACL: broker/.
+Guide: docs/broker.md. Config templates: broker/; roles: iotstream/broker_tools/dynsec.py.
 """
 
 
@@ -72,13 +85,26 @@ def _register_accounts(sub: argparse._SubParsersAction[Any]) -> None:
             help="the broker's password file (created if missing, written with mode 0600)",
         )  # fmt: skip
 
+    def rights_args(p: argparse.ArgumentParser) -> None:
+        where = p.add_mutually_exclusive_group(required=True)
+        where.add_argument(
+            "--dynsec", type=Path, metavar="FILE",
+            help="the dynamic security plugin's file, for a broker not running (mode 0600)",
+        )  # fmt: skip
+        where.add_argument(
+            "--broker", metavar="HOST:PORT",
+            help=f"apply rights to this running broker as --admin-user (password in "
+            f"${_ADMIN_PASSWORD_ENV})",
+        )  # fmt: skip
+        p.add_argument("--admin-user", default="admin", help="account used with --broker")
+
     add = sub.add_parser(
         "add-devices",
         help="create device credentials in bulk",
         description=(
             "Add devices to the password file with random secrets and print "
             "'device_id,secret' CSV (the only time the secrets are shown). The username is "
-            "the device id; the ACL confines it to devices/<id>/..."
+            "the device id; its own role confines it to devices/<id>/..."
         ),
     )
     add.add_argument("device_ids", nargs="*", metavar="DEVICE_ID", help="ids to add")
@@ -87,15 +113,17 @@ def _register_accounts(sub: argparse._SubParsersAction[Any]) -> None:
     add.add_argument("--start", type=int, default=1, help="first number")
     add.add_argument("--secrets-out", type=Path, help="write the CSV here (mode 0600)")
     passwd_arg(add)
+    rights_args(add)
     add.set_defaults(handler=_add_devices)
 
     service = sub.add_parser(
         "add-service",
         help="create a service account: worker, admin or bridge-<site>",
-        description="Create or reset a service account the ACL knows; prints its secret.",
+        description="Create or reset a service account with its role; prints its secret.",
     )
     service.add_argument("name", help="worker, admin or bridge-<site>")
     passwd_arg(service)
+    rights_args(service)
     service.set_defaults(handler=_add_service)
 
     for name, helptext, detail in (
@@ -115,6 +143,8 @@ def _register_accounts(sub: argparse._SubParsersAction[Any]) -> None:
         cmd = sub.add_parser(name, help=helptext, description=description)
         cmd.add_argument("username", help="device id or service account")
         passwd_arg(cmd)
+        if name == "revoke":
+            rights_args(cmd)
         cmd.set_defaults(handler=_rotate if name == "rotate" else _revoke)
 
 
@@ -185,6 +215,31 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def _rights(args: argparse.Namespace) -> Iterator[Permissions]:
+    """The plugin file (saved at the end) or a running broker (changes applied at the end)."""
+    import os
+
+    from iotstream.broker_tools.dynsec import DynsecFile
+    from iotstream.broker_tools.dynsec_control import control_session
+
+    if args.dynsec:
+        rights = DynsecFile(args.dynsec)
+        yield rights
+        rights.save()
+        return
+    host, _, port = args.broker.rpartition(":")
+    password = os.environ.get(_ADMIN_PASSWORD_ENV)
+    if not host or not port.isdigit() or password is None:
+        raise _UsageError(f"--broker takes HOST:PORT, with the password in ${_ADMIN_PASSWORD_ENV}")
+    with control_session(host, int(port), args.admin_user, password) as control:
+        yield control
+
+
+class _UsageError(Exception):
+    """Bad arguments found late."""
+
+
 def _add_devices(args: argparse.Namespace) -> int:
     import csv
     import io
@@ -192,6 +247,7 @@ def _add_devices(args: argparse.Namespace) -> int:
 
     from iotstream.broker_tools import PasswordFile, PasswordFileError
     from iotstream.broker_tools.accounts import add_devices, numbered_ids
+    from iotstream.broker_tools.dynsec_control import ControlError
 
     ids = [*args.device_ids, *numbered_ids(args.prefix, args.count, args.start)]
     if not ids:
@@ -199,8 +255,9 @@ def _add_devices(args: argparse.Namespace) -> int:
         return 2
     passwords = PasswordFile(args.passwd)
     try:
-        secrets = add_devices(passwords, ids)
-    except PasswordFileError as exc:
+        with _rights(args) as rights:
+            secrets = add_devices(passwords, ids, rights)
+    except (PasswordFileError, ControlError, _UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     buffer = io.StringIO()
@@ -214,26 +271,34 @@ def _add_devices(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(buffer.getvalue())
     passwords.save()
-    print(f"added {len(secrets)} device(s) to {args.passwd}; {_RELOAD_HINT}", file=sys.stderr)
+    hint = _RIGHTS_HINT["file" if args.dynsec else "broker"]
+    print(
+        f"added {len(secrets)} device(s) to {args.passwd}; {hint}; {_RELOAD_HINT}", file=sys.stderr
+    )
     return 0
 
 
 def _account_op(args: argparse.Namespace, op: str) -> int:
     from iotstream.broker_tools import PasswordFile, PasswordFileError, accounts
+    from iotstream.broker_tools.dynsec_control import ControlError
 
     passwords = PasswordFile(args.passwd)
+    hints = [_RELOAD_HINT]
     try:
-        if op == "revoke":
-            accounts.revoke(passwords, args.username)
+        if op == "rotate":
+            print(accounts.rotate(passwords, args.username))
         else:
-            name = args.name if op == "add-service" else args.username
-            fn = accounts.add_service if op == "add-service" else accounts.rotate
-            print(fn(passwords, name))
-    except PasswordFileError as exc:
+            with _rights(args) as rights:
+                if op == "revoke":
+                    accounts.revoke(passwords, args.username, rights)
+                else:
+                    print(accounts.add_service(passwords, args.name, rights))
+            hints.insert(0, _RIGHTS_HINT["file" if args.dynsec else "broker"])
+    except (PasswordFileError, ControlError, _UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     passwords.save()
-    print(f"{op}: done; {_RELOAD_HINT}", file=sys.stderr)
+    print(f"{op}: done; {'; '.join(hints)}", file=sys.stderr)
     return 0
 
 

@@ -154,9 +154,9 @@ def test_redis_keeps_an_append_only_file(compose: dict[str, Any]) -> None:
     assert cmd[cmd.index("--appendfsync") + 1] == "everysec"
 
 
-def test_broker_gets_the_repository_acl(compose: dict[str, Any]) -> None:
+def test_broker_mounts_exist_and_its_rights_come_from_make_passwd(compose: dict[str, Any]) -> None:
     volumes = compose["services"]["mosquitto"]["volumes"]
-    assert "../broker/acl:/mosquitto/config/acl:ro" in volumes
+    assert "mqtt-auth:/mosquitto/auth:ro" in volumes  # passwd + dynamic-security.json
     for volume in volumes:
         src = volume.split(":")[0]
         if src.startswith("."):

@@ -1,18 +1,22 @@
 """The compose broker for real: compose/mosquitto/make-passwd.sh writes the password file,
 a real Mosquitto runs compose/mosquitto/mosquitto.conf (paths and port moved to a temp dir)
-with broker/acl, and the compose health check, the workers' shared subscription and the
-simulated devices' publishes behave as the compose file assumes."""
+with the rights make-passwd.sh wrote, and the compose health check, the workers' shared
+subscription and the simulated devices' publishes behave as the compose file assumes."""
 
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from iotstream.broker_tools.dynsec import DYNSEC_PLUGIN, DynsecFile, empty_config
+from iotstream.broker_tools.templates import DEFAULT_MAX_PAYLOAD, max_packet_size
 from iotstream.localservices import MosquittoProcess, find_binary, free_port
 from tests.deploy.support import ROOT
 
@@ -29,8 +33,13 @@ def _client(name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoProcess]:
-    work = tmp_path_factory.mktemp("compose-broker")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where make-passwd.sh writes and the broker keeps its files."""
+    return tmp_path_factory.mktemp("compose-broker")
+
+
+@pytest.fixture(scope="module")
+def broker(work: Path) -> Iterator[MosquittoProcess]:
     env = {
         **os.environ,
         **SECRETS,
@@ -46,7 +55,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoProces
     conf = (ROOT / "compose" / "mosquitto" / "mosquitto.conf").read_text()
     conf = (
         conf.replace("/mosquitto/auth/passwd", str(work / "passwd"))
-        .replace("/mosquitto/config/acl", str(ROOT / "broker" / "acl"))
+        .replace("/mosquitto/auth/dynamic-security.json", str(work / "dynamic-security.json"))
+        .replace("/usr/lib/mosquitto_dynamic_security.so", DYNSEC_PLUGIN)
         .replace("/mosquitto/data/", f"{work}/")
         .replace("listener 1883 0.0.0.0", f"listener {port} 127.0.0.1")
     )
@@ -103,3 +113,37 @@ def test_every_simulated_device_has_an_account(broker: MosquittoProcess) -> None
     # DEVICES=12 -> ids sim-00 .. sim-11, as `iotstream sim --devices 12` names them.
     assert _pub(broker, "sim-11", "devices/sim-11/status", "online") == 0
     assert _pub(broker, "sim-12", "devices/sim-12/status", "online") != 0
+
+
+def test_device_cannot_subscribe_to_the_workers_share_or_another_device(
+    broker: MosquittoProcess,
+) -> None:
+    """Subscriptions are checked when made (dynamic security), not only at delivery."""
+    for topic in ("$share/workers/devices/+/telemetry", "$share/x/#", "devices/sim-04/inference"):
+        argv = _sub(broker, "sim-03", DEVICE_PASSWORD, topic, 2)
+        result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=10)
+        assert "All subscription requests were denied" in result.stderr, topic
+    argv = _sub(broker, "sim-03", DEVICE_PASSWORD, "devices/sim-03/inference", 1)
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=10)
+    assert "denied" not in result.stderr and "Timed out" in result.stderr
+
+
+def test_make_passwd_writes_the_same_rights_as_the_tooling(
+    broker: MosquittoProcess, work: Path
+) -> None:
+    written = json.loads((work / "dynamic-security.json").read_text())
+    expected = DynsecFile(work / "from-tooling.json")
+    for user in ["worker", "admin", *(f"sim-{i:02d}" for i in range(12))]:
+        expected.grant(user)
+    assert written["defaultACLAccess"] == empty_config()["defaultACLAccess"]
+    assert written["clients"] == expected.config["clients"]
+    assert written["roles"] == expected.config["roles"]
+
+
+def test_packet_limit_is_the_one_the_tooling_derives() -> None:
+    for conf in (
+        ROOT / "compose" / "mosquitto" / "mosquitto.conf",
+        ROOT / "k8s" / "base" / "mosquitto" / "mosquitto.conf",
+        ROOT / "k8s" / "overlays" / "edge" / "mosquitto-edge.conf.in",
+    ):
+        assert f"\nmax_packet_size {max_packet_size(DEFAULT_MAX_PAYLOAD)}\n" in conf.read_text()

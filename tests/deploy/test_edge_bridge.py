@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from iotstream.broker_tools.dynsec import DYNSEC_PLUGIN
 from iotstream.localservices import MosquittoProcess, find_binary, free_port
 from tests.deploy.support import ROOT
 
@@ -33,7 +34,8 @@ def _passwd(path: Path, **extra: str) -> None:
 def _localise(conf: str, work: Path, port: int) -> str:
     conf = (
         conf.replace("/mosquitto/auth/passwd", str(work / "passwd"))
-        .replace("/mosquitto/config/acl", str(ROOT / "broker" / "acl"))
+        .replace("/mosquitto/auth/dynamic-security.json", str(work / "dynamic-security.json"))
+        .replace("/usr/lib/mosquitto_dynamic_security.so", DYNSEC_PLUGIN)
         .replace("/mosquitto/data/", f"{work}/")
         .replace("listener 1883 0.0.0.0", f"listener {port} 127.0.0.1")
     )

@@ -271,7 +271,6 @@ def test_copies_of_broker_files_are_in_sync() -> None:
     base = ROOT / "k8s" / "base" / "mosquitto"
     edge = ROOT / "k8s" / "overlays" / "edge"
     for folder in (base, edge):
-        assert (folder / "acl").read_text() == (ROOT / "broker" / "acl").read_text()
         assert (folder / "make-passwd.sh").read_text() == (
             ROOT / "compose" / "mosquitto" / "make-passwd.sh"
         ).read_text()

@@ -12,6 +12,7 @@ import pytest
 from iotstream.broker_tools import PasswordFile, PasswordFileError
 from iotstream.broker_tools.accounts import add_devices, is_service_account, numbered_ids
 from iotstream.broker_tools.connection import DeviceConnection
+from iotstream.broker_tools.dynsec import DynsecFile
 from iotstream.cli import main
 
 
@@ -27,9 +28,10 @@ def test_add_devices_refuses_reserved_invalid_or_repeated_ids(
     tmp_path: Path, bad: list[str]
 ) -> None:
     passwords = PasswordFile(tmp_path / "passwd")
+    rights = DynsecFile(tmp_path / "dynsec.json")
     with pytest.raises(PasswordFileError):
-        add_devices(passwords, ["fine-1", *bad])
-    assert passwords.users == []  # all or nothing
+        add_devices(passwords, ["fine-1", *bad], rights)
+    assert passwords.users == [] and rights.users == []  # all or nothing
 
 
 def test_service_account_names() -> None:
@@ -44,14 +46,17 @@ def _csv(text: str) -> dict[str, str]:
 
 
 def test_add_rotate_revoke_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    passwd = tmp_path / "passwd"
-    assert main(["broker", "add-devices", "pump-a", "--count", "2", "--passwd", str(passwd)]) == 0
+    passwd, dynsec = tmp_path / "passwd", tmp_path / "dynsec.json"
+    files = ["--passwd", str(passwd), "--dynsec", str(dynsec)]
+    assert main(["broker", "add-devices", "pump-a", "--count", "2", *files]) == 0
     secrets = _csv(capsys.readouterr().out)
     assert list(secrets) == ["pump-a", "device-0001", "device-0002"]
     assert stat.S_IMODE(passwd.stat().st_mode) == 0o600
+    assert stat.S_IMODE(dynsec.stat().st_mode) == 0o600
     assert all(PasswordFile(passwd).check(d, s) for d, s in secrets.items())
+    assert DynsecFile(dynsec).roles_of("pump-a") == ["device:pump-a"]
 
-    assert main(["broker", "add-devices", "pump-a", "--passwd", str(passwd)]) == 1
+    assert main(["broker", "add-devices", "pump-a", *files]) == 1
     assert "exists" in capsys.readouterr().err
 
     assert main(["broker", "rotate", "pump-a", "--passwd", str(passwd)]) == 0
@@ -59,19 +64,36 @@ def test_add_rotate_revoke_round_trip(tmp_path: Path, capsys: pytest.CaptureFixt
     assert PasswordFile(passwd).check("pump-a", new_secret)
     assert not PasswordFile(passwd).check("pump-a", secrets["pump-a"])
 
-    assert main(["broker", "revoke", "pump-a", "--passwd", str(passwd)]) == 0
-    assert "pump-a" not in PasswordFile(passwd)
-    assert main(["broker", "revoke", "pump-a", "--passwd", str(passwd)]) == 1
+    assert main(["broker", "revoke", "pump-a", *files]) == 0
+    assert "pump-a" not in PasswordFile(passwd) and "pump-a" not in DynsecFile(dynsec)
+    assert DynsecFile(dynsec).role("device:pump-a") is None
+    assert main(["broker", "revoke", "pump-a", *files]) == 1
 
-    assert main(["broker", "add-service", "worker", "--passwd", str(passwd)]) == 0
+    assert main(["broker", "add-service", "worker", *files]) == 0
     assert PasswordFile(passwd).check("worker", capsys.readouterr().out.strip())
-    assert main(["broker", "add-service", "pump-b", "--passwd", str(passwd)]) == 1
+    assert DynsecFile(dynsec).roles_of("worker") == ["worker"]
+    assert main(["broker", "add-service", "pump-b", *files]) == 1
+
+
+def test_rights_go_to_a_file_or_a_running_broker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    passwd = ["--passwd", str(tmp_path / "passwd")]
+    with pytest.raises(SystemExit):  # one of --dynsec / --broker is required
+        main(["broker", "add-devices", "p1", *passwd])
+    monkeypatch.delenv("IOTSTREAM_BROKER_ADMIN_PASSWORD", raising=False)
+    assert main(["broker", "add-devices", "p1", *passwd, "--broker", "127.0.0.1:1"]) == 1
+    assert "IOTSTREAM_BROKER_ADMIN_PASSWORD" in capsys.readouterr().err
+    monkeypatch.setenv("IOTSTREAM_BROKER_ADMIN_PASSWORD", "pw")
+    assert main(["broker", "add-devices", "p1", *passwd, "--broker", "127.0.0.1:1"]) == 1
+    assert "cannot reach" in capsys.readouterr().err
+    assert not (tmp_path / "passwd").exists()  # nothing written when the rights failed
 
 
 def test_secrets_file_is_private(tmp_path: Path) -> None:
     out = tmp_path / "secrets.csv"
-    args = ["broker", "add-devices", "p1", "--passwd", str(tmp_path / "pw"), "--secrets-out"]
-    assert main([*args, str(out)]) == 0
+    files = ["--passwd", str(tmp_path / "pw"), "--dynsec", str(tmp_path / "dynsec.json")]
+    assert main(["broker", "add-devices", "p1", *files, "--secrets-out", str(out)]) == 0
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     assert list(_csv(out.read_text())) == ["p1"]
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
+from inference_worker.settings import WorkerSettings
+from iot_contract import telemetry_topic
 from iotstream.broker_tools import (
     BROKER_DIR,
     VARIABLES,
@@ -15,6 +15,7 @@ from iotstream.broker_tools import (
     render,
     render_file,
 )
+from iotstream.broker_tools.templates import DEFAULT_MAX_PAYLOAD, PACKET_OVERHEAD, max_packet_size
 
 EDGE_REQUIRED = {"central_host": "central.example.com", "bridge_password": "s3cret"}
 
@@ -27,9 +28,9 @@ def test_every_placeholder_is_a_known_variable_and_every_variable_is_used() -> N
     used: set[str] = set()
     for profile in Profile:
         names = placeholders((BROKER_DIR / profile.filename).read_text())
-        assert set(names) <= set(VARIABLES), profile
+        assert set(names) <= {*VARIABLES, "max_packet_size"}, profile  # derived
         used |= set(names)
-    assert used == set(VARIABLES)
+    assert used == {*VARIABLES, "max_packet_size"}
 
 
 @pytest.mark.parametrize("profile", list(Profile))
@@ -46,7 +47,8 @@ def test_production_has_no_anonymous_and_explicit_listener_addresses() -> None:
     assert len(listeners) == 3 and all(len(ln) == 3 for ln in listeners)
     assert ["protocol", "websockets"] in lines
     assert ["require_certificate", "true"] in lines
-    assert {"password_file", "acl_file", "max_packet_size"} <= {ln[0] for ln in lines}
+    assert {"password_file", "plugin", "plugin_opt_config_file"} <= {ln[0] for ln in lines}
+    assert "acl_file" not in {ln[0] for ln in lines}  # it grants every SUBSCRIBE on 2.0.11
 
 
 def test_dev_listens_on_loopback_only() -> None:
@@ -77,13 +79,22 @@ def test_missing_unknown_and_unsafe_values_are_refused() -> None:
             render("listener {{mqtt_port}}", {"mqtt_port": unsafe})
 
 
-def test_acl_grants_devices_only_their_own_topics() -> None:
-    acl = (BROKER_DIR / "acl").read_text()
-    patterns = re.findall(r"^pattern (\w+) (\S+)$", acl, re.MULTILINE)
-    assert sorted(patterns) == [
-        ("read", "devices/%u/inference"),
-        ("write", "devices/%u/status"),
-        ("write", "devices/%u/telemetry"),
-    ]
-    users = re.findall(r"^user (\S+)$", acl, re.MULTILINE)
-    assert users == ["worker", "admin", "bridge-site1"]
+@pytest.mark.parametrize("profile", list(Profile))
+def test_broker_packet_limit_follows_the_workers_payload_limit(profile: Profile) -> None:
+    """One setting: the broker passes every payload the workers accept, defaults agree."""
+    extra = EDGE_REQUIRED if profile is Profile.EDGE else {}
+    assert WorkerSettings.model_fields["max_payload"].default == DEFAULT_MAX_PAYLOAD
+    assert VARIABLES["max_payload"].default == str(DEFAULT_MAX_PAYLOAD)
+    lines = _directives(render_file(profile, extra))
+    assert ["max_packet_size", str(DEFAULT_MAX_PAYLOAD + PACKET_OVERHEAD)] in lines
+    lines = _directives(render_file(profile, {**extra, "max_payload": 1000}))
+    assert ["max_packet_size", "2024"] in lines
+    with pytest.raises(TemplateError, match="max_payload"):
+        render_file(profile, {**extra, "max_payload": "64k"})
+
+
+def test_packet_overhead_covers_the_largest_telemetry_topic() -> None:
+    # fixed header 5 + topic length 2 + topic + packet id 2 + v5 properties length 4
+    topic = telemetry_topic("x" * 64)
+    assert 5 + 2 + len(topic) + 2 + 4 < PACKET_OVERHEAD // 2  # half is left for properties
+    assert max_packet_size(10) == 10 + PACKET_OVERHEAD

@@ -7,14 +7,13 @@ import datetime as dt
 import getpass
 import os
 import queue
-import shutil
 import signal
 import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -22,9 +21,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from iotstream.broker_tools import BROKER_DIR, PasswordFile, Profile, render_file
+from iotstream.broker_tools import PasswordFile, Profile, render_file
 from iotstream.broker_tools.accounts import add_devices, add_service
 from iotstream.broker_tools.certs import Issued, create_ca, issue_client, issue_server
+from iotstream.broker_tools.dynsec import DynsecFile
 from iotstream.localservices import MosquittoProcess, free_port
 
 DEVICES = ("dev-a", "dev-b")
@@ -86,13 +86,14 @@ class Broker:
 
 
 def write_accounts(etc: Path) -> dict[str, str]:
-    """A copy of broker/acl and a password file made by the tooling; returns the secrets."""
+    """A password file and a dynamic security file made by the tooling; returns the secrets."""
     etc.mkdir(parents=True, exist_ok=True)
-    shutil.copy(BROKER_DIR / "acl", etc / "acl")
     passwords = PasswordFile(etc / "passwd")
-    secrets = add_devices(passwords, DEVICES)
-    secrets |= {name: add_service(passwords, name) for name in SERVICES}
+    rights = DynsecFile(etc / "dynamic-security.json")
+    secrets = add_devices(passwords, DEVICES, rights)
+    secrets |= {name: add_service(passwords, name, rights) for name in SERVICES}
     passwords.save()
+    rights.save()
     return secrets
 
 
@@ -115,7 +116,7 @@ def run_broker(
         "run_as_user": getpass.getuser(),
         "data_dir": str(data),
         "password_file": str(root / "etc" / "passwd"),
-        "acl_file": str(root / "etc" / "acl"),
+        "dynsec_file": str(root / "etc" / "dynamic-security.json"),
         "mqtt_bind": "127.0.0.1",
         "tls_bind": "127.0.0.1",
         "ws_bind": "127.0.0.1",
@@ -140,14 +141,22 @@ def production_values(pki: Pki, **extra: str | int) -> dict[str, str | int]:
 class Client:
     """A paho v5 client whose callbacks feed queues the test can wait on."""
 
-    def __init__(self, client_id: str, *, clean_start: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        client_id: str,
+        *,
+        clean_start: bool = True,
+        protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5,
+        **kwargs: Any,
+    ) -> None:
         self.paho = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
-            **kwargs,
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol, **kwargs
         )
-        self.clean_start = clean_start
+        self.clean_start: bool | Literal[3] = (
+            clean_start
+            if protocol == MQTTProtocolVersion.MQTTv5
+            else mqtt.MQTT_CLEAN_START_FIRST_ONLY
+        )
         self.connack_properties: Any = None
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()

@@ -1,22 +1,35 @@
-"""broker/production.conf + broker/acl on a real Mosquitto: who may connect, read and write."""
+"""broker/production.conf with accounts made by the tooling (password file + dynamic security
+file) on a real Mosquitto: who may connect, read, write and subscribe."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from paho.mqtt.enums import MQTTProtocolVersion
 
 from iot_contract import inference_topic, shared_subscription, status_topic, telemetry_topic
 from iotstream.broker_tools import PasswordFile
-from iotstream.broker_tools.accounts import revoke, rotate
+from iotstream.broker_tools.accounts import add_devices, revoke, rotate
+from iotstream.broker_tools.dynsec_control import control_session
+from iotstream.broker_tools.templates import DEFAULT_MAX_PAYLOAD, max_packet_size
 from tests.integration.broker.support import Broker, Client, clients
 
 pytestmark = pytest.mark.integration
 
 NOT_AUTHORIZED = 0x87
 PACKET_TOO_LARGE = 0x95
+WORKERS = shared_subscription("workers")
 
 
-def _login(made: list[Client], central: Broker, user: str, client_id: str) -> Client:
-    client = Client(client_id).login(user, central.secrets[user])
+def _login(
+    made: list[Client],
+    central: Broker,
+    user: str,
+    client_id: str,
+    protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5,
+) -> Client:
+    client = Client(client_id, protocol=protocol).login(user, central.secrets[user])
     made.append(client)
     assert client.outcome(central.port) == "ok"
     return client
@@ -51,21 +64,18 @@ def test_device_cannot_publish_as_another_device(central: Broker) -> None:
         assert [(m.topic, m.payload) for m in got] == [(telemetry_topic("dev-a"), b"genuine")]
 
 
-def test_device_wildcard_subscription_reads_only_its_own_inference(central: Broker) -> None:
-    """2.0.11 grants the SUBACK for '#', then filters every delivery through the read ACL."""
+def test_device_wildcard_subscription_is_refused(central: Broker) -> None:
+    """Subscriptions are checked when made: '#' and other devices' topics get SUBACK 0x87."""
     with clients() as made:
         device_a = _login(made, central, "dev-a", "dev-a-wild")
-        granted = device_a.subscribe("#")
-        device_a.subscribe("devices/+/inference")
-        device_b = _login(made, central, "dev-b", "dev-b")
+        refused = [*device_a.subscribe("#"), *device_a.subscribe("devices/+/inference")]
+        assert [rc.value for rc in refused] == [NOT_AUTHORIZED, NOT_AUTHORIZED]
+        device_a.subscribe(inference_topic("dev-a"))
         worker = _login(made, central, "worker", "worker-w")
-        device_b.publish(telemetry_topic("dev-b"), b"b-telemetry")
-        device_b.publish(status_topic("dev-b"), b"online")
         worker.publish(inference_topic("dev-b"), b"for-b")
         worker.publish(inference_topic("dev-a"), b"for-a")
         got = {(m.topic, bytes(m.payload)) for m in device_a.drain()}
         assert got == {(inference_topic("dev-a"), b"for-a")}
-        assert [rc.value for rc in granted] == [1]  # documented: not refused, just empty
 
 
 def test_worker_reads_shared_telemetry_and_writes_inference(central: Broker) -> None:
@@ -95,21 +105,51 @@ def test_admin_reads_everything(central: Broker) -> None:
         assert [m.topic for m in admin.drain()] == [telemetry_topic("dev-b")]
 
 
-def test_oversize_message_never_reaches_worker_and_publisher_gets_0x95(central: Broker) -> None:
-    """max_packet_size: announced in CONNACK; a bigger PUBLISH is dropped, sender disconnected."""
+def test_payload_limit_is_the_workers_and_a_bigger_packet_is_refused_visibly(
+    central: Broker,
+) -> None:
+    """max_payload (= WORKER_MAX_PAYLOAD) + 1 KiB is the packet limit, announced in CONNACK.
+    Payloads up to it reach the worker (which dead-letters those above max_payload as
+    "oversize"); a bigger PUBLISH is dropped, the v5 sender gets DISCONNECT 0x95 and the
+    broker logs the disconnect."""
+    limit = max_packet_size(DEFAULT_MAX_PAYLOAD)
     with clients() as made:
         worker = _login(made, central, "worker", "worker-size")
         worker.subscribe(shared_subscription("size"))
         device_a = _login(made, central, "dev-a", "dev-a-big")
-        assert device_a.connack_properties.MaximumPacketSize == 16384
-        assert device_a.publish(telemetry_topic("dev-a"), b"x" * 16_000).value == 0  # type: ignore[union-attr]
-        assert [len(m.payload) for m in worker.drain()] == [16_000]
+        assert device_a.connack_properties.MaximumPacketSize == limit
+        for size in (DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_PAYLOAD + 1):
+            assert device_a.publish(telemetry_topic("dev-a"), b"x" * size).value == 0  # type: ignore[union-attr]
+        assert [len(m.payload) for m in worker.drain()] == [
+            DEFAULT_MAX_PAYLOAD,
+            DEFAULT_MAX_PAYLOAD + 1,
+        ]
         device_a.paho.reconnect_delay_set(30, 30)  # keep paho from resending it at once
-        big = device_a.paho.publish(telemetry_topic("dev-a"), b"x" * 17_000, qos=1)
+        big = device_a.paho.publish(telemetry_topic("dev-a"), b"x" * limit, qos=1)
         reason = device_a.wait("disconnect")
         assert reason.value == PACKET_TOO_LARGE
         assert not big.is_published()
         assert worker.drain(0.5) == []
+        _wait_for_log(central, "Client dev-a-big disconnected due to oversize packet.")
+
+
+def test_oversized_packet_from_mqtt311_device_closes_its_connection(central: Broker) -> None:
+    with clients() as made:
+        device = _login(
+            made, central, "dev-a", "dev-a-big311", protocol=MQTTProtocolVersion.MQTTv311
+        )
+        device.paho.reconnect_delay_set(30, 30)
+        limit = max_packet_size(DEFAULT_MAX_PAYLOAD)
+        device.paho.publish(telemetry_topic("dev-a"), b"x" * limit, qos=1)
+        device.wait("disconnect")
+        _wait_for_log(central, "Client dev-a-big311 disconnected due to oversize packet.")
+
+
+def _wait_for_log(broker: Broker, line: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while line not in broker.process.log_tail(200):
+        assert time.monotonic() < deadline, f"{line!r} not logged:\n{broker.process.log_tail()}"
+        time.sleep(0.05)
 
 
 def test_rotated_device_must_reconnect_with_its_new_secret(central: Broker) -> None:
@@ -127,16 +167,49 @@ def test_rotated_device_must_reconnect_with_its_new_secret(central: Broker) -> N
         assert _login(made, central, "dev-a", "dev-a-new").paho.is_connected()
 
 
-def test_revoked_device_is_cut_off_on_reload(central: Broker) -> None:
-    """revoke + SIGHUP: the open connection is closed and a new one refused."""
+def test_revoked_device_is_cut_off(central: Broker) -> None:
+    """revoke --broker: the plugin drops the client's rights (and its connection) at once;
+    after SIGHUP its password is gone too, so reconnecting is refused."""
     with clients() as made:
         device_b = _login(made, central, "dev-b", "dev-b-revoked")
         device_b.paho.reconnect_delay_set(30, 30)
         passwords = PasswordFile(central.etc / "passwd")
-        revoke(passwords, "dev-b")
+        with control_session("127.0.0.1", central.port, "admin", central.secrets["admin"]) as c:
+            revoke(passwords, "dev-b", c)
         passwords.save()
-        central.reload()
         device_b.wait("disconnect")
+        central.reload()
         made.append(again := Client("dev-b-again").login("dev-b", central.secrets["dev-b"]))
         assert again.outcome(central.port) == "refused: Not authorized"
         assert _login(made, central, "dev-a", "dev-a-still").paho.is_connected()
+
+
+def test_device_added_to_a_running_broker_gets_exactly_its_rights(central: Broker) -> None:
+    """add-devices --broker: rights applied live, password on SIGHUP; no restart."""
+    with clients() as made:
+        worker = _login(made, central, "worker", "worker-new-device")
+        worker.subscribe(shared_subscription("workers"))
+        passwords = PasswordFile(central.etc / "passwd")
+        with control_session("127.0.0.1", central.port, "admin", central.secrets["admin"]) as c:
+            central.secrets |= add_devices(passwords, ["dev-new"], c)
+        passwords.save()
+        central.reload()
+        device = _login_when_reloaded(made, central, "dev-new")
+        assert [rc.value for rc in device.subscribe(inference_topic("dev-new"))] == [1]
+        assert [rc.value for rc in device.subscribe(WORKERS)] == [NOT_AUTHORIZED]
+        assert device.publish(telemetry_topic("dev-new"), b"hello").value == 0  # type: ignore[union-attr]
+        forged = device.publish(telemetry_topic("dev-a"), b"forged")
+        assert forged is not None and forged.value == NOT_AUTHORIZED
+        assert [bytes(m.payload) for m in worker.drain()] == [b"hello"]
+
+
+def _login_when_reloaded(made: list[Client], central: Broker, user: str) -> Client:
+    """Log in as ``user`` once the broker has re-read its password file (deadline 5 s)."""
+    deadline = time.monotonic() + 5
+    while True:
+        client = Client(f"{user}-{time.monotonic_ns()}").login(user, central.secrets[user])
+        made.append(client)
+        outcome = client.outcome(central.port)
+        if outcome == "ok":
+            return client
+        assert time.monotonic() < deadline, outcome
