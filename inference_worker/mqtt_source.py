@@ -252,7 +252,7 @@ class MqttSource:
         self.blocked_seconds += self.buffer.put_many(items)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        """The few messages paho's own handlers deliver (see mqtt_wire's Control)."""
+        """The few messages paho's own handlers deliver (see iot_mqtt.wire.Control)."""
         content_type = None
         if self._v5 and msg.properties is not None:
             content_type = getattr(msg.properties, "ContentType", None)

@@ -36,7 +36,7 @@ _PR_SET_PDEATHSIG: Final = 1
 _EPILOG = """\
 environment (defaults in brackets):
   DEMO_HTTP_PORT [8000]  DEMO_MQTT_PORT [1883]  DEMO_MQTT_WS_PORT [9001]
-  DEMO_REDIS_PORT [6379]  DEMO_METRICS_PORT [9101] (worker 2 uses the next port)
+  DEMO_REDIS_PORT [6379]  DEMO_METRICS_PORT [9101] (worker 2 and the ingest use the next two ports)
   DEMO_DIR [.demo]       broker persistence, Redis AOF, rendered config
   WORKER_*, GATEWAY_*, SIM_* settings pass through (e.g. SIM_DEVICES=200 SIM_RATE=2)
 
@@ -64,6 +64,7 @@ class DemoConfig:
             "redis (DEMO_REDIS_PORT)": self.redis_port,
             "worker 1 metrics (DEMO_METRICS_PORT)": self.metrics_port,
             "worker 2 metrics (DEMO_METRICS_PORT+1)": self.metrics_port + 1,
+            "ingest metrics (DEMO_METRICS_PORT+2)": self.metrics_port + 2,
         }
 
 
@@ -101,6 +102,7 @@ def service_environment(cfg: DemoConfig, base: dict[str, str]) -> dict[str, str]
         "WORKER_MQTT_URL": mqtt,
         "WORKER_REDIS_URL": redis,
         "WORKER_MODELS_DIR": models,
+        "WORKER_SOURCE": "stream",
         "GATEWAY_HOST": "127.0.0.1",
         "GATEWAY_PORT": str(cfg.http_port),
         "GATEWAY_REDIS_URL": redis,

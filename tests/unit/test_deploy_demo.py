@@ -51,9 +51,11 @@ def test_demo_refuses_to_start_on_a_taken_port(tmp_path: Path) -> None:
 def test_procfile_runs_every_service_with_distinct_stable_worker_ids() -> None:
     lines = [ln for ln in PROCFILE.read_text().splitlines() if ln and not ln.startswith("#")]
     names = [ln.split(":", 1)[0] for ln in lines]
-    assert names == ["mosquitto", "redis", "worker1", "worker2", "gateway", "sim", "banner"]
+    assert names == [
+        "mosquitto", "redis", "ingest", "worker1", "worker2", "gateway", "sim", "banner"
+    ]  # fmt: skip
     ids = [ln.split("WORKER_WORKER_ID=")[1].split()[0] for ln in lines if "WORKER_WORKER_ID" in ln]
-    assert ids == ["demo-worker-1", "demo-worker-2"]
+    assert ids == ["demo-ingest", "demo-worker-1", "demo-worker-2"]
     redis = next(ln for ln in lines if ln.startswith("redis:"))
     assert "--appendonly yes" in redis
     assert "--bind 127.0.0.1" in redis
