@@ -24,7 +24,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from iotstream.broker_tools import PasswordFile, Profile, render_file
 from iotstream.broker_tools.accounts import add_devices, add_service
 from iotstream.broker_tools.certs import Issued, create_ca, issue_client, issue_server
-from iotstream.broker_tools.dynsec import DynsecFile
+from iotstream.broker_tools.dynsec import DYNSEC_PLUGIN, DynsecFile
 from iotstream.localservices import MosquittoProcess, free_port
 
 DEVICES = ("dev-a", "dev-b")
@@ -109,6 +109,11 @@ def run_broker(
 
     ``extra_config`` is appended to the rendered file (to try an alternative setting).
     """
+    plugin = Path(str(values.get("dynsec_plugin", DYNSEC_PLUGIN)))
+    assert profile is Profile.DEV or plugin.exists(), (
+        f"{plugin} missing: the dynamic security plugin ships in Debian's mosquitto package "
+        "(scripts/bootstrap installs it: apt-get install mosquitto)"
+    )
     ports = {name: free_port() for name in ("mqtt_port", "tls_port", "ws_port")}
     data = root / "data"
     data.mkdir(parents=True, exist_ok=True)

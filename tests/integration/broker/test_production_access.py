@@ -4,15 +4,17 @@ file) on a real Mosquitto: who may connect, read, write and subscribe."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from paho.mqtt.enums import MQTTProtocolVersion
 
 from iot_contract import inference_topic, shared_subscription, status_topic, telemetry_topic
 from iotstream.broker_tools import PasswordFile
-from iotstream.broker_tools.accounts import add_devices, revoke, rotate
+from iotstream.broker_tools.accounts import revoke, rotate
 from iotstream.broker_tools.dynsec_control import control_session
 from iotstream.broker_tools.templates import DEFAULT_MAX_PAYLOAD, max_packet_size
+from iotstream.cli import main
 from tests.integration.broker.support import Broker, Client, clients
 
 pytestmark = pytest.mark.integration
@@ -184,15 +186,20 @@ def test_revoked_device_is_cut_off(central: Broker) -> None:
         assert _login(made, central, "dev-a", "dev-a-still").paho.is_connected()
 
 
-def test_device_added_to_a_running_broker_gets_exactly_its_rights(central: Broker) -> None:
-    """add-devices --broker: rights applied live, password on SIGHUP; no restart."""
+def test_device_added_to_a_running_broker_gets_exactly_its_rights(
+    central: Broker, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`iotstream broker add-devices --broker`: rights applied live, password on SIGHUP."""
     with clients() as made:
         worker = _login(made, central, "worker", "worker-new-device")
         worker.subscribe(shared_subscription("workers"))
-        passwords = PasswordFile(central.etc / "passwd")
-        with control_session("127.0.0.1", central.port, "admin", central.secrets["admin"]) as c:
-            central.secrets |= add_devices(passwords, ["dev-new"], c)
-        passwords.save()
+        monkeypatch.setenv("IOTSTREAM_BROKER_ADMIN_PASSWORD", central.secrets["admin"])
+        out = tmp_path / "new.csv"
+        argv = ["broker", "add-devices", "dev-new", "--passwd", str(central.etc / "passwd")]
+        assert (
+            main([*argv, "--broker", f"127.0.0.1:{central.port}", "--secrets-out", str(out)]) == 0
+        )
+        central.secrets |= dict(line.split(",") for line in out.read_text().splitlines()[1:])
         central.reload()
         device = _login_when_reloaded(made, central, "dev-new")
         assert [rc.value for rc in device.subscribe(inference_topic("dev-new"))] == [1]
