@@ -8,16 +8,17 @@ import logging
 import signal
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from inference_worker.bus import open_sink, open_source
 from inference_worker.health import HealthServer, fresh
+from inference_worker.metrics import WorkerMetrics
 from inference_worker.service import Worker, describe
 from inference_worker.settings import WorkerSettings
 from iot_models.core import InferenceCore
 from iot_models.model import Model
 
-__all__ = ["build_core", "run", "running_worker"]
+__all__ = ["build_core", "foreground", "run", "running_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +72,20 @@ def _assemble(settings: WorkerSettings, core: InferenceCore | None) -> Worker:
     return Worker(settings, core, open_source(settings), open_sink(settings))
 
 
-def run(settings: WorkerSettings) -> int:
-    """Run a worker in the foreground until SIGTERM/SIGINT. Returns the exit code."""
-    log.info("starting worker %s", describe(settings))
-    worker = _assemble(settings, None)
+class Service(Protocol):
+    """What :func:`foreground` needs of a worker or an ingest."""
+
+    metrics: WorkerMetrics
+    last_tick: float
+
+    def ready(self) -> tuple[bool, str]: ...
+
+
+@contextlib.contextmanager
+def foreground(settings: WorkerSettings, service: Service) -> Iterator[threading.Event]:
+    """The process scaffolding of a service run from the command line: yields the event
+    that SIGTERM/SIGINT set, and serves ``/metrics``, ``/healthz`` and ``/readyz`` on
+    ``settings.metrics_port`` when it is set. Signal handlers are restored on exit."""
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: Any) -> None:
@@ -88,13 +99,20 @@ def run(settings: WorkerSettings) -> int:
             server = stack.enter_context(
                 HealthServer(
                     settings.metrics_port,
-                    worker.metrics.registry,
-                    alive=fresh(lambda: worker.last_tick, max_age=60.0),
-                    ready=worker.ready,
+                    service.metrics.registry,
+                    alive=fresh(lambda: service.last_tick, max_age=60.0),
+                    ready=service.ready,
                 )
             )
             log.info("serving /metrics, /healthz, /readyz on :%d", server.port)
-        stack.enter_context(contextlib.closing(worker.sink))
+        yield stop
+
+
+def run(settings: WorkerSettings) -> int:
+    """Run a worker in the foreground until SIGTERM/SIGINT. Returns the exit code."""
+    log.info("starting worker %s", describe(settings))
+    worker = _assemble(settings, None)
+    with foreground(settings, worker) as stop, contextlib.closing(worker.sink):
         epoch = worker.sink.ensure_epoch()
         log.info("redis %s ready (stream epoch %s)", settings.redis_url, epoch)
         with worker.source:

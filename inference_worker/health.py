@@ -16,7 +16,7 @@ from typing import Self
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-__all__ = ["HealthServer"]
+__all__ = ["HealthServer", "fresh", "readiness"]
 
 
 class HealthServer:
@@ -90,6 +90,15 @@ def _handler(
             """Probes every few seconds would drown the log."""
 
     return Handler
+
+
+def readiness(source_ready: bool, store_ok: bool) -> tuple[bool, str]:
+    """``/readyz`` of a worker or an ingest: its source delivers and its last write worked."""
+    if not source_ready:
+        return False, "not connected to the broker"
+    if not store_ok:
+        return False, "redis writes failing"
+    return True, "ready"
 
 
 def fresh(last: Callable[[], float], max_age: float) -> Callable[[], bool]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from typing import Any
 
 import redis
 
-from inference_worker.health import HealthServer, fresh
+from inference_worker.health import readiness
 from inference_worker.metrics import WorkerMetrics
 from inference_worker.mqtt_source import MqttSource
 from inference_worker.settings import WorkerSettings
@@ -61,11 +60,7 @@ class Ingest:
 
     def ready(self) -> tuple[bool, str]:
         """Readiness: connected to the broker and Redis writable."""
-        if not self.source.ready():
-            return False, "not connected to the broker"
-        if not self.redis_ok:
-            return False, "redis writes failing"
-        return True, "ready"
+        return readiness(self.source.ready(), self.redis_ok)
 
     def run(self, stop: threading.Event) -> None:
         """Stage readings until ``stop``; then stage what was received and return. The
@@ -148,33 +143,14 @@ def running_ingest(settings: WorkerSettings) -> Iterator[Ingest]:
 
 def run_ingest(settings: WorkerSettings) -> int:
     """Run the ingest in the foreground until SIGTERM/SIGINT. Returns the exit code."""
-    from inference_worker.app import freeze_startup_objects
+    from inference_worker.app import foreground, freeze_startup_objects
 
     client: redis.Redis = redis.Redis.from_url(
         settings.redis_url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10
     )
     source = MqttSource(settings, shared=False)
     ingest = Ingest(settings, source, client)
-    stop = threading.Event()
-
-    def _on_signal(signum: int, _frame: Any) -> None:
-        log.info("received %s", signal.Signals(signum).name)
-        stop.set()
-
-    with contextlib.ExitStack() as stack:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            stack.callback(signal.signal, signum, signal.signal(signum, _on_signal))
-        if settings.metrics_port is not None:
-            server = stack.enter_context(
-                HealthServer(
-                    settings.metrics_port,
-                    ingest.metrics.registry,
-                    alive=fresh(lambda: ingest.last_tick, max_age=60.0),
-                    ready=ingest.ready,
-                )
-            )
-            log.info("serving /metrics, /healthz, /readyz on :%d", server.port)
-        stack.enter_context(client)
+    with foreground(settings, ingest) as stop, client:
         client.ping()
         with source:
             log.info("ready: staging %s into %s", settings.mqtt_url, ingest.stream)

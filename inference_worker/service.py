@@ -21,6 +21,7 @@ from inference_worker.batcher import Batcher
 from inference_worker.bootless import BootlessReadings
 from inference_worker.buffer import BoundedBuffer
 from inference_worker.bus import Incoming, PredictionSink, ReadingSource, SinkError
+from inference_worker.health import readiness
 from inference_worker.metrics import WorkerMetrics
 from inference_worker.ratelog import RateLimitedLog
 from inference_worker.settings import WorkerSettings
@@ -93,11 +94,7 @@ class Worker:
 
     def ready(self) -> tuple[bool, str]:
         """Readiness: the source delivers and the sink's last write worked."""
-        if not self.source.ready():
-            return False, "not connected to the broker"
-        if not self.redis_ok:
-            return False, "redis writes failing"
-        return True, "ready"
+        return readiness(self.source.ready(), self.redis_ok)
 
     def run(self, stop: threading.Event) -> None:
         """Process readings until ``stop`` is set; then unsubscribe, finish what was received,
