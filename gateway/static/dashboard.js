@@ -25,12 +25,15 @@
     // the badge says "stale" instead of "live" (a hung gateway or a dead network path).
     staleAfter: 12, lastFrameAt: null, stale: false, staleSpells: 0,
     subscribed: [], closes: [], snapshots: 0, anomaliesSeen: 0,
-    seqs: {},            // device -> seq numbers received from the stream, in order
+    // device run ("<device>" or "<device>#<boot>") -> seq numbers received, in order: a
+    // restarted device starts its seq again under a new boot id, so gaps and duplicates
+    // are counted per run of a device, never across runs
+    seqs: {},
     devices: new Map(),  // device -> latest prediction
     series: new Map(),   // device -> {t: [], score: [], anomaly: []}
     latency: HOPS.map(() => []),
     feed: [], arrivals: [], selected: null,
-    missing() {          // seq numbers absent between the first and last seen, per device
+    missing() {          // seq numbers absent between the first and last seen, per device run
       const gaps = {};
       for (const [device, seqs] of Object.entries(this.seqs)) {
         const seen = new Set(seqs);
@@ -131,7 +134,8 @@
   function take(p, frame, now) {
     const d = p.device_id;
     if (!frame.snapshot) {
-      const seqs = (state.seqs[d] = state.seqs[d] || []);
+      const run = p.boot == null ? d : `${d}#${p.boot}`;
+      const seqs = (state.seqs[run] = state.seqs[run] || []);
       seqs.push(p.seq);
       if (seqs.length > 20000) seqs.splice(0, 10000);  // bounded memory on long runs
       state.items++;
