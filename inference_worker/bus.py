@@ -13,10 +13,10 @@ in-memory pair (component tests, embedding), ``mqtt[s]://`` / ``ws[s]://`` and `
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import TYPE_CHECKING, Protocol, Self
+from typing import TYPE_CHECKING, Generic, Protocol, Self, TypeVar
 from urllib.parse import urlsplit
 
 from iot_contract import DeadLetter, RedisKeys
@@ -27,9 +27,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MEMORY_SCHEME",
+    "DeadLetters",
     "Incoming",
+    "MemoryRegistry",
     "PredictionSink",
     "ReadingSource",
+    "Records",
     "SinkError",
     "SourceError",
     "WriteResult",
@@ -38,6 +41,10 @@ __all__ = [
 ]
 
 MEMORY_SCHEME = "memory"
+T = TypeVar("T")
+Records = Sequence["PredictionRecord"]
+"""A batch of prediction records (:func:`iot_contract.prediction_record`)."""
+DeadLetters = Sequence[DeadLetter]
 
 
 class SourceError(RuntimeError):
@@ -94,12 +101,7 @@ class ReadingSource(Protocol):
 
     def __enter__(self) -> Self: ...
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
+    def __exit__(self, *exc_info: object) -> None: ...
 
     def ready(self) -> bool:
         """Whether readings can arrive (connected and subscribed)."""
@@ -136,13 +138,8 @@ class PredictionSink(Protocol):
         """The stream epoch, created if this is a fresh deployment."""
         ...
 
-    def write(
-        self,
-        predictions: Sequence[PredictionRecord],
-        deadletters: Sequence[DeadLetter],
-        published_ts: float,
-    ) -> WriteResult:
-        """Store one batch; stamps each record's ``hops.published_ts``.
+    def write(self, predictions: Records, deadletters: DeadLetters, at: float) -> WriteResult:
+        """Store one batch; stamps each record's ``hops.published_ts`` with ``at``.
 
         Raises:
             SinkError: nothing is certain; retry with the same batch.
@@ -152,6 +149,27 @@ class PredictionSink(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+class MemoryRegistry(Generic[T]):
+    """The process-wide ``memory://<name>`` instances of one in-memory implementation, so a
+    worker built from settings and the test feeding it share one object."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, T] = {}
+        self._lock = threading.Lock()
+
+    def get(self, url: str, make: Callable[[], T]) -> T:
+        """The instance for ``url``, made by ``make`` on first use."""
+        with self._lock:
+            if url not in self._items:
+                self._items[url] = make()
+            return self._items[url]
+
+    def forget(self, url: str) -> None:
+        """Drop ``url`` (the next :meth:`get` makes a new instance)."""
+        with self._lock:
+            self._items.pop(url, None)
 
 
 def _scheme(url: str) -> str:

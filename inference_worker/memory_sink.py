@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
-from inference_worker.bus import SinkError, WriteResult
+from inference_worker.bus import DeadLetters, MemoryRegistry, Records, SinkError, WriteResult
 from iot_contract import DeadLetter, RedisKeys
 
 if TYPE_CHECKING:
@@ -29,8 +28,7 @@ __all__ = ["MemorySink"]
 class MemorySink:
     """Predictions kept in lists in memory (unbounded: for tests and short embedded runs)."""
 
-    _registry: ClassVar[dict[str, MemorySink]] = {}
-    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
+    registry: ClassVar[MemoryRegistry[MemorySink]] = MemoryRegistry()
 
     def __init__(self, keys: RedisKeys | None = None) -> None:
         self.keys = keys or RedisKeys()
@@ -51,17 +49,12 @@ class MemorySink:
     @classmethod
     def named(cls, url: str, keys: RedisKeys | None = None) -> MemorySink:
         """The sink for ``memory://<name>``, created on first use."""
-        with cls._registry_lock:
-            sink = cls._registry.get(url)
-            if sink is None:
-                sink = cls._registry[url] = cls(keys)
-            return sink
+        return cls.registry.get(url, lambda: cls(keys))
 
     @classmethod
     def forget(cls, url: str) -> None:
         """Drop ``url`` from the registry."""
-        with cls._registry_lock:
-            cls._registry.pop(url, None)
+        cls.registry.forget(url)
 
     def ensure_epoch(self) -> str:
         """A random epoch, made once."""
@@ -70,12 +63,7 @@ class MemorySink:
                 self._epoch = secrets.token_hex(8)
             return self._epoch
 
-    def write(
-        self,
-        predictions: Sequence[PredictionRecord],
-        deadletters: Sequence[DeadLetter],
-        published_ts: float,
-    ) -> WriteResult:
+    def write(self, predictions: Records, deadletters: DeadLetters, at: float) -> WriteResult:
         """Store one batch, or raise :class:`SinkError` storing nothing while :attr:`down`."""
         with self._lock:
             if self.down:
@@ -88,7 +76,7 @@ class MemorySink:
                 if self._seen.get((slot.key, slot.offset)) == mark:
                     continue
                 self._seen[slot.key, slot.offset] = mark
-                record["hops"]["published_ts"] = published_ts
+                record["hops"]["published_ts"] = at
                 self.predictions.append(record)
                 self.latest[record["device_id"]] = record
                 stored += 1

@@ -15,11 +15,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
-from types import TracebackType
 from typing import ClassVar, Self
 
 from inference_worker.buffer import BoundedBuffer
-from inference_worker.bus import Incoming
+from inference_worker.bus import Incoming, MemoryRegistry
 
 __all__ = ["MemorySource"]
 
@@ -28,8 +27,7 @@ class MemorySource:
     """Readings in memory; overflow policy **block the publisher** (like MQTT's
     backpressure), with ``maxsize`` readings at most waiting to be taken."""
 
-    _registry: ClassVar[dict[str, MemorySource]] = {}
-    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
+    registry: ClassVar[MemoryRegistry[MemorySource]] = MemoryRegistry()
 
     def __init__(self, maxsize: int = 2048) -> None:
         self.buffer: BoundedBuffer[Incoming] = BoundedBuffer(maxsize)
@@ -46,29 +44,19 @@ class MemorySource:
     @classmethod
     def named(cls, url: str, *, maxsize: int = 2048) -> MemorySource:
         """The source for ``memory://<name>``, created on first use."""
-        with cls._registry_lock:
-            source = cls._registry.get(url)
-            if source is None:
-                source = cls._registry[url] = cls(maxsize)
-            return source
+        return cls.registry.get(url, lambda: cls(maxsize))
 
     @classmethod
     def forget(cls, url: str) -> None:
         """Drop ``url`` from the registry (the next :meth:`named` makes a new source)."""
-        with cls._registry_lock:
-            cls._registry.pop(url, None)
+        cls.registry.forget(url)
 
     # --- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> Self:
         self._subscribed = True
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._subscribed = False
 
     # --- the producer's side ---------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import redis
 
-from inference_worker.bus import SinkError, WriteResult
+from inference_worker.bus import DeadLetters, Records, SinkError, WriteResult
 from iot_contract import (
     RECORD_FIELD,
     DeadLetter,
@@ -109,24 +109,12 @@ class RedisSink:
         value: Any = self.client.get(self.keys.epoch)
         return value.decode() if isinstance(value, bytes) else str(value)
 
-    def write(
-        self,
-        predictions: Sequence[PredictionRecord],
-        deadletters: Sequence[DeadLetter],
-        published_ts: float,
-    ) -> WriteResult:
-        """Store a batch in one round trip; stamps each record's ``hops.published_ts``.
-
-        Args:
-            predictions: records as built by :class:`iot_models.core.InferenceCore`.
-            deadletters: rejected readings.
-            published_ts: the write time recorded in every prediction.
-
-        Raises:
-            SinkError: nothing is certain; retry with the same batch.
-        """
+    def write(self, predictions: Records, deadletters: DeadLetters, at: float) -> WriteResult:
+        """Store a batch in one round trip; ``at`` becomes every record's
+        ``hops.published_ts``. Raises :class:`SinkError` when nothing is certain (retry the
+        same batch: the dedup makes that safe)."""
         try:
-            return self._write(predictions, deadletters, published_ts)
+            return self._write(predictions, deadletters, at)
         except redis.RedisError as exc:
             raise SinkError(f"{type(exc).__name__}: {exc}") from exc
 

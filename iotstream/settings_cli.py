@@ -8,8 +8,10 @@ Options given on the command line win over the environment.
 from __future__ import annotations
 
 import argparse
+import sys
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin
 
@@ -18,7 +20,12 @@ from pydantic_settings import BaseSettings
 
 from iot_contract.codecs import validation_detail
 
-__all__ = ["SettingsError", "add_settings_arguments", "settings_from_args"]
+__all__ = [
+    "SettingsError",
+    "add_service_command",
+    "add_settings_arguments",
+    "settings_from_args",
+]
 
 S = TypeVar("S", bound=BaseSettings)
 
@@ -82,3 +89,31 @@ def settings_from_args(cls: type[S], args: argparse.Namespace) -> S:
         return cls(**given)
     except ValidationError as exc:
         raise SettingsError(validation_detail(exc, limit=5)) from None
+
+
+def add_service_command(
+    subparsers: argparse._SubParsersAction[Any],
+    name: str,
+    cls: type[S],
+    run: Callable[[S], int],
+    **parser_options: Any,
+) -> argparse.ArgumentParser:
+    """Add subcommand ``name`` that builds ``cls`` from its options (every field, also read
+    from the environment) and calls ``run(settings)``; invalid settings exit with 2 and one
+    line naming the field. ``parser_options`` go to ``add_parser`` (help, description,
+    epilog)."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name, formatter_class=argparse.RawDescriptionHelpFormatter, **parser_options
+    )
+    add_settings_arguments(parser, cls)
+
+    def handler(args: argparse.Namespace) -> int:
+        try:
+            settings = settings_from_args(cls, args)
+        except SettingsError as exc:
+            print(f"iotstream {name}: invalid settings: {exc}", file=sys.stderr)
+            return 2
+        return run(settings)
+
+    parser.set_defaults(handler=handler)
+    return parser

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.settings import GatewaySettings
 
 __all__ = ["register"]
 
@@ -21,10 +23,13 @@ Protocol of /ws: docs/websocket.md. Dashboard: http://HOST:PORT/  API docs: /doc
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``gateway``."""
     from gateway.settings import GatewaySettings
-    from iotstream.settings_cli import add_settings_arguments
+    from iotstream.settings_cli import add_service_command
 
-    parser = subparsers.add_parser(
+    add_service_command(
+        subparsers,
         "gateway",
+        GatewaySettings,
+        _run,
         help="run the WebSocket/REST gateway and the live dashboard",
         description=(
             "Fan predictions out from the Redis stream to WebSocket dashboards (filtered per "
@@ -32,23 +37,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
             "workers' core, the dashboard at / and the API docs at /docs."
         ),
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_settings_arguments(parser, GatewaySettings)
-    parser.set_defaults(handler=_run)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(settings: GatewaySettings) -> int:
     from gateway.server import serve
-    from gateway.settings import GatewaySettings
     from iotstream.logs import configure_logging
-    from iotstream.settings_cli import SettingsError, settings_from_args
 
-    try:
-        settings = settings_from_args(GatewaySettings, args)
-    except SettingsError as exc:
-        print(f"iotstream gateway: invalid settings: {exc}", file=sys.stderr)
-        return 2
     configure_logging(settings.log_level, "gateway")
     serve(settings)
     return 0

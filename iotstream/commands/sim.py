@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from device_sim.settings import SimSettings
 
 __all__ = ["register"]
 
@@ -20,10 +22,13 @@ examples:
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``sim``."""
     from device_sim.settings import SimSettings
-    from iotstream.settings_cli import add_settings_arguments
+    from iotstream.settings_cli import add_service_command
 
-    parser = subparsers.add_parser(
+    add_service_command(
+        subparsers,
         "sim",
+        SimSettings,
+        _run,
         help="simulate devices publishing sensor readings over MQTT",
         description=(
             "Simulate a fleet of rotating machines (pumps) publishing 16-feature readings to "
@@ -31,23 +36,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
             "in each reading. Prints progress every few seconds; Ctrl-C stops cleanly."
         ),
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_settings_arguments(parser, SimSettings)
-    parser.set_defaults(handler=_run)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(settings: SimSettings) -> int:
     from device_sim.app import run
-    from device_sim.settings import SimSettings
     from iotstream.logs import configure_logging
-    from iotstream.settings_cli import SettingsError, settings_from_args
 
-    try:
-        settings = settings_from_args(SimSettings, args)
-    except SettingsError as exc:
-        print(f"iotstream sim: invalid settings: {exc}", file=sys.stderr)
-        return 2
     configure_logging("INFO", "sim")
     stats = run(settings)
     return 0 if stats.dropped == 0 else 1

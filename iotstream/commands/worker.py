@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from inference_worker.settings import WorkerSettings
 
 __all__ = ["register"]
 
@@ -27,10 +30,13 @@ examples:
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``worker`` and ``ingest``."""
     from inference_worker.settings import WorkerSettings
-    from iotstream.settings_cli import add_settings_arguments
+    from iotstream.settings_cli import add_service_command
 
-    parser = subparsers.add_parser(
+    add_service_command(
+        subparsers,
         "worker",
+        WorkerSettings,
+        lambda settings: _run("worker", settings),
         help="run an inference worker (MQTT in, ONNX Runtime, Redis out)",
         description=(
             "Consume readings through an MQTT shared subscription, micro-batch them through "
@@ -39,13 +45,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
             "SIGTERM stops gracefully (unsubscribe, finish, acknowledge, disconnect)."
         ),
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_settings_arguments(parser, WorkerSettings)
-    parser.set_defaults(handler=_run, command_name="worker")
-
-    ingest = subparsers.add_parser(
+    add_service_command(
+        subparsers,
         "ingest",
+        WorkerSettings,
+        lambda settings: _run("ingest", settings),
         help="stage readings from the broker in Redis for workers with --source stream",
         description=(
             "Subscribe to devices/+/telemetry (no shared subscription; persistent session, "
@@ -56,32 +61,21 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
             "Run one per broker. Takes the worker's settings (MQTT, Redis, queue, metrics)."
         ),
         epilog=INGEST_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_settings_arguments(ingest, WorkerSettings)
-    ingest.set_defaults(handler=_run, command_name="ingest")
 
 
-def _run(args: argparse.Namespace) -> int:
-    from inference_worker.app import run
-    from inference_worker.ingest import run_ingest
-    from inference_worker.settings import WorkerSettings
-    from iotstream.logs import configure_logging
-    from iotstream.settings_cli import SettingsError, settings_from_args
-
-    try:
-        settings = settings_from_args(WorkerSettings, args)
-    except SettingsError as exc:
-        print(f"iotstream {args.command_name}: invalid settings: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level, settings.worker_id, settings.log_format)
+def _run(command: str, settings: WorkerSettings) -> int:
     import redis
 
+    from inference_worker.app import run
+    from inference_worker.ingest import run_ingest
     from inference_worker.mqtt_source import MqttSourceError
     from iot_models.manifest import ModelError
+    from iotstream.logs import configure_logging
 
+    configure_logging(settings.log_level, settings.worker_id, settings.log_format)
     try:
-        return run_ingest(settings) if args.command_name == "ingest" else run(settings)
+        return run_ingest(settings) if command == "ingest" else run(settings)
     except (MqttSourceError, ModelError, redis.RedisError) as exc:
-        print(f"iotstream {args.command_name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"iotstream {command}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

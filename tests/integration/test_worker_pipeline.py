@@ -204,8 +204,8 @@ def test_sink_deduplicates_redelivered_readings(
     core = linear_core("w")
     first = core.infer(readings[:30], received_ts=1.0).records
     again = core.infer(readings[10:], received_ts=2.0).records  # 20 repeats + 10 new
-    r1 = sink.write(first, [], published_ts=3.0)
-    r2 = sink.write(again, [], published_ts=4.0)
+    r1 = sink.write(first, [], at=3.0)
+    r2 = sink.write(again, [], at=4.0)
     assert (r1.stored, r1.duplicates) == (30, 0)
     assert (r2.stored, r2.duplicates) == (10, 20)
     stored = predictions(rclient, redis_keys)
