@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from gateway.filters import DeviceMatcher, SubscriptionFilter
 from gateway.history import latest_items, xrange
 from gateway.items import StreamItem, id_key, parse_entry
-from gateway.resources import Resources
+from gateway.resources import GatewayResources, Resources
 from gateway.routes.deps import Caller
 
 __all__ = ["router"]
@@ -74,30 +74,29 @@ async def predictions(
         except ValueError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     flt = SubscriptionFilter(devices=DeviceMatcher([device]), allowed=caller.devices)
+    return _json(*await _scan(res, flt, limit, since))
+
+
+async def _scan(
+    res: GatewayResources, flt: SubscriptionFilter, limit: int, since: str | None
+) -> tuple[list[StreamItem], str | None]:
+    """Up to ``limit`` matching items after ``since`` (oldest first), or the newest ``limit``
+    when ``since`` is None; at most ``_SCAN_LIMIT`` entries are read. Returns the items and
+    the stream id to resume after."""
+    forward = since is not None
+    bound = "+" if since is None else "(" + since
     out: list[StreamItem] = []
     scanned = 0
-    last_id: str | None = since
-    if since is not None:
-        lower = "(" + since
-        while len(out) < limit and scanned < _SCAN_LIMIT:
-            entries = await xrange(res.redis, res.keys, lower, "+", 1000)
-            for sid, fields in entries:
-                item = parse_entry(sid, fields)
-                last_id = sid.decode()
-                if item is not None and flt.match(item):
-                    out.append(item)
-                    if len(out) == limit:
-                        break
-            scanned += len(entries)
-            if len(entries) < 1000:
-                break
-            lower = "(" + entries[-1][0].decode()
-        return _json(out, last_id)
-    upper = "+"
+    last_id = since
     while len(out) < limit and scanned < _SCAN_LIMIT:
-        entries = await xrange(res.redis, res.keys, "-", upper, 1000, reverse=True)
+        if forward:
+            entries = await xrange(res.redis, res.keys, bound, "+", 1000)
+        else:
+            entries = await xrange(res.redis, res.keys, "-", bound, 1000, reverse=True)
         for sid, fields in entries:
             item = parse_entry(sid, fields)
+            if forward:
+                last_id = sid.decode()
             if item is not None and flt.match(item):
                 out.append(item)
                 if len(out) == limit:
@@ -105,6 +104,8 @@ async def predictions(
         scanned += len(entries)
         if len(entries) < 1000:
             break
-        upper = "(" + entries[-1][0].decode()
-    out.reverse()
-    return _json(out, out[-1].id if out else None)
+        bound = "(" + entries[-1][0].decode()
+    if not forward:
+        out.reverse()
+        last_id = out[-1].id if out else None
+    return out, last_id
