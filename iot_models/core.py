@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Protocol
 
 import numpy as np
 
@@ -24,9 +25,14 @@ from iot_contract import (
     RejectReason,
     prediction_record,
 )
+from iot_models.canary import CanaryRule
 from iot_models.model import Model, Output
 
-__all__ = ["BatchResult", "InferenceCore", "PredictionRecord"]
+__all__ = ["CANARY_LANE", "BatchResult", "InferenceCore", "PredictionRecord", "Scorer"]
+
+CANARY_LANE = "@canary"
+"""Suffix of a canary's internal route key (``@`` is not allowed in model names, so a
+reading cannot name it)."""
 
 # The streaming path stays with dicts (iot_contract.prediction_record): building a pydantic
 # model per prediction costs about 10 us, serialising a dict about 1 us.
@@ -42,11 +48,13 @@ class BatchResult:
         records: one prediction record per accepted reading, in input order.
         indices: for each record, the index of its reading in the input.
         rejected: ``(index, error)`` for each reading refused, in input order.
+        by_version: records per ``(model name, version)`` (per-version metrics).
     """
 
     records: list[PredictionRecord] = field(default_factory=list)
     indices: list[int] = field(default_factory=list)
     rejected: list[tuple[int, ContractError]] = field(default_factory=list)
+    by_version: dict[tuple[str, str], int] = field(default_factory=dict)
 
     @cached_property
     def predictions(self) -> list[Prediction]:
@@ -54,18 +62,33 @@ class BatchResult:
         return [Prediction.model_validate(record) for record in self.records]
 
 
+class Scorer(Protocol):
+    """What the worker's run loop and the REST path call: an :class:`InferenceCore`, or a
+    holder that swaps cores between calls (:class:`iot_models.swap.SwappableCore`)."""
+
+    def infer(
+        self, readings: Sequence[Reading], received_ts: float | Sequence[float]
+    ) -> BatchResult:
+        """Score a batch (see :meth:`InferenceCore.infer`)."""
+        ...
+
+
 class InferenceCore:
     """Routes readings to models, checks them against each model's input, runs the models
     one call per model per batch, and builds the predictions.
 
     A reading goes to the model it names; else to the model of the first ``routes`` glob
-    its device id matches; else to ``default_model``.
+    its device id matches; else to ``default_model``. When that model has a canary and the
+    canary's rule takes the device (:class:`iot_models.canary.CanaryRule`), the canary
+    version scores it instead.
 
     Args:
         models: loaded models by route name.
         default_model: route for readings that name no model and match no rule.
         worker_id: recorded in every prediction.
         routes: ordered ``{device-id glob: model name}`` rules.
+        canaries: ``{model name: (canary model, rule)}``: another version of that model
+            for the devices the rule takes; same input width as the model.
         clock: epoch-seconds clock for ``inferred_ts`` (a parameter so tests control it).
     """
 
@@ -76,6 +99,7 @@ class InferenceCore:
         default_model: str,
         worker_id: str,
         routes: Mapping[str, str] | None = None,
+        canaries: Mapping[str, tuple[Model, CanaryRule]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if default_model not in models:
@@ -93,10 +117,35 @@ class InferenceCore:
         self.default_model = default_model
         self.worker_id = worker_id
         self._clock = clock
+        self.canaries = dict(canaries or {})
+        self._lanes: dict[str, Model] = dict(self.models)
+        for name, (canary, _rule) in self.canaries.items():
+            stable = self.models.get(name)
+            if stable is None:
+                raise ValueError(f"a canary for {name!r}, which is not loaded")
+            if canary.info.n_features != stable.info.n_features:
+                raise ValueError(
+                    f"{name}: canary {canary.info.version} takes {canary.info.n_features} "
+                    f"features, version {stable.info.version} {stable.info.n_features}"
+                )
+            self._lanes[name + CANARY_LANE] = canary
+        self._canary_cache: dict[tuple[str, str], str] = {}
         self._refs = {
-            name: {"name": m.info.name, "version": m.info.version, "variant": m.info.variant}
-            for name, m in self.models.items()
+            lane: {"name": m.info.name, "version": m.info.version, "variant": m.info.variant}
+            for lane, m in self._lanes.items()
         }
+
+    def describe(self) -> str:
+        """What is served, for logs: ``fault-clf 2 (fp32), canary 3 for 10%; ...``."""
+        parts = []
+        for name, model in sorted(self.models.items()):
+            text = f"{name} {model.info.version} ({model.info.variant})"
+            if name in self.canaries:
+                canary, rule = self.canaries[name]
+                who = [f"{rule.percent:g}%", *rule.devices]
+                text += f", canary {canary.info.version} for {' + '.join(who)}"
+            parts.append(text)
+        return "; ".join(parts)
 
     def infer(
         self, readings: Sequence[Reading], received_ts: float | Sequence[float]
@@ -141,7 +190,8 @@ class InferenceCore:
                     )
                 )
             else:
-                groups.setdefault(name, []).append(i)
+                lane = self._canary_lane(name, reading.device_id) if self.canaries else name
+                groups.setdefault(lane, []).append(i)
 
         produced: list[tuple[int, PredictionRecord]] = []
         for name, idx in groups.items():
@@ -151,6 +201,16 @@ class InferenceCore:
         result.records = [p for _, p in produced]
         result.rejected.sort(key=lambda pair: pair[0])
         return result
+
+    def _canary_lane(self, name: str, device_id: str) -> str:
+        key = (name, device_id)
+        lane = self._canary_cache.get(key)
+        if lane is None:
+            entry = self.canaries.get(name)
+            lane = name + CANARY_LANE if entry is not None and entry[1].applies(device_id) else name
+            if len(self._canary_cache) < 100_000:  # bounded like the route cache
+                self._canary_cache[key] = lane
+        return lane
 
     def _route(self, device_id: str) -> str:
         name = self._route_cache.get(device_id)
@@ -187,9 +247,10 @@ class InferenceCore:
             batch, group, idx = batch[keep], [group[k] for k in keep], [idx[k] for k in keep]
         if not group:
             return
-        outputs = self.models[name].predict(batch)
+        outputs = self._lanes[name].predict(batch)
         inferred_ts = self._clock()
         ref = self._refs[name]
+        before = len(produced)
         for reading, i, out in zip(group, idx, outputs, strict=True):
             if not _finite_output(out):
                 result.rejected.append(
@@ -197,7 +258,7 @@ class InferenceCore:
                         i,
                         ContractError(
                             RejectReason.MODEL_OUTPUT,
-                            f"model {name!r} produced a non-finite output",
+                            f"model {ref['name']!r} produced a non-finite output",
                         ),
                     )
                 )
@@ -211,6 +272,8 @@ class InferenceCore:
                 worker_id=self.worker_id,
             )
             produced.append((i, record))
+        key = (ref["name"], ref["version"])
+        result.by_version[key] = result.by_version.get(key, 0) + len(produced) - before
 
 
 def _finite_output(out: Output) -> bool:

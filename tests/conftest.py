@@ -57,3 +57,16 @@ def rclient(redis_service: Service) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_service.url)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real S3 endpoint (moto's server on loopback) shared by the session; tests keep
+    apart with a bucket each (:func:`tests.harness.s3.s3_store_url`)."""
+    from tests.harness.s3 import provide_s3
+
+    try:
+        with provide_s3(tmp_path_factory.mktemp("s3")) as endpoint:
+            yield endpoint
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)

@@ -1,0 +1,79 @@
+"""The model store: published versions (immutable) and aliases (moved atomically).
+
+One :class:`ModelStore` protocol, two implementations, chosen by URL scheme in
+:func:`open_store` and nowhere else:
+
+- :class:`~iot_models.store.file.FileModelStore`: ``file:///path`` or a plain path (a local
+  or shared folder; the edge, tests, a single machine);
+- :class:`~iot_models.store.s3.S3ModelStore`: ``s3://bucket/prefix`` (AWS S3, MinIO).
+
+:mod:`iot_models.store.alias` holds the alias document and its pure transitions;
+:mod:`iot_models.store.ops` the read-modify-write of an alias against a store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from iot_models.store.alias import Alias, Canary
+from iot_models.store.base import (
+    AliasConflictError,
+    AliasNotFoundError,
+    AliasState,
+    ModelStore,
+    PublishError,
+    StoreAuthError,
+    StoreError,
+    StoreNotFoundError,
+    StoreUnavailableError,
+    VersionExistsError,
+    VersionNotFoundError,
+)
+
+__all__ = [
+    "Alias",
+    "AliasConflictError",
+    "AliasNotFoundError",
+    "AliasState",
+    "Canary",
+    "ModelStore",
+    "PublishError",
+    "StoreAuthError",
+    "StoreError",
+    "StoreNotFoundError",
+    "StoreUnavailableError",
+    "VersionExistsError",
+    "VersionNotFoundError",
+    "open_store",
+]
+
+
+def open_store(url: str | Path, *, timeout: float = 5.0) -> ModelStore:
+    """The store ``url`` names: ``s3://bucket/prefix``, ``file:///path`` or a path.
+
+    Args:
+        url: where the store is.
+        timeout: per-request timeout of network stores, in seconds.
+
+    Raises:
+        StoreError: an unknown scheme or a malformed URL.
+    """
+    text = str(url)
+    scheme = urlsplit(text).scheme.lower()
+    if scheme == "s3":
+        from iot_models.store.s3 import S3ModelStore
+
+        return S3ModelStore(text, timeout=timeout)
+    from iot_models.store.file import FileModelStore
+
+    if scheme == "file":
+        parts = urlsplit(text)
+        if parts.netloc not in ("", "localhost"):
+            raise StoreError(f"{text!r}: file URLs name a local path (file:///path)")
+        return FileModelStore(Path(unquote(parts.path)))
+    if scheme == "":
+        return FileModelStore(Path(text))
+    raise StoreError(
+        f"unknown model store {text!r}: use s3://bucket/prefix, file:///path or a folder path"
+    )

@@ -1,0 +1,220 @@
+"""The model store interface, its errors and the layout both backends share.
+
+Layout under the store root (a folder, or ``s3://bucket/prefix``), the same as the
+repository's ``models/`` folder plus the aliases::
+
+    <name>/<version>/manifest.json       written last: a version exists once it is there
+    <name>/<version>/<variant>.onnx
+    _aliases/<name>/<alias>.json         an :class:`~iot_models.store.alias.Alias` document
+
+``_aliases`` cannot clash with a model name (names start with a letter or digit).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from iot_models.manifest import MANIFEST_FILE, Manifest, ModelError, ModelNotFoundError
+from iot_models.store.alias import Alias
+
+__all__ = [
+    "ALIASES_DIR",
+    "AliasConflictError",
+    "AliasNotFoundError",
+    "AliasState",
+    "ModelStore",
+    "PublishError",
+    "StoreAuthError",
+    "StoreError",
+    "StoreNotFoundError",
+    "StoreUnavailableError",
+    "VersionExistsError",
+    "VersionNotFoundError",
+    "alias_key",
+    "version_files",
+    "version_key",
+]
+
+ALIASES_DIR = "_aliases"
+
+
+class StoreError(ModelError):
+    """Base of the store's errors; each message says what to do."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store did not answer (endpoint down, timeout): a later try may work."""
+
+
+class StoreAuthError(StoreError):
+    """Credentials missing or refused."""
+
+
+class StoreNotFoundError(StoreError):
+    """The store itself (bucket, root folder) does not exist."""
+
+
+class VersionExistsError(StoreError):
+    """Publishing a version that is already published: versions are never overwritten."""
+
+
+class VersionNotFoundError(StoreError, ModelNotFoundError):
+    """No such model or version in the store."""
+
+
+class AliasNotFoundError(StoreError, ModelNotFoundError):
+    """The model has no such alias."""
+
+
+class AliasConflictError(StoreError):
+    """The alias changed between reading and writing it (someone else moved it)."""
+
+
+class PublishError(StoreError):
+    """The folder to publish is not a complete, valid model version."""
+
+
+@dataclass(frozen=True, slots=True)
+class AliasState:
+    """An alias document and the store's change token for it (S3 ETag, file digest)."""
+
+    alias: Alias
+    token: str
+
+
+class ModelStore(Protocol):
+    """Published model versions (immutable) and aliases pointing at them (mutable, atomic).
+
+    Every implementation guarantees: a version becomes visible only when complete (its
+    manifest is written last), is never overwritten (:meth:`publish` raises
+    :class:`VersionExistsError`), and an alias is replaced as a whole, conditionally on the
+    token the writer read (:meth:`write_alias`), so readers see the old or the new document,
+    never a mix, and concurrent writers cannot lose each other's change.
+    """
+
+    url: str
+    """Where the store is (for messages and logs; no credentials)."""
+
+    def models(self) -> list[str]:
+        """Names with at least one published version, sorted."""
+        ...
+
+    def versions(self, name: str) -> list[str]:
+        """Published versions of ``name``, oldest first (:func:`version_key` order)."""
+        ...
+
+    def manifest(self, name: str, version: str) -> Manifest:
+        """The manifest of a published version.
+
+        Raises:
+            VersionNotFoundError: not published.
+        """
+        ...
+
+    def download(
+        self, name: str, version: str, dest: Path, variants: Collection[str] | None = None
+    ) -> Manifest:
+        """Copy a version into the new folder ``dest``: its manifest and the files of
+        ``variants`` (all when ``None``), each checked against the manifest's sha256.
+
+        Raises:
+            VersionNotFoundError: not published, or a variant not in it.
+            HashMismatchError: a file differs from its manifest entry.
+        """
+        ...
+
+    def publish(self, source: Path) -> Manifest:
+        """Publish the version folder ``source`` (manifest + every variant file, checked).
+
+        Raises:
+            PublishError: ``source`` is not a valid, complete version folder.
+            VersionExistsError: that name and version are already published.
+        """
+        ...
+
+    def read_alias(self, name: str, alias: str) -> AliasState:
+        """The alias document and its token.
+
+        Raises:
+            AliasNotFoundError: no such alias.
+        """
+        ...
+
+    def poll_alias(self, name: str, alias: str, token: str | None) -> AliasState | None:
+        """Like :meth:`read_alias`, but ``None`` when the token is still ``token`` (cheap:
+        one conditional request)."""
+        ...
+
+    def write_alias(self, alias: Alias, expect: str | None) -> str:
+        """Replace the alias document atomically; returns the new token.
+
+        Args:
+            alias: the whole new document.
+            expect: the token read before (the write fails if the alias changed since), or
+                ``None`` to create an alias that must not exist yet.
+
+        Raises:
+            AliasConflictError: the alias is not at ``expect`` any more.
+            VersionNotFoundError: the document names a version that is not published.
+        """
+        ...
+
+    def aliases(self, name: str) -> list[str]:
+        """Alias names of ``name``, sorted."""
+        ...
+
+    def ensure(self) -> None:
+        """Create the store (bucket, root folder) if it does not exist."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key: dot/dash/underscore-separated parts, numbers numerically."""
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[._-]", version))
+
+
+def alias_key(name: str, alias: str) -> str:
+    """Relative path of an alias document."""
+    return f"{ALIASES_DIR}/{name}/{alias}.json"
+
+
+def version_files(source: Path) -> tuple[Manifest, dict[str, bytes]]:
+    """Read and check a version folder for publishing: its manifest, and every variant
+    file's bytes (``{file name: bytes}``) matching the manifest's sha256 and size.
+
+    Raises:
+        PublishError: anything missing, invalid or different from the manifest.
+    """
+    from iot_models.manifest import read_manifest, sha256_bytes
+
+    if not (source / MANIFEST_FILE).is_file():
+        raise PublishError(
+            f"{source} holds no {MANIFEST_FILE}: publish a version folder such as "
+            "models/fault-clf/1 (built by `iotstream models build`)"
+        )
+    try:
+        manifest = read_manifest(source / MANIFEST_FILE)
+    except ModelError as exc:
+        raise PublishError(str(exc)) from exc
+    files: dict[str, bytes] = {}
+    for variant, entry in manifest.variants.items():
+        path = source / entry.file
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise PublishError(f"{path} ({variant}) is listed in the manifest but missing") from exc
+        if sha256_bytes(data) != entry.sha256 or len(data) != entry.size_bytes:
+            raise PublishError(
+                f"{path} ({variant}) differs from its manifest entry (sha256/size): refusing "
+                "to publish a version whose files do not match; rebuild it"
+            )
+        files[entry.file] = data
+    return manifest, files
