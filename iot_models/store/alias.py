@@ -71,6 +71,11 @@ class Alias(BaseModel):
         return text
 
 
+def _with(current: Alias, **changes: object) -> Alias:
+    """``current`` with ``changes``, validated (``model_copy`` would skip the checks)."""
+    return Alias.model_validate({**current.model_dump(), **changes})
+
+
 def set_version(
     current: Alias | None, model: str, alias: str, version: str, *, at: float, by: str
 ) -> Alias:
@@ -90,7 +95,7 @@ def set_version(
 
 def start_canary(current: Alias, canary: Canary, *, at: float, by: str) -> Alias:
     """Serve ``canary`` beside the alias's version (replacing an earlier canary)."""
-    return current.model_copy(update={"canary": canary, "updated_at": at, "updated_by": by})
+    return _with(current, canary=canary, updated_at=at, updated_by=by)
 
 
 def promote(current: Alias, *, at: float, by: str) -> Alias:
@@ -118,7 +123,7 @@ def rollback(current: Alias, *, at: float, by: str) -> Alias:
         ValueError: nothing to roll back to.
     """
     if current.canary is not None:
-        return current.model_copy(update={"canary": None, "updated_at": at, "updated_by": by})
+        return _with(current, canary=None, updated_at=at, updated_by=by)
     if current.previous is None:
         raise ValueError(
             f"{current.model}@{current.alias} has no canary and no previous version to go back to"

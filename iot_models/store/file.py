@@ -170,12 +170,12 @@ class FileModelStore:
         except FileNotFoundError as exc:
             raise AliasNotFoundError(
                 f"{name} has no alias {alias!r} in {self.url}; set it with "
-                f"`iotstream models alias set {name} {alias} VERSION`"
+                f"`iotstream models alias {name} {alias} VERSION`"
             ) from exc
         try:
             return AliasState(Alias.model_validate_json(raw), sha256_bytes(raw)[:32])
         except ValidationError as exc:
-            raise ManifestError(f"{path} is not a valid alias document: {exc}") from exc
+            raise ManifestError(f"{path} is not a valid alias document: {_first(exc)}") from exc
 
     def poll_alias(self, name: str, alias: str, token: str | None) -> AliasState | None:
         """The alias, or ``None`` when its digest is still ``token`` (reading a file of a
@@ -245,3 +245,8 @@ def _locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _first(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    return f"{'.'.join(map(str, error['loc'])) or 'document'}: {error['msg']}"

@@ -315,14 +315,16 @@ class S3ModelStore:
         except _MissingError:
             raise AliasNotFoundError(
                 f"{name} has no alias {alias!r} in {self.url}; set it with "
-                f"`iotstream models alias set {name} {alias} VERSION`"
+                f"`iotstream models alias {name} {alias} VERSION`"
             ) from None
         if got is None:
             return None
         try:
             return AliasState(Alias.model_validate_json(got[0]), got[1])
         except ValidationError as exc:
-            raise ManifestError(f"{self.url}{key} is not a valid alias document: {exc}") from exc
+            raise ManifestError(
+                f"{self.url}{key} is not a valid alias document: {_first(exc)}"
+            ) from exc
 
     def write_alias(self, alias: Alias, expect: str | None) -> str:
         """Replace the alias object if its ETag is still ``expect`` (``None``: absent)."""
@@ -360,3 +362,8 @@ class S3ModelStore:
     def close(self) -> None:
         """Close the HTTP connections."""
         self._client.close()
+
+
+def _first(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    return f"{'.'.join(map(str, error['loc'])) or 'document'}: {error['msg']}"

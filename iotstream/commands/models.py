@@ -1,4 +1,5 @@
-"""``iotstream models``: build, list, verify and benchmark the model repository."""
+"""``iotstream models``: build, list, verify and benchmark the model repository; publish to
+and manage the model store (:mod:`iotstream.commands.model_store`)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "models"
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add ``models build|list|verify|bench``."""
+    """Add ``models build|list|verify|bench`` and the store's ``init|publish|versions|alias|
+    canary|promote|rollback``."""
     parser = subparsers.add_parser(
         "models",
         help="build, list, verify and benchmark the ONNX models",
@@ -66,6 +68,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--out", type=Path, default=Path("bench/results"), help="folder for the JSON/markdown"
     )
     bench.set_defaults(handler=_bench)
+
+    from iotstream.commands.model_store import register_store_commands
+
+    register_store_commands(sub)
 
 
 def _build(args: argparse.Namespace) -> int:

@@ -129,7 +129,7 @@ def test_an_incomplete_or_tampered_folder_is_not_published(store: ModelStore, bu
 def test_alias_create_read_poll_and_conditional_replace(store: ModelStore, builds: Path) -> None:
     store.publish(builds / "fault-clf" / "1")
     store.publish(builds / "fault-clf" / "2")
-    with pytest.raises(AliasNotFoundError, match="alias set fault-clf production"):
+    with pytest.raises(AliasNotFoundError, match="alias fault-clf production VERSION"):
         store.read_alias("fault-clf", "production")
     token = store.write_alias(alias("1"), None)
     state = store.read_alias("fault-clf", "production")

@@ -1,0 +1,245 @@
+"""``iotstream models init|publish|versions|alias|canary|promote|rollback``: the model store.
+
+The store is named by ``--store URL`` or ``IOTSTREAM_MODEL_STORE`` (``s3://bucket/prefix``,
+``file:///path`` or a folder). S3 credentials and endpoint come from the usual AWS
+variables (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL_S3``).
+Every failure is one line on stderr and exit code 1 (2 for a usage error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from iot_models.store import Alias, ModelStore
+
+__all__ = ["STORE_ENV", "register_store_commands"]
+
+STORE_ENV = "IOTSTREAM_MODEL_STORE"
+
+
+def register_store_commands(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add the store subcommands to ``iotstream models``."""
+
+    def add(name: str, help_: str, description: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(name, help=help_, description=description)
+        p.add_argument(
+            "--store",
+            default=os.environ.get(STORE_ENV),
+            help=f"model store URL (default: ${STORE_ENV}): s3://bucket/prefix, file:///path, "
+            "or a folder",
+        )
+        return p
+
+    init = add("init", "create the store (bucket or folder)", "Create the store if missing.")
+    init.set_defaults(handler=_handler(_init))
+
+    publish = add(
+        "publish",
+        "upload a built version folder to the store",
+        "Publish models/<name>/<version>/ (manifest + every variant, sha256-checked). A "
+        "published version is never overwritten: publishing it again fails.",
+    )
+    publish.add_argument("folder", type=Path, help="a version folder, e.g. models/fault-clf/1")
+    publish.set_defaults(handler=_handler(_publish))
+
+    versions = add(
+        "versions", "list published versions and aliases", "Versions and aliases per model."
+    )
+    versions.add_argument("names", nargs="*", help="models (default: all)")
+    versions.add_argument("--json", action="store_true", help="print JSON")
+    versions.set_defaults(handler=_handler(_versions))
+
+    alias = add(
+        "alias",
+        "point an alias at a version, or show it",
+        "`alias NAME ALIAS VERSION` points ALIAS at VERSION for every device (dropping a "
+        "canary); `alias NAME ALIAS` shows it. Workers and gateways following ALIAS swap "
+        "within a poll interval.",
+    )
+    alias.add_argument("name")
+    alias.add_argument("alias")
+    alias.add_argument("version", nargs="?", help="the version to serve (omit to show)")
+    alias.set_defaults(handler=_handler(_alias))
+
+    canary = add(
+        "canary",
+        "serve a version to a share of the devices",
+        "Serve VERSION to the devices whose stable hash bucket falls under --percent, and "
+        "to those matching a --device glob; the others keep the alias's version.",
+    )
+    canary.add_argument("name")
+    canary.add_argument("alias")
+    canary.add_argument("version")
+    canary.add_argument("--percent", type=float, default=0.0, help="share of devices, 0-100")
+    canary.add_argument(
+        "--device", action="append", default=[], help="device-id glob always on the canary"
+    )
+    canary.set_defaults(handler=_handler(_canary))
+
+    promote = add("promote", "make the canary the alias's version", "Promote the canary.")
+    promote.add_argument("name")
+    promote.add_argument("alias")
+    promote.set_defaults(handler=_handler(_promote))
+
+    rollback = add(
+        "rollback",
+        "drop the canary, or go back to the previous version",
+        "With a canary: drop it. Without: point the alias at its previous version.",
+    )
+    rollback.add_argument("name")
+    rollback.add_argument("alias")
+    rollback.set_defaults(handler=_handler(_rollback))
+
+
+def _handler(run: Callable[[ModelStore, argparse.Namespace], int]) -> Callable[..., int]:
+    """Open the store, run, close; store and model errors become one line and exit 1."""
+
+    def handle(args: argparse.Namespace) -> int:
+        from iot_models.manifest import ModelError
+        from iot_models.store import open_store
+
+        if not args.store:
+            print(f"error: name the model store with --store URL or {STORE_ENV}", file=sys.stderr)
+            return 2
+        try:
+            store = open_store(args.store)
+            try:
+                return run(store, args)
+            finally:
+                store.close()
+        except (ModelError, ValueError) as exc:
+            print(f"error: {_one_line(exc)}", file=sys.stderr)
+            return 1
+
+    return handle
+
+
+def _one_line(exc: Exception) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        message = first["msg"].removeprefix("Value error, ")
+        return f"{where}: {message}" if where else message
+    return str(exc)
+
+
+def _init(store: ModelStore, args: argparse.Namespace) -> int:
+    store.ensure()
+    print(f"store ready: {store.url}", file=sys.stderr)
+    return 0
+
+
+def _publish(store: ModelStore, args: argparse.Namespace) -> int:
+    manifest = store.publish(args.folder)
+    print(
+        f"published {manifest.name} {manifest.version} ({len(manifest.variants)} variants) "
+        f"to {store.url}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _versions(store: ModelStore, args: argparse.Namespace) -> int:
+    from iot_models.store import AliasNotFoundError
+
+    report: dict[str, Any] = {}
+    for name in args.names or store.models():
+        aliases = {}
+        for alias in store.aliases(name):
+            try:
+                aliases[alias] = store.read_alias(name, alias).alias.model_dump(mode="json")
+            except AliasNotFoundError:
+                continue  # removed meanwhile
+        report[name] = {"versions": store.versions(name), "aliases": aliases}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for name, info in report.items():
+        print(f"{name}: versions {', '.join(info['versions']) or '(none)'}")
+        for alias in info["aliases"].values():
+            print(f"  {_describe(alias)}")
+    return 0
+
+
+def _describe(doc: dict[str, Any]) -> str:
+    from iot_models.store import Alias
+
+    alias = Alias.model_validate(doc)
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(alias.updated_at))
+    extra = f", previous {alias.previous}" if alias.previous else ""
+    return f"{alias.describe()}{extra} (by {alias.updated_by or '?'} at {when})"
+
+
+def _change(
+    store: ModelStore, args: argparse.Namespace, transition: Callable[[Alias | None], Alias]
+) -> int:
+    from iot_models.store.ops import change_alias
+
+    written = change_alias(store, args.name, args.alias, transition)
+    print(_describe(written.model_dump()), file=sys.stderr)
+    return 0
+
+
+def _existing(current: Alias | None, args: argparse.Namespace) -> Alias:
+    if current is None:
+        raise ValueError(
+            f"{args.name} has no alias {args.alias!r}: set it first with "
+            f"`iotstream models alias {args.name} {args.alias} VERSION`"
+        )
+    return current
+
+
+def _alias(store: ModelStore, args: argparse.Namespace) -> int:
+    from iot_models.store.alias import set_version
+    from iot_models.store.ops import who
+
+    if args.version is None:
+        state = store.read_alias(args.name, args.alias)
+        print(json.dumps(state.alias.model_dump(mode="json"), indent=2))
+        return 0
+    return _change(
+        store,
+        args,
+        lambda cur: set_version(cur, args.name, args.alias, args.version, at=time.time(), by=who()),
+    )
+
+
+def _canary(store: ModelStore, args: argparse.Namespace) -> int:
+    from iot_models.store import Canary
+    from iot_models.store.alias import start_canary
+    from iot_models.store.ops import who
+
+    if args.percent == 0 and not args.device:
+        raise ValueError("a canary needs --percent above 0 or at least one --device glob")
+    canary = Canary(version=args.version, percent=args.percent, devices=tuple(args.device))
+    return _change(
+        store,
+        args,
+        lambda cur: start_canary(_existing(cur, args), canary, at=time.time(), by=who()),
+    )
+
+
+def _promote(store: ModelStore, args: argparse.Namespace) -> int:
+    from iot_models.store.alias import promote
+    from iot_models.store.ops import who
+
+    return _change(store, args, lambda cur: promote(_existing(cur, args), at=time.time(), by=who()))
+
+
+def _rollback(store: ModelStore, args: argparse.Namespace) -> int:
+    from iot_models.store.alias import rollback
+    from iot_models.store.ops import who
+
+    return _change(
+        store, args, lambda cur: rollback(_existing(cur, args), at=time.time(), by=who())
+    )
