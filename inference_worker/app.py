@@ -15,7 +15,7 @@ from inference_worker.health import HealthServer, fresh
 from inference_worker.metrics import WorkerMetrics
 from inference_worker.service import Worker, describe
 from inference_worker.settings import WorkerSettings
-from iot_models.core import InferenceCore
+from iot_models.core import InferenceCore, Scorer
 from iot_models.model import Model
 
 __all__ = ["build_core", "foreground", "run", "running_worker"]
@@ -47,29 +47,37 @@ def build_core(settings: WorkerSettings, worker_id: str | None = None) -> Infere
 
 @contextlib.contextmanager
 def running_worker(
-    settings: WorkerSettings, core: InferenceCore | None = None
+    settings: WorkerSettings, core: Scorer | None = None
 ) -> Iterator[tuple[Worker, threading.Event]]:
     """A connected worker running on a background thread; leaving the block stops it
     gracefully (unsubscribe, finish, ack, disconnect). For tests and embedding: with
     ``memory://`` URLs it runs on the in-memory source and sink (:mod:`inference_worker.bus`).
     """
-    worker = _assemble(settings, core)
     stop = threading.Event()
-    with contextlib.closing(worker.sink), worker.source:
-        thread = threading.Thread(target=worker.run, args=(stop,), name="worker", daemon=True)
-        thread.start()
-        try:
-            yield worker, stop
-        finally:
-            stop.set()
-            thread.join(30)
-            if thread.is_alive():
-                raise RuntimeError("the worker did not stop within 30 s")
+    with contextlib.ExitStack() as models:
+        worker = _assemble(settings, core, models)
+        with contextlib.closing(worker.sink), worker.source:
+            thread = threading.Thread(target=worker.run, args=(stop,), name="worker", daemon=True)
+            thread.start()
+            try:
+                yield worker, stop
+            finally:
+                stop.set()
+                thread.join(30)
+                if thread.is_alive():
+                    raise RuntimeError("the worker did not stop within 30 s")
 
 
-def _assemble(settings: WorkerSettings, core: InferenceCore | None) -> Worker:
+def _assemble(settings: WorkerSettings, core: Scorer | None, stack: contextlib.ExitStack) -> Worker:
+    """The worker: on ``core`` if given; else following ``settings.model_store`` (the
+    follower thread lives as long as ``stack``); else on the models in ``models_dir``."""
+    metrics = WorkerMetrics()
+    if core is None and settings.model_store is not None:
+        from inference_worker.model_follow import following_models
+
+        core = stack.enter_context(following_models(settings, metrics.registry)).core
     core = core or build_core(settings)
-    return Worker(settings, core, open_source(settings), open_sink(settings))
+    return Worker(settings, core, open_source(settings), open_sink(settings), metrics)
 
 
 class Service(Protocol):
@@ -111,7 +119,12 @@ def foreground(settings: WorkerSettings, service: Service) -> Iterator[threading
 def run(settings: WorkerSettings) -> int:
     """Run a worker in the foreground until SIGTERM/SIGINT. Returns the exit code."""
     log.info("starting worker %s", describe(settings))
-    worker = _assemble(settings, None)
+    with contextlib.ExitStack() as models:
+        worker = _assemble(settings, None, models)
+        return _run_assembled(settings, worker)
+
+
+def _run_assembled(settings: WorkerSettings, worker: Worker) -> int:
     with foreground(settings, worker) as stop, contextlib.closing(worker.sink):
         epoch = worker.sink.ensure_epoch()
         log.info("redis %s ready (stream epoch %s)", settings.redis_url, epoch)

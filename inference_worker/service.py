@@ -35,7 +35,7 @@ from iot_contract import (
     inference_topic,
     parse_device_topic,
 )
-from iot_models.core import InferenceCore, PredictionRecord
+from iot_models.core import PredictionRecord, Scorer
 
 __all__ = ["Worker"]
 
@@ -58,7 +58,7 @@ class Worker:
     def __init__(
         self,
         settings: WorkerSettings,
-        core: InferenceCore,
+        core: Scorer,
         source: ReadingSource,
         sink: PredictionSink,
         metrics: WorkerMetrics | None = None,

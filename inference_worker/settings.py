@@ -89,6 +89,21 @@ class WorkerSettings(BaseSettings):
     ``int8-arm64``); the manifest's measured default for this CPU when unset."""
     intra_op_threads: int = Field(default=1, ge=1)
     """ONNX Runtime intra-op threads per model."""
+    model_store: str | None = None
+    """Follow a model store (``s3://bucket/prefix``, ``file:///path``): serve the versions
+    its ``model_alias`` names (and their canaries) instead of ``models_dir``, and swap to
+    new ones between two batches when the alias moves (docs/models.md, "Model lifecycle").
+    S3 endpoint and credentials: ``AWS_ENDPOINT_URL_S3``, ``AWS_ACCESS_KEY_ID``,
+    ``AWS_SECRET_ACCESS_KEY``."""
+    model_alias: str = Field(default="production", pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    """The alias followed in ``model_store``."""
+    model_poll_s: float = Field(default=2.0, gt=0)
+    """Seconds between polls of the alias (one conditional request per model)."""
+    model_cache_dir: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "iotstream" / "models"
+    )
+    """Local copies of the versions served and of their alias: a worker that starts while
+    the store does not answer serves these, and follows the store once it does."""
 
     max_batch: int = Field(default=64, ge=1, le=4096)
     """A micro-batch closes at this many readings ..."""

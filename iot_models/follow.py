@@ -5,7 +5,7 @@ version and canary, brings those versions into a local cache folder, loads and w
 them, and builds an :class:`~iot_models.core.InferenceCore` with the caller's factory. Its
 :meth:`~ModelFollower.run` loop then polls the aliases (one conditional read per model and
 poll) and, when one moved, loads the new versions off the serving thread and hands over
-the finished core (:class:`~iot_models.swap.SwappableCore` adopts it between batches).
+the finished core (:class:`~iot_models.swap.SwappableCore` swaps it in between batches).
 
 Why polling and not Redis pub/sub: a poll every ``poll_s`` seconds works the same for the
 file and the S3 store, on edge nodes with no Redis of their own, and after any outage
@@ -151,7 +151,7 @@ class ModelFollower:
         config: store, alias, cache, poll interval, loading options.
         make_core: builds the inference core from loaded models.
         on_core: receives each new core once it is loaded and warm (from :meth:`run`'s
-            thread), e.g. :meth:`iot_models.swap.SwappableCore.offer`.
+            thread), e.g. :meth:`iot_models.swap.SwappableCore.swap`.
         on_error: told about each failed poll or load (metrics); the follower logs and
             retries with backoff by itself.
     """
@@ -161,14 +161,15 @@ class ModelFollower:
         config: FollowConfig,
         make_core: CoreFactory,
         *,
-        on_core: Callable[[InferenceCore], None] | None = None,
+        on_core: Callable[[InferenceCore], object] | None = None,
         on_error: Callable[[Exception], None] | None = None,
     ) -> None:
         self.config = config
         self.store = open_store(config.store, timeout=config.timeout)
         self.cache = ModelCache(config.cache_dir)
         self._make_core = make_core
-        self._on_core = on_core
+        self.on_core = on_core
+        """Receives each new core (settable after construction)."""
         self._on_error = on_error
         self._loaded: dict[tuple[str, str], Model] = {}
         self.aliases: dict[str, Alias] = {}
@@ -213,7 +214,7 @@ class ModelFollower:
         if not names:
             raise AliasNotFoundError(
                 f"no model in {self.store.url} has an alias {self.config.alias!r}; set one with "
-                f"`iotstream models alias set NAME {self.config.alias} VERSION`"
+                f"`iotstream models alias NAME {self.config.alias} VERSION`"
             )
         return names
 
@@ -320,7 +321,8 @@ class ModelFollower:
 
     def run(self, stop: threading.Event) -> None:
         """Poll until ``stop`` is set; hand each new core to ``on_core``. Errors are logged
-        (at most once per distinct message in a row) and retried with backoff up to 30 s."""
+        (once per distinct message in a row) and retried with backoff, doubling up to ten
+        poll intervals (at most 30 s)."""
         delay = self.config.poll_s
         last_error = ""
         while not stop.wait(delay):
@@ -332,13 +334,17 @@ class ModelFollower:
                 if str(exc) != last_error:
                     log.warning("model follow: %s (still serving %s)", exc, self._serving())
                     last_error = str(exc)
-                delay = min(max(delay * 2, self.config.poll_s), 30.0)
+                delay = min(delay * 2, self._max_delay)
                 continue
             if last_error:
                 log.info("model follow: the store answers again")
             last_error, delay = "", self.config.poll_s
-            if core is not None and self._on_core is not None:
-                self._on_core(core)
+            if core is not None and self.on_core is not None:
+                self.on_core(core)
+
+    @property
+    def _max_delay(self) -> float:
+        return max(self.config.poll_s, min(30.0, 10 * self.config.poll_s))
 
     def _serving(self) -> str:
         return "; ".join(doc.describe() for doc in self.aliases.values())

@@ -1,0 +1,263 @@
+"""Workers follow an alias in the model store (real S3 server, Mosquitto, Redis): moving the
+alias under load swaps both workers' models between batches with no reading lost or scored
+twice; a canary scores exactly the devices the pure rule picks; a worker starts from its
+cache while the store is down and follows it once it answers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import redis
+from prometheus_client import generate_latest
+
+from inference_worker.app import running_worker
+from inference_worker.service import Worker
+from iot_contract import Prediction, Reading, RedisKeys
+from iot_models.canary import CanaryRule
+from iot_models.store import Alias, Canary, ModelStore, open_store
+from iot_models.swap import SwappableCore
+from iotstream.localservices import free_port
+from tests.harness.model_versions import make_version
+from tests.harness.pipeline import predictions, publish, reading_messages, wait_for, worker_settings
+from tests.harness.s3 import MotoS3Process, s3_store_url
+from tests.harness.services import Service
+
+pytestmark = pytest.mark.integration
+
+FEATURES = [2.0, 2.1, 1.2, 3.0, 3.0, 3.1, 1.5, 3.2, 45.0, 60.0, 10.0, 10.1, 9.9, 4.0, 30.0, 2950.0]
+
+
+@pytest.fixture
+def store_url(s3_endpoint: str, tmp_path: Path) -> str:
+    """An S3 store holding fault-clf versions 1 and 2, ``production`` at 1."""
+    url = s3_store_url(s3_endpoint)
+    store = open_store(url)
+    store.ensure()
+    for version in ("1", "2"):
+        store.publish(make_version(tmp_path / "builds", version))
+    store.write_alias(Alias(model="fault-clf", alias="production", version="1"), None)
+    store.close()
+    return url
+
+
+def move(url: str, version: str, canary: Canary | None = None) -> None:
+    store: ModelStore = open_store(url)
+    try:
+        state = store.read_alias("fault-clf", "production")
+        doc = state.alias.model_copy(update={"version": version, "canary": canary})
+        store.write_alias(Alias.model_validate(doc.model_dump()), state.token)
+    finally:
+        store.close()
+
+
+def follow_settings(
+    mosquitto: Service, redis_service: Service, keys: RedisKeys, unique: str, **kw: object
+):
+    return worker_settings(
+        mosquitto.url,
+        redis_service.url,
+        keys,
+        unique,
+        default_model="fault-clf",
+        models=["fault-clf"],
+        model_poll_s=0.2,
+        max_batch=32,
+        **kw,
+    )
+
+
+def served(worker: Worker) -> str:
+    core = worker.core
+    assert isinstance(core, SwappableCore)
+    return core.current.models["fault-clf"].info.version
+
+
+def wait_until(condition, timeout: float = 15.0) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return time.time()
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+def test_moving_the_alias_under_load_swaps_both_workers_with_no_loss_or_repeat(
+    mosquitto: Service,
+    redis_service: Service,
+    rclient: redis.Redis,
+    redis_keys: RedisKeys,
+    unique: str,
+    store_url: str,
+    tmp_path: Path,
+) -> None:
+    workers = [
+        follow_settings(
+            mosquitto,
+            redis_service,
+            redis_keys,
+            f"{unique}{n}",
+            share_group=f"g{unique}",
+            model_store=store_url,
+            model_cache_dir=tmp_path / f"cache{n}",
+        )
+        for n in (1, 2)
+    ]
+    devices = [f"d{unique}-{i}" for i in range(20)]
+    rounds = 150  # 3,000 readings over ~3 s
+    sent_at: dict[tuple[str, int], float] = {}
+
+    def load() -> None:
+        for seq in range(1, rounds + 1):
+            batch = [Reading(device_id=d, seq=seq, ts=1.7e9, features=FEATURES) for d in devices]
+            now = time.time()
+            sent_at.update({(d, seq): now for d in devices})
+            publish(mosquitto, reading_messages(batch), client_id=f"p{unique}")
+            time.sleep(0.02)
+
+    with running_worker(workers[0]) as (w1, _), running_worker(workers[1]) as (w2, _):
+        assert served(w1) == served(w2) == "1"
+        publisher = threading.Thread(target=load)
+        publisher.start()
+        time.sleep(1.0)
+        moved_at = time.time()
+        move(store_url, "2")
+        swapped_at = wait_until(lambda: served(w1) == served(w2) == "2")
+        publisher.join()
+        total = rounds * len(devices)
+        assert wait_for(rclient, redis_keys.predictions, total, timeout=30) == total
+        metrics = [generate_latest(w.metrics.registry).decode() for w in (w1, w2)]
+    got = predictions(rclient, redis_keys)
+
+    counts = Counter((p.device_id, p.seq) for p in got)
+    assert len(counts) == total, "every reading stored"
+    assert max(counts.values()) == 1, "none scored twice"
+    versions = Counter(p.model.version for p in got)
+    assert versions["1"] > 0 and versions["2"] > 0, versions
+    for worker in workers:
+        mine = [p for p in got if p.worker_id == worker.worker_id]  # stream order
+        seq = [p.model.version for p in mine]
+        first_v2 = seq.index("2")
+        assert set(seq[:first_v2]) == {"1"} and set(seq[first_v2:]) == {"2"}, "one switch"
+        assert all(p.hops.inferred_ts >= moved_at for p in mine[first_v2:])
+        assert all(p.hops.inferred_ts <= swapped_at for p in mine[:first_v2])
+    late = [p for p in got if sent_at[(p.device_id, p.seq)] > swapped_at]
+    assert late and {p.model.version for p in late} == {"2"}
+    for text in metrics:
+        assert (
+            'worker_model_info{model="fault-clf",role="stable",variant="fp32",version="2"} 1.0'
+            in text
+        )
+        assert "worker_model_swaps_total 1.0" in text
+    by_version = sum(
+        float(line.rsplit(" ", 1)[1])
+        for text in metrics
+        for line in text.splitlines()
+        if line.startswith('worker_predictions_by_version_total{model="fault-clf",version="2"}')
+    )
+    assert by_version == versions["2"]
+
+
+def test_a_canary_scores_exactly_the_devices_its_rule_picks(
+    mosquitto: Service,
+    redis_service: Service,
+    rclient: redis.Redis,
+    redis_keys: RedisKeys,
+    unique: str,
+    store_url: str,
+    tmp_path: Path,
+) -> None:
+    canary = Canary(version="2", percent=25.0, devices=(f"vip{unique}-*",))
+    move(store_url, "1", canary)
+    settings = follow_settings(
+        mosquitto,
+        redis_service,
+        redis_keys,
+        unique,
+        model_store=store_url,
+        model_cache_dir=tmp_path / "cache",
+    )
+    devices = [f"d{unique}-{i}" for i in range(300)] + [f"vip{unique}-{i}" for i in range(5)]
+    sent = [
+        Reading(device_id=d, seq=s, ts=1.7e9, features=FEATURES) for d in devices for s in (1, 2)
+    ]
+    rule = CanaryRule("fault-clf", canary.percent, canary.devices)
+    expected = Counter("2" if rule.applies(r.device_id) else "1" for r in sent)
+    with running_worker(settings) as (worker, _):
+        publish(mosquitto, reading_messages(sent), client_id=f"p{unique}")
+        assert wait_for(rclient, redis_keys.predictions, len(sent)) == len(sent)
+        text = generate_latest(worker.metrics.registry).decode()
+    got: list[Prediction] = predictions(rclient, redis_keys)
+    assert all(p.model.version == ("2" if rule.applies(p.device_id) else "1") for p in got)
+    assert Counter(p.model.version for p in got) == expected
+    assert 40 < expected["2"] // 2 - 5 < 110, "about a quarter of 300 devices, plus the vips"
+    for version, n in expected.items():
+        metric = f'worker_predictions_by_version_total{{model="fault-clf",version="{version}"}}'
+        assert f"{metric} {float(n)}" in text
+    assert 'role="canary",variant="fp32",version="2"} 1.0' in text
+
+
+def test_a_worker_starts_from_its_cache_while_the_store_is_down_then_follows_it(
+    mosquitto: Service,
+    redis_service: Service,
+    rclient: redis.Redis,
+    redis_keys: RedisKeys,
+    unique: str,
+    store_url: str,
+    tmp_path: Path,
+) -> None:
+    cache = tmp_path / "cache"
+    first = follow_settings(
+        mosquitto, redis_service, redis_keys, unique, model_store=store_url, model_cache_dir=cache
+    )
+    with running_worker(first) as (worker, _):
+        assert served(worker) == "1"
+    # the store moves elsewhere and is not up yet: start from the cache
+    port = free_port()
+    down = s3_store_url(f"http://127.0.0.1:{port}", bucket=f"later{unique}")
+    offline = first.model_copy(update={"model_store": down})
+    with running_worker(offline) as (worker, _):
+        assert served(worker) == "1"
+        text = generate_latest(worker.metrics.registry).decode()
+        assert "worker_model_from_cache 1.0" in text
+        publish(
+            mosquitto,
+            reading_messages([Reading(device_id=f"d{unique}", seq=1, ts=1.7e9, features=FEATURES)]),
+            client_id=f"p{unique}",
+        )
+        assert wait_for(rclient, redis_keys.predictions, 1) == 1
+        # the store comes up (empty, then filled): the worker follows it
+        with MotoS3Process(tmp_path / "moto", port=port):
+            store = open_store(down)
+            store.ensure()
+            for version in ("1", "2"):
+                store.publish(tmp_path / "builds" / "fault-clf" / version)
+            store.write_alias(Alias(model="fault-clf", alias="production", version="2"), None)
+            store.close()
+            wait_until(lambda: served(worker) == "2", timeout=40)
+            text = generate_latest(worker.metrics.registry).decode()
+    assert "worker_model_from_cache 0.0" in text
+    assert [p.model.version for p in predictions(rclient, redis_keys)] == ["1"]
+
+
+def test_no_store_and_no_cache_fails_with_what_to_do(
+    mosquitto: Service, redis_service: Service, redis_keys: RedisKeys, unique: str, tmp_path: Path
+) -> None:
+    from iot_models.store import StoreError
+
+    settings = follow_settings(
+        mosquitto,
+        redis_service,
+        redis_keys,
+        unique,
+        model_store=s3_store_url(f"http://127.0.0.1:{free_port()}"),
+        model_cache_dir=tmp_path / "empty",
+    )
+    with (
+        pytest.raises(StoreError, match="start once with the store reachable"),
+        running_worker(settings),
+    ):
+        pass
