@@ -156,7 +156,7 @@ def test_a_graceful_broker_restart_under_load_loses_no_acknowledged_reading(
         )
         stop, out = threading.Event(), list[FleetStats]()
         with running_ingest(ingest), running_worker(worker):
-            thread = threading.Thread(target=_run_sim, args=(sim, stop, out))
+            thread = threading.Thread(target=_run_sim, args=(sim, stop, out), daemon=True)
             thread.start()
             for n in range(restarts):
                 time.sleep(4.0 if n == 0 else 30.0)
@@ -254,7 +254,7 @@ def test_a_frozen_worker_s_readings_are_claimed_by_the_other_within_the_bound(
                 assert time.monotonic() < deadline, "workers did not join the group"
                 time.sleep(0.2)
             stop, out = threading.Event(), list[FleetStats]()
-            thread = threading.Thread(target=_run_sim, args=(sim, stop, out))
+            thread = threading.Thread(target=_run_sim, args=(sim, stop, out), daemon=True)
             thread.start()
             for n in range(freezes):  # the two workers take turns being frozen
                 time.sleep(3.0)
