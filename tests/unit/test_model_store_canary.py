@@ -12,6 +12,7 @@ import pytest
 from iot_contract import Reading
 from iot_models.canary import BUCKETS, CanaryRule, canary_bucket
 from iot_models.core import InferenceCore
+from iot_models.model import ModelInfo
 from iot_models.swap import SwappableCore
 from tests.harness.models import LinearModel
 
@@ -74,7 +75,7 @@ class _Versioned(LinearModel):
         self.version = version
 
     @property
-    def info(self):  # type: ignore[override]
+    def info(self) -> ModelInfo:
         from dataclasses import replace
 
         return replace(super().info, version=self.version)
