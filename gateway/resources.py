@@ -9,7 +9,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import anyio
 from fastapi import Depends
@@ -25,6 +25,9 @@ from gateway.reader import StreamReader
 from gateway.session_state import Event, SessionMachine, Timeouts
 from gateway.settings import GatewaySettings
 from iot_contract import RedisKeys
+
+if TYPE_CHECKING:
+    from iot_models.follow import FollowConfig
 
 __all__ = ["GatewayResources", "Resources", "get_resources", "open_resources"]
 
@@ -114,6 +117,7 @@ async def open_resources(
         settings.models_dir,
         settings.default_model,
         f"gateway-{socket.gethostname()}",
+        _follow_config(settings),
     )
     try:
         try:
@@ -130,4 +134,20 @@ async def open_resources(
                 channel.request_close(Event.SHUTDOWN)
             tg.cancel_scope.cancel()
     finally:
+        if predictor is not None:
+            await anyio.to_thread.run_sync(predictor.close)
         await redis.aclose(close_connection_pool=True)
+
+
+def _follow_config(settings: GatewaySettings) -> FollowConfig | None:
+    """What the REST path follows (``GATEWAY_MODEL_STORE``), if anything."""
+    if settings.model_store is None:
+        return None
+    from iot_models.follow import FollowConfig
+
+    return FollowConfig(
+        store=settings.model_store,
+        alias=settings.model_alias,
+        cache_dir=settings.model_cache_dir,
+        poll_s=settings.model_poll_s,
+    )

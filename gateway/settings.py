@@ -108,6 +108,18 @@ class GatewaySettings(BaseSettings):
     """Model repository for ``POST /v1/predict`` (same loader as the workers)."""
     default_model: str = "fault-clf"
     """Route for readings without ``model`` (keep it equal to the workers' default)."""
+    model_store: str | None = None
+    """Follow a model store for ``POST /v1/predict``, as the workers do with
+    ``WORKER_MODEL_STORE``: serve what ``model_alias`` names (canaries included, so a
+    device gets the same version on both paths) and swap when it moves."""
+    model_alias: str = Field(default="production", pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    """The alias followed in ``model_store``."""
+    model_poll_s: float = Field(default=2.0, gt=0)
+    """Seconds between polls of the alias."""
+    model_cache_dir: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "iotstream" / "gateway-models"
+    )
+    """Local copies of the versions served (start while the store is down)."""
     log_level: str = "INFO"
     """Logging level of the gateway (uvicorn's access log included)."""
     rest_rate_per_s: float = Field(default=50.0, gt=0)

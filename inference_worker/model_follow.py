@@ -2,7 +2,7 @@
 
 :func:`following_models` loads what ``WORKER_MODEL_ALIAS`` names in ``WORKER_MODEL_STORE``
 (or, when the store does not answer, what the cache remembers), and returns a
-:class:`ModelFollowing` whose :attr:`~ModelFollowing.core` the worker scores with. Entered
+:class:`~iot_models.follow.Following` whose ``core`` the worker scores with. Entered
 as a context manager it polls the alias on a thread of its own; a moved alias is loaded,
 verified (sha256) and warmed up there, and the finished core replaces the old one in the
 :class:`~iot_models.swap.SwappableCore` in one assignment: the batch in progress finishes
@@ -12,18 +12,15 @@ on the old core, the next runs on the new one.
 from __future__ import annotations
 
 import logging
-import threading
-from typing import Self
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from inference_worker.settings import WorkerSettings
 from iot_models.core import BatchResult, InferenceCore
-from iot_models.follow import Canaries, FollowConfig, ModelFollower
+from iot_models.follow import Canaries, FollowConfig, Following, ModelFollower
 from iot_models.model import Model
-from iot_models.swap import SwappableCore
 
-__all__ = ["ModelFollowing", "ModelMetrics", "following_models"]
+__all__ = ["ModelMetrics", "following_models"]
 
 log = logging.getLogger(__name__)
 
@@ -74,41 +71,9 @@ class ModelMetrics:
             self.info.labels(i.name, i.version, i.variant, "canary").set(1)
 
 
-class ModelFollowing:
-    """The swappable core and the thread that follows the alias (a context manager)."""
-
-    def __init__(self, follower: ModelFollower, metrics: ModelMetrics) -> None:
-        self.follower = follower
-        self.metrics = metrics
-        first = follower.start()
-        self.core = SwappableCore(first, on_scored=metrics.count, on_swap=self._swapped)
-        follower.on_core = self.core.swap
-        metrics.serving(first)
-        metrics.from_cache.set(1 if follower.from_cache else 0)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=follower.run, args=(self._stop,), name="model-follower", daemon=True
-        )
-
-    def _swapped(self, _old: InferenceCore, new: InferenceCore) -> None:
-        self.metrics.swaps.inc()
-        self.metrics.serving(new)
-        self.metrics.from_cache.set(0)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(30)
-        self.follower.close()
-
-
 def following_models(
     settings: WorkerSettings, registry: CollectorRegistry, worker_id: str | None = None
-) -> ModelFollowing:
+) -> Following:
     """Load the versions ``settings.model_alias`` names in ``settings.model_store`` (warmed
     up), ready to follow it. Blocking (downloads and loads models).
 
@@ -138,7 +103,15 @@ def following_models(
     )
     metrics = ModelMetrics(registry)
     follower = ModelFollower(config, make_core, on_error=lambda _exc: metrics.errors.inc())
-    following = ModelFollowing(follower, metrics)
+
+    def swapped(_old: InferenceCore, new: InferenceCore) -> None:
+        metrics.swaps.inc()
+        metrics.serving(new)
+        metrics.from_cache.set(0)
+
+    following = Following(follower, on_scored=metrics.count, on_swap=swapped)
+    metrics.serving(following.core.current)
+    metrics.from_cache.set(1 if follower.from_cache else 0)
     log.info(
         "following %s@%s in %s (poll every %.1f s): serving %s",
         ",".join(follower.aliases),

@@ -28,9 +28,10 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Self
 
 from iot_models.canary import CanaryRule
-from iot_models.core import InferenceCore
+from iot_models.core import BatchResult, InferenceCore
 from iot_models.manifest import MANIFEST_FILE, ModelError, read_manifest
 from iot_models.model import Model
 from iot_models.store import (
@@ -43,9 +44,17 @@ from iot_models.store import (
 )
 from iot_models.store.base import alias_key
 from iot_models.store.file import FileModelStore
+from iot_models.swap import SwappableCore
 from iot_models.variants import current_platform, select_variant
 
-__all__ = ["Canaries", "CoreFactory", "FollowConfig", "ModelCache", "ModelFollower"]
+__all__ = [
+    "Canaries",
+    "CoreFactory",
+    "FollowConfig",
+    "Following",
+    "ModelCache",
+    "ModelFollower",
+]
 
 log = logging.getLogger(__name__)
 
@@ -348,3 +357,63 @@ class ModelFollower:
 
     def _serving(self) -> str:
         return "; ".join(doc.describe() for doc in self.aliases.values())
+
+
+class Following:
+    """A started follower, the :class:`SwappableCore` it swaps, and its polling thread
+    (started and stopped as a context manager).
+
+    Args:
+        follower: not started yet; :meth:`ModelFollower.start` runs here (blocking).
+        on_scored: per-batch callback of the swappable core (metrics).
+        on_swap: called with ``(old, new)`` after each swap (metrics, manifests).
+    """
+
+    def __init__(
+        self,
+        follower: ModelFollower,
+        *,
+        on_scored: Callable[[BatchResult], None] | None = None,
+        on_swap: Callable[[InferenceCore, InferenceCore], None] | None = None,
+    ) -> None:
+        self.follower = follower
+        try:
+            first = follower.start()
+        except BaseException:
+            follower.close()
+            raise
+        self.core = SwappableCore(first, on_scored=on_scored, on_swap=on_swap)
+        follower.on_core = self.core.swap
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=follower.run, args=(self._stop,), name="model-follower", daemon=True
+        )
+
+    def manifests(self) -> list[dict[str, Any]]:
+        """The manifests of the versions served now (JSON-ready), from the cache."""
+        core = self.core.current
+        served = [m.info for m in core.models.values()]
+        served += [c.info for c, _rule in core.canaries.values()]
+        root = self.follower.cache.root
+        return [
+            read_manifest(root / i.name / i.version / MANIFEST_FILE).model_dump(mode="json")
+            for i in served
+        ]
+
+    def start(self) -> Self:
+        """Start polling."""
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop polling (waits for a load in progress) and release the store."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(30)
+        self.follower.close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
