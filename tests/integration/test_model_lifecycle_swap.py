@@ -20,9 +20,11 @@ from iot_contract import Prediction, Reading, RedisKeys
 from iot_models.canary import CanaryRule
 from iot_models.store import Alias, Canary, ModelStore, open_store
 from iot_models.swap import SwappableCore
+from iotstream.cli import main as cli_main
 from iotstream.localservices import free_port
 from tests.harness.model_versions import make_version
 from tests.harness.pipeline import predictions, publish, reading_messages, wait_for, worker_settings
+from tests.harness.processes import CliProcess
 from tests.harness.s3 import MotoS3Process, s3_store_url
 from tests.harness.services import Service
 
@@ -261,3 +263,42 @@ def test_no_store_and_no_cache_fails_with_what_to_do(
         running_worker(settings),
     ):
         pass
+
+
+def test_the_worker_command_follows_the_store_in_its_environment(
+    mosquitto: Service,
+    redis_service: Service,
+    rclient: redis.Redis,
+    redis_keys: RedisKeys,
+    unique: str,
+    store_url: str,
+    tmp_path: Path,
+) -> None:
+    env = {
+        "WORKER_WORKER_ID": f"w{unique}",
+        "WORKER_MQTT_URL": mosquitto.url,
+        "WORKER_REDIS_URL": redis_service.url,
+        "WORKER_REDIS_PREFIX": redis_keys.prefix,
+        "WORKER_SHARE_GROUP": f"g{unique}",
+        "WORKER_MODEL_STORE": store_url,
+        "WORKER_MODEL_POLL_S": "0.2",
+        "WORKER_MODEL_CACHE_DIR": str(tmp_path / "cache"),
+        "WORKER_MODELS": "fault-clf",
+    }
+    log = tmp_path / "worker.log"
+
+    def send(seq: int) -> None:
+        reading = Reading(device_id=f"d{unique}", seq=seq, ts=1.7e9, features=FEATURES)
+        publish(mosquitto, reading_messages([reading]), client_id=f"p{unique}")
+        assert wait_for(rclient, redis_keys.predictions, seq) == seq
+
+    with CliProcess(["worker"], env, log, "ready: consuming") as worker:
+        send(1)
+        assert (
+            cli_main(["models", "alias", "fault-clf", "production", "2", "--store", store_url]) == 0
+        )
+        wait_until(lambda: "now serving fault-clf 2 (fp32)" in worker.tail())
+        send(2)
+        assert worker.terminate() == 0
+    assert [p.model.version for p in predictions(rclient, redis_keys)] == ["1", "2"]
+    assert "following fault-clf@production in s3://" in log.read_text()
