@@ -51,7 +51,8 @@ class ModelMetrics:
         )
         self.from_cache = Gauge(
             "worker_model_from_cache",
-            "1 while the versions served came from the local cache (store unreachable at start)",
+            "1 while serving the local cache's versions because the store has not answered "
+            "since start",
             registry=registry,
         )
 
@@ -107,11 +108,10 @@ def following_models(
     def swapped(_old: InferenceCore, new: InferenceCore) -> None:
         metrics.swaps.inc()
         metrics.serving(new)
-        metrics.from_cache.set(0)
 
     following = Following(follower, on_scored=metrics.count, on_swap=swapped)
     metrics.serving(following.core.current)
-    metrics.from_cache.set(1 if follower.from_cache else 0)
+    metrics.from_cache.set_function(lambda: 1.0 if follower.from_cache else 0.0)
     log.info(
         "following %s@%s in %s (poll every %.1f s): serving %s",
         ",".join(follower.aliases),
