@@ -28,12 +28,13 @@ __all__ = [
     "rotate",
 ]
 
-SERVICE_ACCOUNTS: Final = ("worker", "admin")
+SERVICE_ACCOUNTS: Final = ("worker", "ingest", "admin")
 _BRIDGE_RE: Final = re.compile(r"\Abridge-[A-Za-z0-9_.-]{1,57}\Z")
 
 
 def is_service_account(name: str) -> bool:
-    """True for ``worker``, ``admin`` and ``bridge-<site>``: names with service roles."""
+    """True for ``worker``, ``ingest``, ``admin`` and ``bridge-<site>``: names with service
+    roles."""
     return name in SERVICE_ACCOUNTS or bool(_BRIDGE_RE.match(name))
 
 
@@ -82,7 +83,7 @@ def add_service(passwords: PasswordFile, name: str, permissions: Permissions) ->
     """Create (or reset) service account ``name`` with its role; returns its new secret."""
     if not is_service_account(name):
         raise PasswordFileError(
-            f"{name!r} is not a service account (worker, admin or bridge-<site>)"
+            f"{name!r} is not a service account (worker, ingest, admin or bridge-<site>)"
         )
     secret = generate_secret()
     passwords.set(name, secret)

@@ -79,6 +79,12 @@ SERVICE_ROLES: Final[Mapping[str, list[_Acl]]] = {
         *_acls("subscribePattern", _INFERENCE),
         *_acls("publishClientReceive", _INFERENCE),
     ],
+    # The staged intake (``iotstream ingest``): every device's telemetry through a plain,
+    # non-shared subscription, and nothing else (it answers no device).
+    "ingest": [
+        *_acls("subscribePattern", _TELEMETRY),
+        *_acls("publishClientReceive", _TELEMETRY),
+    ],
 }
 
 
@@ -93,8 +99,9 @@ class Permissions(Protocol):
 
 
 def role_name(username: str) -> str:
-    """``worker``, ``admin``, ``bridge`` (for ``bridge-<site>``) or ``device:<id>``."""
-    if username in ("worker", "admin"):
+    """``worker``, ``ingest``, ``admin``, ``bridge`` (for ``bridge-<site>``) or
+    ``device:<id>``."""
+    if username in ("worker", "ingest", "admin"):
         return username
     if username.startswith("bridge-"):
         return "bridge"

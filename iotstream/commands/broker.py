@@ -118,10 +118,10 @@ def _register_accounts(sub: argparse._SubParsersAction[Any]) -> None:
 
     service = sub.add_parser(
         "add-service",
-        help="create a service account: worker, admin or bridge-<site>",
+        help="create a service account: worker, ingest, admin or bridge-<site>",
         description="Create or reset a service account with its role; prints its secret.",
     )
-    service.add_argument("name", help="worker, admin or bridge-<site>")
+    service.add_argument("name", help="worker, ingest, admin or bridge-<site>")
     passwd_arg(service)
     rights_args(service)
     service.set_defaults(handler=_add_service)

@@ -23,7 +23,7 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "SIM_": SimSettings,
 }
 """Environment prefix -> the settings class that reads it."""
-COMMAND_PREFIX = {"worker": "WORKER_", "gateway": "GATEWAY_", "sim": "SIM_"}
+COMMAND_PREFIX = {"worker": "WORKER_", "ingest": "WORKER_", "gateway": "GATEWAY_", "sim": "SIM_"}
 """``iotstream`` subcommand -> the prefix of the settings it reads."""
 
 

@@ -74,12 +74,12 @@ def test_the_schema_check_catches_a_misspelt_key(tmp_path: Path) -> None:
 
 def test_services_are_the_whole_pipeline(compose: dict[str, Any]) -> None:
     commands = sorted(s["command"][0] for s in _app_services(compose).values())
-    assert commands == ["gateway", "sim", "worker", "worker"]
+    assert commands == ["gateway", "ingest", "sim", "worker", "worker"]
     assert compose["services"]["mosquitto"]["image"].startswith("eclipse-mosquitto:")
     assert compose["services"]["redis"]["image"].startswith("redis:")
 
 
-@pytest.mark.parametrize("service", ["worker-1", "worker-2", "gateway", "sim"])
+@pytest.mark.parametrize("service", ["ingest", "worker-1", "worker-2", "gateway", "sim"])
 def test_environment_is_what_the_settings_class_reads(
     compose: dict[str, Any], service: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -89,7 +89,10 @@ def test_environment_is_what_the_settings_class_reads(
     assert env_problems(command, env) == []
     settings = build_settings(command, env, monkeypatch)  # raises if anything required lacks
     hosts = set(compose["services"])
-    for field in ("mqtt_url", "redis_url"):
+    fields = ["redis_url"]
+    if getattr(settings, "source", "mqtt") == "mqtt":  # a stream worker never dials the broker
+        fields.append("mqtt_url")
+    for field in fields:
         url = getattr(settings, field, None)
         if url is not None:
             host = url.split("@")[-1].split("://")[-1].split(":")[0].split("/")[0]
@@ -114,10 +117,33 @@ def test_workers_have_distinct_stable_ids(compose: dict[str, Any]) -> None:
     assert len(ids) == len(set(ids)) == 2
 
 
+def test_workers_read_the_staged_intake(compose: dict[str, Any]) -> None:
+    """One ingest (fixed client id, its own broker account, health on its metrics port)
+    fills the staging stream; the workers read it and start after the ingest is healthy."""
+    services = compose["services"]
+    ingest = services["ingest"]
+    assert [s["command"][0] for s in _app_services(compose).values()].count("ingest") == 1
+    env = ingest["environment"]
+    assert env["WORKER_WORKER_ID"] == "ingest" and env["WORKER_MQTT_USERNAME"] == "ingest"
+    assert env["HEALTHCHECK_URL"] == f"http://127.0.0.1:{env['WORKER_METRICS_PORT']}/readyz"
+    assert ingest["healthcheck"]["test"] == services["worker-1"]["healthcheck"]["test"]
+    assert "MQTT_INGEST_PASSWORD" in services["mqtt-auth"]["environment"]
+    for name in ("worker-1", "worker-2"):
+        worker = services[name]
+        assert worker["environment"]["WORKER_SOURCE"] == "stream", name
+        assert not any(k.startswith("WORKER_MQTT_") for k in worker["environment"]), name
+        assert worker["depends_on"]["ingest"] == {"condition": "service_healthy"}, name
+
+
 def test_every_secret_is_required_and_documented() -> None:
     text = COMPOSE.read_text()
     required = {m.group("name") for m in _VAR.finditer(text) if m.group("op") == ":?"}
-    assert {"MQTT_WORKER_PASSWORD", "REDIS_PASSWORD", "GATEWAY_JWT_SECRET"} <= required
+    assert {
+        "MQTT_WORKER_PASSWORD",
+        "MQTT_INGEST_PASSWORD",
+        "REDIS_PASSWORD",
+        "GATEWAY_JWT_SECRET",
+    } <= required
     assert required <= set(_env_example())
     # Secrets never appear in the compose file itself.
     for key, value in _env_example().items():

@@ -5,6 +5,7 @@ subscription and the simulated devices' publishes behave as the compose file ass
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -22,7 +23,11 @@ from tests.deploy.support import ROOT
 
 pytestmark = pytest.mark.integration
 
-SECRETS = {"MQTT_WORKER_PASSWORD": "w-secret", "MQTT_ADMIN_PASSWORD": "a-secret"}
+SECRETS = {
+    "MQTT_WORKER_PASSWORD": "w-secret",
+    "MQTT_INGEST_PASSWORD": "i-secret",
+    "MQTT_ADMIN_PASSWORD": "a-secret",
+}
 DEVICE_PASSWORD = "d-secret"
 
 
@@ -109,6 +114,28 @@ def test_worker_receives_device_telemetry_only_from_the_right_device(
     assert out.strip() == "genuine"
 
 
+def test_ingest_subscribes_to_all_telemetry_without_a_share_and_nothing_else(
+    broker: MosquittoProcess,
+) -> None:
+    """The staged intake's account: devices/+/telemetry (not shared) is granted and delivers;
+    a $share group, status and publishing are refused."""
+    password = SECRETS["MQTT_INGEST_PASSWORD"]
+    for topic in ("$share/workers/devices/+/telemetry", "devices/+/status", "#"):
+        argv = _sub(broker, "ingest", password, topic, 2)
+        result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=10)
+        assert "All subscription requests were denied" in result.stderr, topic
+    argv = _sub(broker, "ingest", password, "devices/+/telemetry", 8)
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as ingest:
+        # Publish until the subscriber has its message (it exits after one: -C 1).
+        deadline = time.monotonic() + 8
+        while ingest.poll() is None and time.monotonic() < deadline:
+            assert _pub(broker, "sim-05", "devices/sim-05/telemetry", "staged") == 0
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                ingest.wait(timeout=0.2)
+        out, _ = ingest.communicate(timeout=10)
+    assert out.strip() == "staged"
+
+
 def test_every_simulated_device_has_an_account(broker: MosquittoProcess) -> None:
     # DEVICES=12 -> ids sim-00 .. sim-11, as `iotstream sim --devices 12` names them.
     assert _pub(broker, "sim-11", "devices/sim-11/status", "online") == 0
@@ -133,7 +160,7 @@ def test_make_passwd_writes_the_same_rights_as_the_tooling(
 ) -> None:
     written = json.loads((work / "dynamic-security.json").read_text())
     expected = DynsecFile(work / "from-tooling.json")
-    for user in ["worker", "admin", *(f"sim-{i:02d}" for i in range(12))]:
+    for user in ["worker", "ingest", "admin", *(f"sim-{i:02d}" for i in range(12))]:
         expected.grant(user)
     assert written["defaultACLAccess"] == empty_config()["defaultACLAccess"]
     assert written["clients"] == expected.config["clients"]

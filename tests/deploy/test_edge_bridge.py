@@ -20,7 +20,12 @@ from tests.deploy.support import ROOT
 
 pytestmark = pytest.mark.integration
 
-PW = {"MQTT_WORKER_PASSWORD": "w-pw", "MQTT_ADMIN_PASSWORD": "a-pw", "MQTT_DEVICE_PASSWORD": "d-pw"}
+PW = {
+    "MQTT_WORKER_PASSWORD": "w-pw",
+    "MQTT_INGEST_PASSWORD": "i-pw",
+    "MQTT_ADMIN_PASSWORD": "a-pw",
+    "MQTT_DEVICE_PASSWORD": "d-pw",
+}
 BRIDGE_PW = "b-pw"
 
 

@@ -173,7 +173,7 @@ def test_environment_is_what_the_settings_classes_read(
             if command == "gateway":
                 assert not settings.dev_mode and settings.host == "0.0.0.0"
             checked += 1
-    assert checked >= (2 if overlay == "cloud" else 4)
+    assert checked >= (3 if overlay == "cloud" else 5)
 
 
 def test_cloud_shape(built: dict[str, Path]) -> None:
@@ -200,6 +200,37 @@ def test_cloud_shape(built: dict[str, Path]) -> None:
         "args"
     ]
     assert redis_args[redis_args.index("--appendonly") + 1] == "yes"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_one_ingest_with_a_stable_id_feeds_the_central_workers(
+    built: dict[str, Path], overlay: str
+) -> None:
+    """Staged intake: exactly one ingest (replicas 1, Recreate: never two with one client
+    id), its id fixed in its ConfigMap, its own broker account; central workers read the
+    stream, edge workers keep the direct source of their node's broker."""
+    docs = _docs(built[overlay])
+    secrets = _secrets_example(overlay)
+    ingest = _find(docs, "Deployment", "ingest")
+    assert ingest["spec"]["replicas"] == 1
+    assert ingest["spec"]["strategy"] == {"type": "Recreate"}
+    container = ingest["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["ingest"]
+    env = _container_env(docs, ingest, container, secrets)
+    assert env["WORKER_WORKER_ID"] == "ingest"
+    assert "WORKER_WORKER_ID" not in {e["name"] for e in container.get("env", [])}
+    assert env["WORKER_MQTT_USERNAME"] == "ingest"
+    assert env["WORKER_MQTT_PASSWORD"] == secrets["MQTT_INGEST_PASSWORD"]
+    assert [d for d in _workloads(docs) if "ingest" in str(d["spec"]["template"])] == [ingest]
+    worker = _find(docs, "StatefulSet", "worker")
+    env = _container_env(docs, worker, worker["spec"]["template"]["spec"]["containers"][0], secrets)
+    assert env["WORKER_SOURCE"] == "stream"
+    assert not any(k.startswith("WORKER_MQTT_") for k in env)
+    init = _find(docs, "StatefulSet", "mosquitto")["spec"]["template"]["spec"]["initContainers"][0]
+    assert "MQTT_INGEST_PASSWORD" in {e["name"] for e in init["env"]}
+    for ds in (d for d in docs if d["kind"] == "DaemonSet" and "worker" in d["metadata"]["name"]):
+        env = _container_env(docs, ds, ds["spec"]["template"]["spec"]["containers"][0], secrets)
+        assert env["WORKER_SOURCE"] == "mqtt", ds["metadata"]["name"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

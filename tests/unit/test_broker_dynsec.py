@@ -52,9 +52,20 @@ def test_only_workers_may_take_the_shared_subscription() -> None:
     assert _acls(SERVICE_ROLES["bridge"], "subscribePattern") == {"devices/+/inference"}
 
 
+def test_the_ingest_only_receives_telemetry_without_a_share() -> None:
+    """``iotstream ingest`` subscribes to devices/+/telemetry (not shared) and does nothing
+    else: no status, no $share group, no publishing."""
+    ingest = SERVICE_ROLES["ingest"]
+    assert _acls(ingest, "subscribePattern") == {"devices/+/telemetry"}
+    assert _acls(ingest, "publishClientReceive") == {"devices/+/telemetry"}
+    assert _acls(ingest, "publishClientSend") == set()
+    assert _acls(ingest, "subscribeLiteral") == set()
+
+
 def test_role_names() -> None:
-    assert [role_name(u) for u in ("worker", "admin", "bridge-site1", "pump-7")] == [
+    assert [role_name(u) for u in ("worker", "ingest", "admin", "bridge-site1", "pump-7")] == [
         "worker",
+        "ingest",
         "admin",
         "bridge",
         "device:pump-7",

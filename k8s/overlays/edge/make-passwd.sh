@@ -3,6 +3,8 @@
 # environment (compose: the mqtt-auth service; Kubernetes: the broker's init container).
 # Accounts and their roles (the same as iotstream/broker_tools/dynsec.py; a test compares):
 #   worker            MQTT_WORKER_PASSWORD   the inference workers (one account, own client ids)
+#   ingest            MQTT_INGEST_PASSWORD   the staged intake (`iotstream ingest`): subscribes
+#                                            to devices/+/telemetry without $share, nothing else
 #   admin             MQTT_ADMIN_PASSWORD    operators and the health check ($SYS)
 #   <prefix>-<n>      MQTT_DEVICE_PASSWORD   DEVICES simulated devices, ids as `iotstream sim`
 #                                            makes them (zero-padded to the width of DEVICES-1);
@@ -15,12 +17,14 @@ set -eu
 out=${PASSWD_FILE:-/mosquitto/auth/passwd}
 dynsec=${DYNSEC_FILE:-$(dirname "$out")/dynamic-security.json}
 : "${MQTT_WORKER_PASSWORD:?MQTT_WORKER_PASSWORD is required}"
+: "${MQTT_INGEST_PASSWORD:?MQTT_INGEST_PASSWORD is required}"
 : "${MQTT_ADMIN_PASSWORD:?MQTT_ADMIN_PASSWORD is required}"
 devices=${DEVICES:-0}
 prefix=${DEVICE_PREFIX:-sim}
 tmp="$out.tmp"
 rm -f "$tmp" "$dynsec.tmp"
 mosquitto_passwd -c -b "$tmp" worker "$MQTT_WORKER_PASSWORD"
+mosquitto_passwd -b "$tmp" ingest "$MQTT_INGEST_PASSWORD"
 mosquitto_passwd -b "$tmp" admin "$MQTT_ADMIN_PASSWORD"
 if [ -n "${BRIDGE_NAME:-}" ]; then
   mosquitto_passwd -b "$tmp" "$BRIDGE_NAME" "${MQTT_BRIDGE_PASSWORD:?MQTT_BRIDGE_PASSWORD is required with BRIDGE_NAME}"
@@ -49,6 +53,7 @@ fi
   printf '{"defaultACLAccess": {"publishClientSend": false, "publishClientReceive": false, '
   printf '"subscribe": false, "unsubscribe": true},\n "groups": [],\n "clients": [\n'
   printf '  {"username": "worker", "roles": [{"rolename": "worker"}]}'
+  client ingest ingest
   client admin admin
   if [ -n "${BRIDGE_NAME:-}" ]; then client "$BRIDGE_NAME" bridge; fi
   for id in $ids; do client "$id" "device:$id"; done
@@ -64,6 +69,8 @@ fi
   printf ',\n  {"rolename": "bridge", "acls": [%s, %s, %s, %s]}' \
     "$(acl publishClientSend devices/+/telemetry)" "$(acl publishClientSend devices/+/status)" \
     "$(acl subscribePattern devices/+/inference)" "$(acl publishClientReceive devices/+/inference)"
+  printf ',\n  {"rolename": "ingest", "acls": [%s, %s]}' \
+    "$(acl subscribePattern devices/+/telemetry)" "$(acl publishClientReceive devices/+/telemetry)"
   for id in $ids; do device_role "$id"; done
   printf '\n ]\n}\n'
 } > "$dynsec.tmp"
@@ -72,4 +79,4 @@ chmod 0600 "$tmp" "$dynsec.tmp"
 if [ "$(id -u)" = 0 ]; then chown "${PASSWD_OWNER:-1883:1883}" "$tmp" "$dynsec.tmp"; fi
 mv "$dynsec.tmp" "$dynsec"
 mv "$tmp" "$out"
-echo "make-passwd: wrote $out and $dynsec (worker, admin, $devices device accounts${BRIDGE_NAME:+, $BRIDGE_NAME})"
+echo "make-passwd: wrote $out and $dynsec (worker, ingest, admin, $devices device accounts${BRIDGE_NAME:+, $BRIDGE_NAME})"
