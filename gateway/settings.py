@@ -12,6 +12,8 @@ from typing import Annotated, Any, Final, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from iot_models.bundled import bundled_models_dir
+
 __all__ = ["DEMO_JWT_SECRET", "GatewaySettings", "SettingsError"]
 
 DEMO_JWT_SECRET: Final = "iotstream-demo-secret-not-for-production-use"  # noqa: S105 - refused outside dev
@@ -104,8 +106,9 @@ class GatewaySettings(BaseSettings):
     still authenticating or closing count."""
 
     # --- REST
-    models_dir: Path = Path("models")
-    """Model repository for ``POST /v1/predict`` (same loader as the workers)."""
+    models_dir: Path = Field(default_factory=bundled_models_dir)
+    """Model repository for ``POST /v1/predict`` (same loader as the workers); unset: the
+    models shipped with iotstream (package data, ``models/`` in a checkout)."""
     default_model: str = "fault-clf"
     """Route for readings without ``model`` (keep it equal to the workers' default)."""
     model_store: str | None = None

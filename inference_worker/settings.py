@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from iot_models.bundled import bundled_models_dir
+
 __all__ = ["WorkerSettings"]
 
 
@@ -75,8 +77,9 @@ class WorkerSettings(BaseSettings):
     dedup_ttl: int = Field(default=7 * 24 * 3600, ge=60)
     """Seconds a ``(device_id, seq)`` is remembered for deduplication of redeliveries."""
 
-    models_dir: Path = Path("models")
-    """Model repository (``<name>/<version>/manifest.json``)."""
+    models_dir: Path = Field(default_factory=bundled_models_dir)
+    """Model repository (``<name>/<version>/manifest.json``); unset: the models shipped with
+    iotstream (package data, ``models/`` in a checkout), wherever it is installed."""
     models: Annotated[list[str] | None, NoDecode] = None
     """Models to serve, comma-separated route names; all in the repository when unset."""
     default_model: str = "fault-clf"

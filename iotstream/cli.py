@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from iotstream.commands import COMMANDS
+from iotstream.resources import MissingResourceError
 
 __all__ = ["build_parser", "main"]
 
@@ -67,7 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
-    code: int = handler(args)
+    try:
+        code: int = handler(args)
+    except MissingResourceError as exc:  # a file the installation should have: one line
+        print(f"iotstream: {exc}", file=sys.stderr)
+        return 1
     return code
 
 

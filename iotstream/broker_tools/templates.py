@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Final
 
 from iotstream.broker_tools.dynsec import DYNSEC_PLUGIN
+from iotstream.resources import MissingResourceError, broker_dir, require
 
 __all__ = [
     "BROKER_DIR",
@@ -35,7 +36,8 @@ __all__ = [
     "render_file",
 ]
 
-BROKER_DIR: Final = Path(__file__).resolve().parents[2] / "broker"
+BROKER_DIR: Final = broker_dir()
+"""The templates shipped with iotstream (package data; ``broker/`` in a checkout)."""
 _PLACEHOLDER: Final = re.compile(r"\{\{([a-z_]+)\}\}")
 _SAFE_VALUE: Final = re.compile(r"\A[^\s#{}]+(?: [^\s#{}]+)*\Z")
 
@@ -165,5 +167,16 @@ def render_file(
     values: Mapping[str, str | int] | None = None,
     template_dir: Path = BROKER_DIR,
 ) -> str:
-    """Render ``<template_dir>/<profile>.conf``; see :func:`render`."""
-    return render((template_dir / profile.filename).read_text(), values)
+    """Render ``<template_dir>/<profile>.conf``; see :func:`render`.
+
+    Raises:
+        TemplateError: also when the template file is missing (one line saying what to do).
+    """
+    path = template_dir / profile.filename
+    if template_dir != BROKER_DIR and not path.is_file():
+        raise TemplateError(f"no template {path}: the --template-dir needs {profile.filename}")
+    try:
+        require(path, f"the broker template {profile.filename}")
+    except MissingResourceError as exc:
+        raise TemplateError(str(exc)) from None
+    return render(path.read_text(), values)

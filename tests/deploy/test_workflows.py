@@ -1,7 +1,8 @@
 """.github/workflows: valid against the GitHub workflow schema (check-jsonschema's vendored
 copy, offline); CI runs the README's test command with a dependency cache on push and pull
-request; the image workflow builds both architectures with buildx on tags, and every
-credential comes from ``secrets.*``."""
+request; the image workflow builds both architectures with buildx on tags; the release
+workflow builds, checks and publishes the sdist and wheel with trusted publishing (no stored
+token); every credential comes from ``secrets.*``."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def _steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_workflows_match_the_github_schema() -> None:
     files = sorted(str(p) for p in WORKFLOWS.glob("*.yml"))
-    assert len(files) == 2
+    assert len(files) == 3
     result = run_tool("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *files)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -71,7 +72,29 @@ def test_image_workflow_builds_both_architectures_on_tags() -> None:
     assert any(u.startswith("docker/setup-qemu-action@") for u in uses)
 
 
-@pytest.mark.parametrize("name", ["ci.yml", "image.yml"])
+def test_release_builds_checks_and_publishes_with_trusted_publishing() -> None:
+    release = _load("release.yml")
+    assert list(release["on"]) == ["push"]
+    assert release["on"]["push"] == {"tags": ["v*.*.*"]}
+    assert release["permissions"] == {"contents": "read"}
+    build, publish = release["jobs"]["build"], release["jobs"]["publish"]
+    runs = "\n".join(s.get("run", "") for s in build["steps"])
+    assert "python -m build" in runs
+    assert "twine check --strict dist/*" in runs
+    assert '"v$version" != "$GITHUB_REF_NAME"' in runs  # one version: pyproject.toml
+    assert "-c requirements/dev.txt build twine" in runs
+    dev_lock = (ROOT / "requirements" / "dev.txt").read_text()
+    assert re.search(r"^build==", dev_lock, re.M)
+    assert re.search(r"^twine==", dev_lock, re.M)
+    assert publish["needs"] == "build"
+    assert publish["permissions"] == {"id-token": "write"}
+    assert publish["environment"]["name"] == "pypi"
+    (upload,) = [s for s in publish["steps"] if "gh-action-pypi-publish" in s.get("uses", "")]
+    assert re.fullmatch(r"pypa/gh-action-pypi-publish@[0-9a-f]{40}", upload["uses"])
+    assert not set(upload.get("with", {})) & {"password", "user"}  # OIDC, no token
+
+
+@pytest.mark.parametrize("name", ["ci.yml", "image.yml", "release.yml"])
 def test_actions_pinned_and_credentials_only_from_secrets(name: str) -> None:
     workflow = _load(name)
     for step in _steps(workflow):
