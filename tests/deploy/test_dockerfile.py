@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import tomllib
 from pathlib import Path
 
 from tests.deploy.support import ROOT, run_tool
@@ -56,8 +57,8 @@ def test_lock_installed_before_code_and_wheels_only() -> None:
     assert "--only-binary=:all:" in steps[install][1]
     assert "--no-cache-dir" in steps[install][1]
     lock_copy = next(n for n, (i, a) in enumerate(steps) if i == "COPY" and "runtime.txt" in a)
-    code_copies = [n for n, (i, a) in enumerate(steps) if i == "COPY" and "iotstream/" in a]
-    assert lock_copy < install < code_copies[0]
+    code_copy = steps.index(("COPY", ". ."))
+    assert lock_copy < install < code_copy
 
 
 def test_build_stage_installs_the_wheel_it_builds() -> None:
@@ -66,9 +67,7 @@ def test_build_stage_installs_the_wheel_it_builds() -> None:
     runs = " && ".join(a for i, a in build if i == "RUN")
     assert "pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/dist ." in runs
     assert "pip install --no-cache-dir --no-deps /tmp/dist/iotstream-*.whl" in runs
-    sources = {src for i, a in build if i == "COPY" for src in a.split()[:-1]}
-    # what the wheel's package data links to, and what setuptools reads
-    assert {"pyproject.toml", "README.md", "models/", "broker/", "demo/"} <= sources
+    assert ("COPY", ". .") in build  # the context: .dockerignore's whitelist
 
 
 def test_runtime_stage_is_non_root_from_the_venv_with_healthcheck() -> None:
@@ -82,6 +81,12 @@ def test_runtime_stage_is_non_root_from_the_venv_with_healthcheck() -> None:
     assert not [a for i, a in runtime if i == "RUN" and re.search(r"apt-get|pip install", a)]
     assert any(i == "HEALTHCHECK" for i, _ in runtime)
     assert ("ENTRYPOINT", '["python", "-m", "iotstream"]') in runtime
+
+
+def _packages() -> set[str]:
+    """The top-level packages of the distribution ([tool.setuptools.packages.find])."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return {p.rstrip("*.") for p in config["tool"]["setuptools"]["packages"]["find"]["include"]}
 
 
 def test_build_context_admits_exactly_what_is_copied() -> None:
@@ -103,13 +108,18 @@ def test_build_context_admits_exactly_what_is_copied() -> None:
     sources = [
         src
         for i, a in _instructions()
-        if i == "COPY" and not a.startswith("--from")
+        if i == "COPY" and not a.startswith("--from") and a != ". ."
         for src in a.split()[:-1]
     ]
-    for src in sources:
+    # `COPY . .` copies the whole context: everything `pip wheel .` reads must be in it
+    wheel_inputs = ["pyproject.toml", "README.md", "MANIFEST.in", "models", "broker", "demo"]
+    for src in [*sources, *wheel_inputs, *sorted(_packages())]:
         assert included(src.rstrip("/")), f".dockerignore excludes {src}"
+    for src in [*sources, *wheel_inputs]:
         assert (ROOT / src).exists(), src
     assert not included(".venv")
     assert not included(".git")
     assert not included("tests")
     assert not included("bench/results")
+    assert not included("docs")
+    assert not included("k8s")
