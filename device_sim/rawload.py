@@ -71,9 +71,11 @@ class RawLoadFleet(Fleet):
         topic = self._topics[device.device_id]
         deadline = time.monotonic() + WINDOW_WAIT_S
         while not link.publish(topic, payload, self.settings.qos):
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 return False
             self._pump(0.01)
+            self._misc(now)  # a full window on a dropped link frees only once reconnected
         return True
 
     def _pump(self, timeout: float) -> None:

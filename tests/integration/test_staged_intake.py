@@ -117,7 +117,12 @@ def _run_sim(settings: SimSettings, stop: threading.Event, out: list[FleetStats]
     ("rate", "restarts"),
     [
         pytest.param(1500, 1, id="1500-per-s-1-restart"),
-        pytest.param(3000, 5, id="3000-per-s-5-restarts", marks=pytest.mark.slow),
+        pytest.param(
+            3000,
+            5,
+            id="3000-per-s-5-restarts",
+            marks=[pytest.mark.slow, pytest.mark.timeout(900)],
+        ),
     ],
 )
 def test_a_graceful_broker_restart_under_load_loses_no_acknowledged_reading(
@@ -201,7 +206,12 @@ def _spawn_worker(settings_env: dict[str, str], log: Path) -> subprocess.Popen[b
     ("rate", "freezes"),
     [
         pytest.param(500, 1, id="500-per-s-1-freeze"),
-        pytest.param(2000, 3, id="2000-per-s-3-freezes", marks=pytest.mark.slow),
+        pytest.param(
+            2000,
+            3,
+            id="2000-per-s-3-freezes",
+            marks=[pytest.mark.slow, pytest.mark.timeout(900)],
+        ),
     ],
 )
 def test_a_frozen_worker_s_readings_are_claimed_by_the_other_within_the_bound(
