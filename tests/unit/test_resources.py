@@ -60,3 +60,17 @@ def test_the_cli_reports_a_missing_template_in_one_line(
     assert code == 2
     assert err.count("\n") == 1
     assert "dev.conf" in err
+
+
+def test_the_demo_names_missing_servers_with_the_install_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("iotstream.localservices.find_binary", lambda name: None)
+    code = main(["demo", "--dir", str(tmp_path / "demo")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.count("\n") == 1
+    assert "mosquitto, redis-server not found" in err
+    assert "sudo apt-get install -y mosquitto mosquitto-clients redis-server" in err
+    assert "brew install mosquitto redis" in err
+    assert not (tmp_path / "demo").exists()
