@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,8 +141,12 @@ def run_scenario(
     load_client: str = "raw",
     sim_processes: int = 2,
     source: str = "mqtt",
+    worker_env: dict[str, str] | None = None,
+    inspect: Callable[[redis.Redis, RedisKeys], dict[str, Any]] | None = None,
 ) -> Result:
-    """Run one scenario on a fresh broker and Redis."""
+    """Run one scenario on a fresh broker and Redis (``worker_env``: more ``WORKER_*``
+    settings for the worker and the ingest; ``inspect``: more figures from the stored
+    predictions, read before Redis stops, added to ``extra``)."""
     work.mkdir(parents=True, exist_ok=True)
     with _services(work, inflight) as (mq, rd):
         keys = RedisKeys("bench")
@@ -160,7 +164,7 @@ def run_scenario(
             "WORKER_LOG_LEVEL": "INFO",
             "WORKER_METRICS_PORT": str(metrics_port := free_port()),
             "WORKER_SOURCE": source,
-        }
+        } | (worker_env or {})
         ingest = None
         if source == "stream":
             ingest_env = worker_env | {
@@ -231,6 +235,8 @@ def run_scenario(
                 "mean_batch": _mean_batch(metrics_port),
             }
             lat = _latencies(client, keys)
+            if inspect is not None:
+                memory.update(inspect(client, keys))
             first_last = _stored_span(client, keys)
             client.close()
         finally:

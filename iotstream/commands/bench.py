@@ -12,6 +12,7 @@ __all__ = ["register"]
 _BENCHES = {
     "pipeline": ("bench.pipeline_bench", "simulator -> Mosquitto -> worker -> Redis"),
     "gateway": ("bench.gateway_bench", "Redis -> gateway -> WebSocket clients"),
+    "swap": ("bench.swap_bench", "latency and loss while the model alias moves"),
 }
 
 
