@@ -203,6 +203,30 @@ def test_cloud_shape(built: dict[str, Path]) -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_rollbacks_stay_possible(built: dict[str, Path], overlay: str) -> None:
+    """Every workload keeps revisions for `kubectl rollout undo`, and every container image is
+    named by tag and digest (a re-pushed tag changes nothing; docs/operations.md)."""
+    for wl in _workloads(_docs(built[overlay])):
+        name = f"{wl['kind']}/{wl['metadata']['name']}"
+        assert wl["spec"]["revisionHistoryLimit"] >= 5, name
+        pod = wl["spec"]["template"]["spec"]
+        for c in pod["containers"] + pod.get("initContainers", []):
+            assert re.fullmatch(r"[\w./-]+:\d+\.\d+[\w.-]*@sha256:[0-9a-f]{64}", c["image"]), (
+                name,
+                c["image"],
+            )
+    text = (ROOT / "k8s" / "overlays" / overlay / "kustomization.yaml").read_text()
+    assert "digest: sha256:" in text
+
+
+def test_base_keeps_tags_for_development() -> None:
+    """The base stays buildable alone with plain tags; digests are the overlays' business."""
+    result = run_tool("kubectl", "kustomize", str(ROOT / "k8s" / "base"))
+    assert result.returncode == 0, result.stderr
+    assert "@sha256:" not in result.stdout
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_one_ingest_with_a_stable_id_feeds_the_central_workers(
     built: dict[str, Path], overlay: str
 ) -> None:
