@@ -17,7 +17,6 @@ from typing import Any
 
 import orjson
 
-from inference_worker.batcher import Batcher
 from inference_worker.bootless import BootlessReadings
 from inference_worker.buffer import BoundedBuffer
 from inference_worker.bus import Incoming, PredictionSink, ReadingSource, SinkError
@@ -25,6 +24,7 @@ from inference_worker.health import readiness
 from inference_worker.metrics import WorkerMetrics
 from inference_worker.ratelog import RateLimitedLog
 from inference_worker.settings import WorkerSettings
+from iot_batching import Batcher, make_policy
 from iot_contract import (
     ContractError,
     DeadLetter,
@@ -71,7 +71,14 @@ class Worker:
         self.sink = sink
         self.metrics = metrics or WorkerMetrics()
         self._clock = clock
-        self._batcher = Batcher[Incoming](settings.max_batch, settings.max_wait_ms / 1000)
+        self._batcher = Batcher[Incoming](
+            make_policy(
+                settings.batch_policy,
+                settings.max_batch,
+                settings.max_wait_ms / 1000,
+                settings.batch_target_wait_ms / 1000,
+            )
+        )
         self._rejects = RateLimitedLog(log)
         self._bootless = BootlessReadings(self.metrics.without_boot)
         self.last_tick = time.monotonic()
@@ -140,31 +147,29 @@ class Worker:
                 break
             if pending is not None:
                 pending -= len(items)
-            for item in items:
-                if batch := self._batcher.add(item, time.monotonic()):
-                    self.process(batch)
+            for closed in self._batcher.add_many(items, time.monotonic(), self.source.pending()):
+                self.process(closed)
         if batch := self._batcher.flush():
             self.process(batch)
 
     def _step(self, idle_timeout: float) -> None:
-        deadline = self._batcher.deadline
         now = self.last_tick = time.monotonic()
         if now >= self._report_at:
             self._report(now)
-        if deadline is None:  # wait for a first reading
+        wait = self._batcher.wait(now, self.source.pending())
+        if wait is None:  # wait for a first reading
             items = self.source.take(self._batcher.max_size, idle_timeout)
-        else:  # sleep until the open batch can be cut (full, or its deadline), waking
-            # at least every idle_timeout to see a stop
+        else:  # sleep until the open batch can be cut (full, due, or what the policy
+            # wants to see has arrived), waking at least every idle_timeout to see a stop
             items = self.source.take(
                 self._batcher.max_size,
-                max(0.0, min(deadline - now, idle_timeout)),
-                wait_for=self._batcher.max_size - len(self._batcher),
+                max(0.0, min(wait.until - now, idle_timeout)),
+                wait_for=wait.items,
             )
+        # everything taken joins the open batch before it is judged: cutting an overdue
+        # batch at its first new item left the rest to wait a whole deadline more
         now = time.monotonic()
-        for item in items:
-            if batch := self._batcher.add(item, now):
-                self.process(batch)
-        if batch := self._batcher.flush_due(now):
+        for batch in self._batcher.add_many(items, now, self.source.pending()):
             self.process(batch)
 
     def process(self, batch: list[Incoming]) -> None:
@@ -337,6 +342,8 @@ def describe(settings: WorkerSettings) -> str:
             "variant",
             "max_batch",
             "max_wait_ms",
+            "batch_policy",
+            "batch_target_wait_ms",
         }
     )
     return orjson.dumps(shown, default=str).decode()

@@ -12,7 +12,9 @@ __all__ = ["register"]
 _BENCHES = {
     "pipeline": ("bench.pipeline_bench", "simulator -> Mosquitto -> worker -> Redis"),
     "gateway": ("bench.gateway_bench", "Redis -> gateway -> WebSocket clients"),
+    "oip": ("bench.oip_bench", "gRPC V2 clients: dynamic batching on vs off"),
     "swap": ("bench.swap_bench", "latency and loss while the model alias moves"),
+    "batching": ("bench.batching_bench", "fixed vs adaptive batch-cut policy per offered rate"),
 }
 
 

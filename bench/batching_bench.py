@@ -1,0 +1,146 @@
+"""Batch-cut policies side by side: the fixed deadline and the adaptive policy at each offered
+rate, on the same pipeline as ``iotstream bench pipeline`` (simulator -> Mosquitto ->
+worker -> Redis on this machine, a fresh broker and Redis per run).
+
+For each source, rate and policy: p50/p99 publish (device ts) -> Redis, worker CPU per
+stored reading, stored readings per second and the mean micro-batch. The policies
+alternate at each rate, so a drift of the machine hits both. The last rate is meant to
+saturate the worker (stored/s below the offered rate): there the throughputs compare.
+
+    iotstream bench batching                                   # ~4 min
+    iotstream bench batching --rates 5000,10000 --seconds 4    # a quick look
+    iotstream bench batching --sources mqtt,stream             # also the staged intake
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from bench.pipeline_bench import ROOT, Result, run_scenario
+
+POLICIES = ("fixed", "adaptive")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every (source, rate, policy) and print one table."""
+    parser = argparse.ArgumentParser(
+        prog="iotstream bench batching",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--rates",
+        default="2000,5000,10000,20000,30000",
+        help="offered readings/s, comma-separated (make the last one saturate)",
+    )
+    parser.add_argument("--policies", default=",".join(POLICIES), help="fixed,adaptive")
+    parser.add_argument("--sources", default="mqtt", help="mqtt and/or stream")
+    parser.add_argument("--seconds", type=float, default=8.0, help="load per run")
+    parser.add_argument("--protocol", default="5", help="worker MQTT version")
+    parser.add_argument("--max-batch", type=int, default=64, help="WORKER_MAX_BATCH")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="WORKER_MAX_WAIT_MS")
+    parser.add_argument(
+        "--target-wait-ms", type=float, default=2.0, help="WORKER_BATCH_TARGET_WAIT_MS"
+    )
+    parser.add_argument("--inflight", type=int, default=256, help="broker max_inflight")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "batching.json")
+    args = parser.parse_args(argv)
+    rates = [float(r) for r in args.rates.split(",")]
+    policies = args.policies.split(",")
+    if unknown := set(policies) - set(POLICIES):
+        parser.error(f"unknown policies: {sorted(unknown)}")
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="iotstream-bench-") as tmp:
+        for source in args.sources.split(","):
+            for i, rate in enumerate(rates):
+                order = policies if i % 2 == 0 else policies[::-1]
+                for policy in order:
+                    result = run_scenario(
+                        policy,
+                        rate=rate,
+                        seconds=args.seconds,
+                        protocol=args.protocol,
+                        max_batch=args.max_batch,
+                        work=Path(tmp) / f"{source}-{rate:.0f}-{policy}",
+                        inflight=args.inflight,
+                        source=source,
+                        worker_env={
+                            "WORKER_BATCH_POLICY": policy,
+                            "WORKER_MAX_WAIT_MS": str(args.max_wait_ms),
+                            "WORKER_BATCH_TARGET_WAIT_MS": str(args.target_wait_ms),
+                        },
+                    )
+                    results.append(result)
+                    print(_row(result, _peer(results, result)), flush=True)
+    print()
+    _print(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+        },
+        "seconds": args.seconds,
+        "max_wait_ms": args.max_wait_ms,
+        "target_wait_ms": args.target_wait_ms,
+        "results": [asdict(r) for r in results],
+    }
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"\nreport: {args.out}")
+    return 0
+
+
+def _peer(results: list[Result], r: Result) -> Result | None:
+    """The fixed policy's run at the same rate and source (for the CPU ratio)."""
+    return next(
+        (
+            x
+            for x in results
+            if x.scenario == "fixed"
+            and x.offered_per_s == r.offered_per_s
+            and x.extra["source"] == r.extra["source"]
+        ),
+        None,
+    )
+
+
+HEAD = (
+    f"{'source':<6} {'offered/s':>9} {'policy':<8} {'stored/s':>9} {'loss':>5} "
+    f"{'p50 ms':>7} {'p99 ms':>7} {'cpu us/r':>8} {'vs fixed':>8} {'batch~':>6}"
+)
+
+
+def _row(r: Result, fixed: Result | None) -> str:
+    ratio = (
+        f"{r.worker_cpu_us_per_reading / fixed.worker_cpu_us_per_reading:>7.2f}x"
+        if fixed and fixed.worker_cpu_us_per_reading
+        else f"{'':>8}"
+    )
+    return (
+        f"{r.extra['source']:<6} {r.offered_per_s:>9.0f} {r.scenario:<8} "
+        f"{r.stored_per_s:>9.0f} {r.duplicates_or_loss:>5} {r.p50_ms:>7.1f} {r.p99_ms:>7.1f} "
+        f"{r.worker_cpu_us_per_reading:>8.1f} {ratio} {r.extra['mean_batch']:>6.1f}"
+    )
+
+
+def _print(results: list[Result]) -> None:
+    print(HEAD)
+    print("-" * len(HEAD))
+    for r in sorted(results, key=lambda x: (x.extra["source"], x.offered_per_s, x.scenario)):
+        print(_row(r, _peer(results, r)))
+    print(
+        "p50/p99: publish (device ts) -> Redis; cpu us/r: worker CPU per stored reading; "
+        "vs fixed: that CPU\nover the fixed policy's at the same rate; batch~: mean "
+        "micro-batch; loss: stored - published"
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,95 @@
+"""Collects items into batches and closes them as a :class:`CutPolicy` says. Pure: the
+clock and the input's queue length are parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Generic, TypeVar
+
+from iot_batching.policy import BatchState, CutPolicy, Wait
+from iot_batching.rate import ArrivalRate
+
+__all__ = ["Batcher"]
+
+T = TypeVar("T")
+
+
+class Batcher(Generic[T]):
+    """An open batch, its policy and the recent arrival rate.
+
+    A caller that drains an input (the worker's run loop) adds what it took with
+    :meth:`add_many`, telling how many items are still queued, and sleeps as :meth:`wait`
+    says; a caller that gets one item at a time (a request handler) uses :meth:`add` and
+    looks again at ``wait(now).until``.
+
+    Args:
+        policy: when to close (:class:`FixedPolicy`, :class:`AdaptivePolicy`).
+        rate_window: seconds of history in the arrival rate the policy sees.
+
+    Example:
+        >>> from iot_batching import FixedPolicy
+        >>> b = Batcher[int](FixedPolicy(max_size=2, max_wait=0.005))
+        >>> b.add(1, now=0.0) is None
+        True
+        >>> b.add(2, now=0.001)
+        [1, 2]
+    """
+
+    def __init__(self, policy: CutPolicy, rate_window: float = 0.05) -> None:
+        self.policy = policy
+        self.max_size = policy.max_size
+        self.rate = ArrivalRate(rate_window)
+        self._items: list[T] = []
+        self._opened_at = 0.0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, item: T, now: float, queued: int = 0) -> list[T] | None:
+        """Add one item; return the batch if that closed it."""
+        closed = self.add_many((item,), now, queued)
+        return closed[0] if closed else None
+
+    def add_many(self, items: Iterable[T], now: float, queued: int = 0) -> list[list[T]]:
+        """Add items that arrived by ``now``, in order; ``queued`` more are waiting in the
+        input. Returns the batches this closed: every one that filled, then the open one if
+        the policy closes it now. Items taken together join the open batch before it is
+        judged, so a batch found overdue leaves with everything that arrived meanwhile."""
+        closed: list[list[T]] = []
+        added = 0
+        for item in items:
+            if not self._items:
+                self._opened_at = now
+            self._items.append(item)
+            added += 1
+            if len(self._items) >= self.max_size:
+                closed.append(self._take())
+        if added:
+            self.rate.note(added, now)
+        if (batch := self.poll(now, queued)) is not None:
+            closed.append(batch)
+        return closed
+
+    def wait(self, now: float, queued: int = 0) -> Wait | None:
+        """What the open batch waits for (``until`` may be ``now`` or past: it is due);
+        ``None`` when no batch is open."""
+        if not self._items:
+            return None
+        return self.policy.decide(self._state(now, queued), now) or Wait(now, 0)
+
+    def poll(self, now: float, queued: int = 0) -> list[T] | None:
+        """Return the open batch if the policy closes it at ``now``, else ``None``."""
+        if self._items and self.policy.decide(self._state(now, queued), now) is None:
+            return self._take()
+        return None
+
+    def flush(self) -> list[T] | None:
+        """Return the open batch now, whatever its age (shutdown)."""
+        return self._take() if self._items else None
+
+    def _state(self, now: float, queued: int) -> BatchState:
+        return BatchState(len(self._items), self._opened_at, queued, self.rate.per_second(now))
+
+    def _take(self) -> list[T]:
+        items, self._items = self._items, []
+        return items

@@ -1,0 +1,209 @@
+"""Batch-cut policies (iot_batching): the fixed deadline and the adaptive policy, driven by
+an injected clock through the public Batcher API. No sleeps, no private members."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from iot_batching import (
+    AdaptivePolicy,
+    ArrivalRate,
+    Batcher,
+    BatchState,
+    FixedPolicy,
+    Wait,
+    make_policy,
+)
+
+MAX, MAX_WAIT, TARGET = 64, 0.005, 0.002
+
+
+def adaptive() -> Batcher[int]:
+    return Batcher[int](AdaptivePolicy(MAX, MAX_WAIT, TARGET))
+
+
+def feed(b: Batcher[int], rate: float, seconds: float, clump: float = 0.001) -> list[list[int]]:
+    """``rate`` items per second arriving in clumps every ``clump`` seconds (as the MQTT
+    reader hands them over), taken as the run loop takes them; returns the batches cut."""
+    out: list[list[int]] = []
+    per_clump = round(rate * clump)
+    n = 0
+    for k in range(1, round(seconds / clump) + 1):
+        t = k * clump
+        wait = b.wait(t)
+        if wait and wait.until <= t + 1e-9 and (batch := b.poll(max(t, wait.until))):
+            out.append(batch)  # due by this clump: the loop woke and cut it
+        out.extend(b.add_many(range(n, n + per_clump), t))
+        n += per_clump
+    return out
+
+
+# --- idle ------------------------------------------------------------------------------
+
+
+def test_idle_a_lone_reading_leaves_at_once() -> None:
+    b = adaptive()
+    assert b.wait(0.0) is None  # nothing open: nothing to wait for
+    assert b.add(1, now=100.0) == [1]
+
+
+def test_idle_the_fixed_policy_holds_a_lone_reading_for_max_wait() -> None:
+    b = Batcher[int](FixedPolicy(MAX, MAX_WAIT))
+    assert b.add(1, now=100.0) is None
+    assert b.wait(100.0) == Wait(100.005, MAX - 1)
+    assert b.poll(100.0049) is None
+    assert b.poll(100.005) == [1]
+
+
+def test_idle_after_a_busy_period_the_rate_decays_and_batches_close_at_once() -> None:
+    b = adaptive()
+    feed(b, rate=20_000, seconds=0.2)
+    b.flush()
+    assert b.add(7, now=1.2) == [7]  # a second later nothing more is expected
+
+
+# --- trickle ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate", [10, 100, 400])
+def test_trickle_every_reading_is_its_own_batch_without_waiting(rate: float) -> None:
+    b = adaptive()
+    gap = 1 / rate
+    for k in range(200):
+        assert b.add(k, now=k * gap) == [k]
+
+
+# --- steady ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate", [2_000, 5_000, 10_000])
+def test_steady_moderate_rates_close_at_the_target_wait(rate: float) -> None:
+    batches = feed(adaptive(), rate=rate, seconds=1.0)[50:]  # after the rate settled
+    expected = rate * TARGET
+    sizes = [len(x) for x in batches]
+    assert min(sizes) >= expected * 0.5
+    assert max(sizes) <= expected * 1.5 + rate * 0.001  # + one clump
+
+
+@pytest.mark.parametrize("rate", [20_000, 40_000])
+def test_steady_high_rates_fill_batches_like_the_fixed_policy(rate: float) -> None:
+    batches = feed(adaptive(), rate=rate, seconds=1.0)[50:]
+    full = [len(x) == MAX for x in batches]
+    assert sum(full) >= 0.75 * len(full)  # the others: a fill due exactly at twice the target
+    assert sum(map(len, batches)) / len(batches) >= 0.85 * MAX
+
+
+def test_steady_fixed_policy_batches_span_max_wait() -> None:
+    batches = feed(Batcher[int](FixedPolicy(MAX, MAX_WAIT)), rate=5_000, seconds=1.0)[10:]
+    assert {len(x) for x in batches} == {25}  # 5 clumps of 5
+
+
+def test_a_batch_found_overdue_takes_everything_that_arrived_meanwhile() -> None:
+    # the run loop wakes at the deadline with 25 readings: all of them join the batch
+    b = Batcher[int](FixedPolicy(MAX, MAX_WAIT))
+    assert b.add_many([0, 1, 2], now=0.0) == []
+    assert b.add_many(range(3, 28), now=0.0051) == [list(range(28))]
+    assert len(b) == 0
+
+
+# --- burst -----------------------------------------------------------------------------
+
+
+def test_burst_queued_readings_grow_the_batch_to_max_size() -> None:
+    b = adaptive()
+    # a backlog after a pause: the first take brings max_size - 4 and 500 more are queued
+    assert b.add_many(range(4), now=10.0, queued=0) == [[0, 1, 2, 3]]  # nothing expected
+    assert b.add_many(range(10), now=10.0, queued=500) == []
+    assert b.wait(10.0, queued=500) == Wait(10.005, MAX - 10)
+    closed = b.add_many(range(10, 200), now=10.0001, queued=310)
+    assert [len(x) for x in closed] == [MAX, MAX, MAX]
+    assert len(b) == 8
+    wait = b.wait(10.0001, queued=310)
+    assert wait is not None
+    assert wait.until == pytest.approx(10.0051)
+    assert wait.items == MAX - 8
+    assert b.add_many(range(200, 256), now=10.0002, queued=254) == [list(range(192, 256))]
+
+
+def test_burst_from_idle_first_clump_leaves_at_once_then_batches_follow_the_rate() -> None:
+    b = adaptive()
+    batches = feed(b, rate=10_000, seconds=0.3)
+    assert batches[0] == list(range(10))  # one clump: no rate seen yet, nothing waited for
+    assert all(len(x) == 20 for x in batches[-100:])  # 10k/s x the 2 ms target
+
+
+def test_max_wait_bounds_every_policy_whatever_the_rate_says() -> None:
+    state = BatchState(size=10, opened_at=0.0, queued=0, rate=1e9)
+    assert AdaptivePolicy(MAX, MAX_WAIT, TARGET).decide(state, now=MAX_WAIT) is None
+    assert FixedPolicy(MAX, MAX_WAIT).decide(state, now=MAX_WAIT) is None
+
+
+# --- the rate --------------------------------------------------------------------------
+
+
+def test_the_rate_follows_clumped_arrivals_and_decays_when_idle() -> None:
+    r = ArrivalRate(window=0.05)
+    for k in range(1, 501):
+        r.note(10, now=k * 0.001)  # 10 per millisecond
+    assert r.per_second(0.5) == pytest.approx(10_000, rel=0.05)
+    assert r.per_second(0.5 + 0.5) < 1  # ten windows later
+    r.note(3, now=0.5)  # arrivals noted late (clock not monotonic) count at the latest time
+    assert r.per_second(0.5) > 10_000
+
+
+# --- construction and invariants -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: FixedPolicy(0, 1.0),
+        lambda: FixedPolicy(1, -0.1),
+        lambda: AdaptivePolicy(8, 0.001, target_wait=0.002),
+        lambda: ArrivalRate(window=0),
+    ],
+)
+def test_rejects_bad_parameters(build: object) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        build()  # type: ignore[operator]
+
+
+def test_make_policy_names_the_setting_values() -> None:
+    assert make_policy("fixed", 8, 0.005) == FixedPolicy(8, 0.005)
+    assert make_policy("adaptive", 8, 0.001, 0.002) == AdaptivePolicy(8, 0.001, 0.001)
+    with pytest.raises(ValueError, match="unknown batch policy"):
+        make_policy("eager", 8, 0.005)  # type: ignore[arg-type]
+
+
+@given(
+    st.sampled_from(["fixed", "adaptive"]),
+    st.integers(1, 20),
+    st.floats(0, 0.01),
+    st.lists(
+        st.tuples(st.floats(0, 0.01), st.integers(0, 30), st.integers(0, 100)),
+        min_size=1,
+        max_size=100,
+    ),
+)
+def test_every_item_comes_out_once_in_order_within_limits(
+    name: str, size: int, wait: float, steps: list[tuple[float, int, int]]
+) -> None:
+    b = Batcher[int](make_policy(name, size, wait, wait / 2))  # type: ignore[arg-type]
+    out: list[list[int]] = []
+    now, n = 0.0, 0
+    for gap, count, queued in steps:
+        now += gap
+        if (due := b.wait(now, queued)) is not None:
+            assert due.items <= size - len(b)
+            if due.until <= now:
+                out.append(b.poll(now, queued) or [])
+        out.extend(b.add_many(range(n, n + count), now, queued))
+        n += count
+        if len(b):  # an open batch is never older than max_wait after a look at it
+            assert b.wait(now) is not None
+    if rest := b.flush():
+        out.append(rest)
+    assert [x for batch in out for x in batch] == list(range(n))
+    assert all(1 <= len(batch) <= size for batch in out)
