@@ -37,20 +37,26 @@ from iot_models.store.ops import change_alias
 ALIAS = "production"
 
 
+def copy_as_version(dest_root: Path, version: str, model: str = "fault-clf") -> Path:
+    """``dest_root/<model>/<version>/``: the committed version 1 of ``model`` relabelled
+    ``version`` (same files, same outputs: only the version in the predictions differs)."""
+    source = ROOT / "models" / model / "1"
+    folder = dest_root / model / version
+    folder.mkdir(parents=True)
+    for path in source.glob("*.onnx"):
+        shutil.copyfile(path, folder / path.name)
+    manifest = json.loads((source / MANIFEST_FILE).read_text())
+    manifest["version"] = version
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    return folder
+
+
 def _publish_versions(store_root: Path, model: str, work: Path) -> None:
-    """Versions 1 and 2 of ``model``: the committed files, relabelled (same outputs)."""
+    """Versions 1 and 2 of ``model`` published, the alias at 1."""
     store = open_store(store_root)
     store.ensure()
     for version in ("1", "2"):
-        folder = work / "builds" / model / version
-        folder.mkdir(parents=True)
-        source = ROOT / "models" / model / "1"
-        for path in source.glob("*.onnx"):
-            shutil.copyfile(path, folder / path.name)
-        manifest = json.loads((source / MANIFEST_FILE).read_text())
-        manifest["version"] = version
-        (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
-        store.publish(folder)
+        store.publish(copy_as_version(work / "builds", version, model))
     store.write_alias(Alias(model=model, alias=ALIAS, version="1"), None)
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from pydantic import ValidationError
+
 from iot_models.manifest import MANIFEST_FILE, Manifest, ModelError, ModelNotFoundError
 from iot_models.store.alias import Alias
 
@@ -35,8 +37,12 @@ __all__ = [
     "VersionExistsError",
     "VersionNotFoundError",
     "alias_key",
+    "alias_missing",
+    "first_error",
+    "version_exists",
     "version_files",
     "version_key",
+    "version_missing",
 ]
 
 ALIASES_DIR = "_aliases"
@@ -218,3 +224,36 @@ def version_files(source: Path) -> tuple[Manifest, dict[str, bytes]]:
             )
         files[entry.file] = data
     return manifest, files
+
+
+def first_error(exc: ValidationError) -> str:
+    """The first validation error as ``field: message`` (one line for logs and the CLI)."""
+    error = exc.errors()[0]
+    where = ".".join(map(str, error["loc"]))
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+def version_missing(store: ModelStore, name: str, version: str) -> VersionNotFoundError:
+    """The error for a version that is not published, listing those that are."""
+    have = store.versions(name)
+    return VersionNotFoundError(
+        f"{name} has no published version {version!r} in {store.url} "
+        f"(published: {', '.join(have) or 'none'})"
+    )
+
+
+def version_exists(store: ModelStore, manifest: Manifest) -> VersionExistsError:
+    """The error for publishing a version again."""
+    return VersionExistsError(
+        f"{manifest.name} version {manifest.version} is already published in {store.url}; "
+        "published versions are never overwritten: give the new build another version"
+    )
+
+
+def alias_missing(store: ModelStore, name: str, alias: str) -> AliasNotFoundError:
+    """The error for an alias that does not exist, with the command that creates it."""
+    return AliasNotFoundError(
+        f"{name} has no alias {alias!r} in {store.url}; set it with "
+        f"`iotstream models alias {name} {alias} VERSION`"
+    )

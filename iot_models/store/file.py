@@ -34,14 +34,16 @@ from iot_models.store.alias import Alias
 from iot_models.store.base import (
     ALIASES_DIR,
     AliasConflictError,
-    AliasNotFoundError,
     AliasState,
     StoreNotFoundError,
-    VersionExistsError,
     VersionNotFoundError,
     alias_key,
+    alias_missing,
+    first_error,
+    version_exists,
     version_files,
     version_key,
+    version_missing,
 )
 
 __all__ = ["FileModelStore"]
@@ -88,14 +90,7 @@ class FileModelStore:
         try:
             return read_manifest(self.root / name / version / MANIFEST_FILE)
         except ModelNotFoundError as exc:
-            raise VersionNotFoundError(self._missing(name, version)) from exc
-
-    def _missing(self, name: str, version: str) -> str:
-        have = self.versions(name)
-        return (
-            f"{name} has no published version {version!r} in {self.url} "
-            f"(published: {', '.join(have) or 'none'})"
-        )
+            raise version_missing(self, name, version) from exc
 
     def download(
         self, name: str, version: str, dest: Path, variants: Collection[str] | None = None
@@ -132,7 +127,7 @@ class FileModelStore:
         folder = self.root / manifest.name
         final = folder / manifest.version
         if (final / MANIFEST_FILE).exists():
-            raise VersionExistsError(self._exists(manifest))
+            raise version_exists(self, manifest)
         folder.mkdir(parents=True, exist_ok=True)
         staging = folder / f".publish-{uuid.uuid4().hex}"
         staging.mkdir()
@@ -145,18 +140,12 @@ class FileModelStore:
                 staging.rename(final)
             except OSError as exc:
                 if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                    raise VersionExistsError(self._exists(manifest)) from exc
+                    raise version_exists(self, manifest) from exc
                 raise
             _fsync_dir(folder)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return manifest
-
-    def _exists(self, manifest: Manifest) -> str:
-        return (
-            f"{manifest.name} version {manifest.version} is already published in {self.url}; "
-            "published versions are never overwritten: give the new build another version"
-        )
 
     def _alias_path(self, name: str, alias: str) -> Path:
         return self.root / alias_key(name, alias)
@@ -168,14 +157,13 @@ class FileModelStore:
         try:
             raw = path.read_bytes()
         except FileNotFoundError as exc:
-            raise AliasNotFoundError(
-                f"{name} has no alias {alias!r} in {self.url}; set it with "
-                f"`iotstream models alias {name} {alias} VERSION`"
-            ) from exc
+            raise alias_missing(self, name, alias) from exc
         try:
             return AliasState(Alias.model_validate_json(raw), sha256_bytes(raw)[:32])
         except ValidationError as exc:
-            raise ManifestError(f"{path} is not a valid alias document: {_first(exc)}") from exc
+            raise ManifestError(
+                f"{path} is not a valid alias document: {first_error(exc)}"
+            ) from exc
 
     def poll_alias(self, name: str, alias: str, token: str | None) -> AliasState | None:
         """The alias, or ``None`` when its digest is still ``token`` (reading a file of a
@@ -187,7 +175,7 @@ class FileModelStore:
         """Replace the alias document if it is still at ``expect`` (``None``: absent)."""
         for version in alias.versions():
             if not (self.root / alias.model / version / MANIFEST_FILE).is_file():
-                raise VersionNotFoundError(self._missing(alias.model, version))
+                raise version_missing(self, alias.model, version)
         path = self._alias_path(alias.model, alias.alias)
         path.parent.mkdir(parents=True, exist_ok=True)
         data = alias.model_dump_json(indent=2).encode() + b"\n"
@@ -245,8 +233,3 @@ def _locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _first(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    return f"{'.'.join(map(str, error['loc'])) or 'document'}: {error['msg']}"

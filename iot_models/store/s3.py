@@ -37,7 +37,6 @@ from iot_models.store.alias import Alias
 from iot_models.store.base import (
     ALIASES_DIR,
     AliasConflictError,
-    AliasNotFoundError,
     AliasState,
     StoreAuthError,
     StoreError,
@@ -46,8 +45,12 @@ from iot_models.store.base import (
     VersionExistsError,
     VersionNotFoundError,
     alias_key,
+    alias_missing,
+    first_error,
+    version_exists,
     version_files,
     version_key,
+    version_missing,
 )
 
 if TYPE_CHECKING:
@@ -219,13 +222,6 @@ class S3ModelStore:
         ]
         return sorted(found, key=version_key)
 
-    def _missing(self, name: str, version: str) -> str:
-        have = self.versions(name)
-        return (
-            f"{name} has no published version {version!r} in {self.url} "
-            f"(published: {', '.join(have) or 'none'})"
-        )
-
     def manifest(self, name: str, version: str) -> Manifest:
         """The manifest of a published version."""
         return self._manifest(name, version)[0]
@@ -234,7 +230,7 @@ class S3ModelStore:
         try:
             got = self._get(f"{name}/{version}/{MANIFEST_FILE}")
         except _MissingError:
-            raise VersionNotFoundError(self._missing(name, version)) from None
+            raise version_missing(self, name, version) from None
         assert got is not None
         try:
             return Manifest.model_validate_json(got[0]), got[0]
@@ -278,10 +274,7 @@ class S3ModelStore:
         absent."""
         manifest, files = version_files(source)
         base = f"{manifest.name}/{manifest.version}/"
-        exists = VersionExistsError(
-            f"{manifest.name} version {manifest.version} is already published in {self.url}; "
-            "published versions are never overwritten: give the new build another version"
-        )
+        exists = version_exists(self, manifest)
         if self._head_sha(base + MANIFEST_FILE) is not None:
             raise exists
         for file_name, data in files.items():
@@ -313,24 +306,21 @@ class S3ModelStore:
         try:
             got = self._get(key, if_none_match=token)
         except _MissingError:
-            raise AliasNotFoundError(
-                f"{name} has no alias {alias!r} in {self.url}; set it with "
-                f"`iotstream models alias {name} {alias} VERSION`"
-            ) from None
+            raise alias_missing(self, name, alias) from None
         if got is None:
             return None
         try:
             return AliasState(Alias.model_validate_json(got[0]), got[1])
         except ValidationError as exc:
             raise ManifestError(
-                f"{self.url}{key} is not a valid alias document: {_first(exc)}"
+                f"{self.url}{key} is not a valid alias document: {first_error(exc)}"
             ) from exc
 
     def write_alias(self, alias: Alias, expect: str | None) -> str:
         """Replace the alias object if its ETag is still ``expect`` (``None``: absent)."""
         for version in alias.versions():
             if self._head_sha(f"{alias.model}/{version}/{MANIFEST_FILE}") is None:
-                raise VersionNotFoundError(self._missing(alias.model, version))
+                raise version_missing(self, alias.model, version)
         data = alias.model_dump_json(indent=2).encode() + b"\n"
         condition = {"IfMatch": expect} if expect is not None else {"IfNoneMatch": "*"}
         try:
@@ -362,8 +352,3 @@ class S3ModelStore:
     def close(self) -> None:
         """Close the HTTP connections."""
         self._client.close()
-
-
-def _first(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    return f"{'.'.join(map(str, error['loc'])) or 'document'}: {error['msg']}"

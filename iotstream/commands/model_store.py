@@ -125,12 +125,9 @@ def _handler(run: Callable[[ModelStore, argparse.Namespace], int]) -> Callable[.
 def _one_line(exc: Exception) -> str:
     from pydantic import ValidationError
 
-    if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        where = ".".join(map(str, first["loc"]))
-        message = first["msg"].removeprefix("Value error, ")
-        return f"{where}: {message}" if where else message
-    return str(exc)
+    from iot_models.store.base import first_error
+
+    return first_error(exc) if isinstance(exc, ValidationError) else str(exc)
 
 
 def _init(store: ModelStore, args: argparse.Namespace) -> int:

@@ -10,12 +10,12 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from bench.swap_bench import copy_as_version
 from inference_worker.model_follow import following_models
 from inference_worker.settings import WorkerSettings
 from iot_models.store import Alias, Canary, ModelStore, open_store
 from iot_models.store.alias import set_version, start_canary
 from iot_models.store.ops import change_alias
-from tests.harness.model_versions import make_version
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -49,7 +49,7 @@ def settings(tmp_path: Path) -> WorkerSettings:
 def test_a_corrupt_version_is_refused_and_the_old_one_keeps_serving(tmp_path: Path) -> None:
     store = open_store(tmp_path / "store")
     for version in ("1", "2", "3"):
-        store.publish(make_version(tmp_path / "builds", version))
+        store.publish(copy_as_version(tmp_path / "builds", version))
     for onnx in (tmp_path / "store" / "fault-clf" / "2").glob("*.onnx"):
         onnx.write_bytes(b"bit rot")
     store.write_alias(Alias(model="fault-clf", alias="production", version="1"), None)
@@ -77,7 +77,7 @@ def test_a_canary_reuses_the_loaded_stable_version_and_the_cache_is_pruned(
 ) -> None:
     store = open_store(tmp_path / "store")
     for version in ("1", "2", "3"):
-        store.publish(make_version(tmp_path / "builds", version))
+        store.publish(copy_as_version(tmp_path / "builds", version))
     store.write_alias(Alias(model="fault-clf", alias="production", version="1"), None)
     with following_models(settings(tmp_path), CollectorRegistry()) as following:
         stable = following.core.current.models["fault-clf"]

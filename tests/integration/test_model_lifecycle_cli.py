@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.swap_bench import copy_as_version
 from iot_models.store import open_store
 from iotstream.cli import main
 from iotstream.localservices import free_port
-from tests.harness.model_versions import make_version
 from tests.harness.s3 import s3_store_url
 
 pytestmark = pytest.mark.integration
@@ -37,7 +37,7 @@ def test_an_operator_publishes_points_canaries_promotes_and_rolls_back(
 ) -> None:
     builds = tmp_path / "builds"
     for version in ("1", "2"):
-        folder = make_version(builds, version)
+        folder = copy_as_version(builds, version)
         code, _, err = run(capsys, "publish", str(folder), "--store", store_url)
         assert code == 0, err
         assert f"published fault-clf {version} (4 variants)" in err
@@ -65,7 +65,7 @@ def test_errors_are_one_line_and_exit_1(
     store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     s = ("--store", store_url)
-    folder = make_version(tmp_path / "b", "1")
+    folder = copy_as_version(tmp_path / "b", "1")
     assert run(capsys, "publish", str(folder), *s)[0] == 0
     cases = [
         (("publish", str(folder)), "never overwritten"),

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.swap_bench import copy_as_version
 from iot_models.manifest import MANIFEST_FILE, HashMismatchError, sha256_bytes
 from iot_models.store import (
     Alias,
@@ -34,7 +35,6 @@ from iot_models.store import (
 from iot_models.store.alias import set_version
 from iot_models.store.ops import change_alias
 from iotstream.localservices import free_port
-from tests.harness.model_versions import make_version
 from tests.harness.s3 import s3_store_url
 
 pytestmark = pytest.mark.integration
@@ -58,7 +58,7 @@ def builds(tmp_path: Path) -> Path:
     """Version folders 1, 2 and 3 of fault-clf to publish."""
     root = tmp_path / "builds"
     for version in ("1", "2", "3"):
-        make_version(root, version)
+        copy_as_version(root, version)
     return root
 
 

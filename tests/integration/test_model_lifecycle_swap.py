@@ -14,6 +14,7 @@ import pytest
 import redis
 from prometheus_client import generate_latest
 
+from bench.swap_bench import copy_as_version
 from inference_worker.app import running_worker
 from inference_worker.service import Worker
 from iot_contract import Prediction, Reading, RedisKeys
@@ -22,7 +23,6 @@ from iot_models.store import Alias, Canary, ModelStore, open_store
 from iot_models.swap import SwappableCore
 from iotstream.cli import main as cli_main
 from iotstream.localservices import free_port
-from tests.harness.model_versions import make_version
 from tests.harness.pipeline import predictions, publish, reading_messages, wait_for, worker_settings
 from tests.harness.processes import CliProcess
 from tests.harness.s3 import MotoS3Process, s3_store_url
@@ -40,7 +40,7 @@ def store_url(s3_endpoint: str, tmp_path: Path) -> str:
     store = open_store(url)
     store.ensure()
     for version in ("1", "2"):
-        store.publish(make_version(tmp_path / "builds", version))
+        store.publish(copy_as_version(tmp_path / "builds", version))
     store.write_alias(Alias(model="fault-clf", alias="production", version="1"), None)
     store.close()
     return url

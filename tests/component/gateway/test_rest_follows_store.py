@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.swap_bench import copy_as_version
 from iot_models.canary import CanaryRule
 from iot_models.store import Alias, Canary, open_store
 from tests.component.gateway.conftest import TestClient
 from tests.component.gateway.support import Feeder, token
-from tests.harness.model_versions import make_version
 
 AUTH = {"Authorization": f"Bearer {token()}"}
 FEATURES = [2.0, 2.1, 1.2, 3.0, 3.0, 3.1, 1.5, 3.2, 45.0, 60.0, 10.0, 10.1, 9.9, 4.0, 30.0, 2950.0]
@@ -29,7 +29,7 @@ def version_of(client: TestClient, device: str) -> str:
 def test_rest_follows_the_alias(make_client: Any, feeder: Feeder, tmp_path: Path) -> None:
     store = open_store(tmp_path / "store")
     for version in ("1", "2"):
-        store.publish(make_version(tmp_path / "builds", version))
+        store.publish(copy_as_version(tmp_path / "builds", version))
     token_1 = store.write_alias(Alias(model="fault-clf", alias="production", version="1"), None)
     client: TestClient = make_client(
         model_store=str(tmp_path / "store"),
