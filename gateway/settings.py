@@ -7,7 +7,7 @@ modules never read the environment themselves.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Final, Self
+from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -132,7 +132,33 @@ class GatewaySettings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     """Largest request body accepted (413 beyond)."""
     max_batch_readings: int = Field(default=1000, ge=1)
-    """Most readings one ``POST /v1/predict`` may carry."""
+    """Most readings one ``POST /v1/predict`` (or one Open Inference Protocol request) may carry."""
+
+    # --- Open Inference Protocol (KServe V2): /v2 on the HTTP port, gRPC on its own port
+    grpc_port: int | None = Field(default=None, ge=0, le=65535)
+    """Port of the gRPC server (``inference.GRPCInferenceService`` and the standard
+    ``grpc.health.v1.Health``); unset: no gRPC server. The containers use 8001 (Triton's)."""
+    grpc_host: str | None = None
+    """Interface of the gRPC server; unset: ``host``."""
+    grpc_tls_cert: Path | None = None
+    """PEM certificate chain: gRPC over TLS (with ``grpc_tls_key``); unset: plaintext."""
+    grpc_tls_key: Path | None = None
+    """PEM private key of ``grpc_tls_cert``."""
+    oip_max_batch: int = Field(default=32, ge=1, le=4096)
+    """Dynamic batching of inference requests (REST ``/v2`` and gRPC alike): most requests
+    scored in one core call; 1 turns batching off."""
+    oip_max_wait_ms: float = Field(default=2.0, ge=0, le=1000)
+    """Dynamic batching: how long a batch stays open for more requests after its first."""
+    oip_batch_policy: Literal["fixed", "adaptive"] = "fixed"
+    """Dynamic batching: when a batch closes, with the workers' policies (docs/streaming.md,
+    "Batch-cut policies"). ``fixed``: at ``oip_max_batch`` requests or ``oip_max_wait_ms``.
+    ``adaptive``: also early when no other request is expected within
+    ``oip_target_wait_ms``."""
+    oip_target_wait_ms: float = Field(default=1.0, ge=0, le=1000)
+    """``adaptive``: the longest a request waits for a batch that is not going to fill."""
+    oip_max_queue: int = Field(default=1024, ge=1, le=1_000_000)
+    """Requests accepted and not yet answered, at most; the next gets HTTP 429 / gRPC
+    RESOURCE_EXHAUSTED (policy: reject the newcomer)."""
 
     @field_validator("jwt_algorithms", "allowed_origins", mode="before")
     @classmethod
@@ -170,6 +196,12 @@ class GatewaySettings(BaseSettings):
             need = max(_MIN_SECRET_BYTES.get(a, 0) for a in self.jwt_algorithms)
             if len(secret.encode()) < need:
                 raise ValueError(f"GATEWAY_JWT_SECRET must be at least {need} bytes")
+        return self
+
+    @model_validator(mode="after")
+    def _grpc_tls_pair(self) -> Self:
+        if (self.grpc_tls_cert is None) != (self.grpc_tls_key is None):
+            raise ValueError("GATEWAY_GRPC_TLS_CERT and GATEWAY_GRPC_TLS_KEY go together")
         return self
 
     @property
