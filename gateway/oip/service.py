@@ -156,7 +156,6 @@ class OipService:
     @contextmanager
     def _observe(self, model: str, protocol: str) -> Iterator[None]:
         started = time.perf_counter()
-        self._metrics.queue.set(self._batcher.pending)
         outcome = "ok"
         try:
             yield
@@ -168,7 +167,6 @@ class OipService:
         finally:
             self._metrics.requests.labels(model, protocol, outcome).inc()
             self._metrics.latency.labels(model, protocol).observe(time.perf_counter() - started)
-            self._metrics.queue.set(self._batcher.pending)
 
 
 _OUTCOMES: Final = {

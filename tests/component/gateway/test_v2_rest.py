@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import struct
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -184,3 +186,31 @@ def test_metrics_count_requests_per_model_and_protocol(served: TestClient) -> No
     )
     assert 'model="unknown",outcome="not_found",protocol="rest"' in text
     assert "iotstream_gateway_oip_batch_requests_count 3.0" in text
+
+
+def test_a_full_batcher_queue_answers_429(make_client: Any, feeder: Feeder) -> None:
+    # One request waits in an open batch (max_wait 1 s, batch never fills); the queue holds
+    # one, so a second request is refused at once.
+    client: TestClient = make_client(
+        models_dir=str(MODELS), oip_max_queue=1, oip_max_batch=64, oip_max_wait_ms=1000
+    )
+    first: dict[str, int] = {}
+
+    def waiting() -> None:
+        response = client.post("/v2/models/fault-clf/infer", json=infer_body(rows(1)), headers=AUTH)
+        first["status"] = response.status_code
+
+    thread = threading.Thread(target=waiting)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while "iotstream_gateway_oip_queue_requests 1.0" not in client.get("/metrics").text:
+        assert time.monotonic() < deadline, "the first request never queued"
+        time.sleep(0.01)
+    refused = client.post("/v2/models/fault-clf/infer", json=infer_body(rows(1)), headers=AUTH)
+    assert refused.status_code == 429 and "queue full" in refused.json()["error"]
+    thread.join(timeout=15)
+    assert first == {"status": 200}
+    assert (
+        'iotstream_gateway_oip_rejections_total{reason="queue_full"} 1.0'
+        in client.get("/metrics").text
+    )
