@@ -145,7 +145,8 @@ def test_moving_the_alias_under_load_swaps_both_workers_with_no_loss_or_repeat(
         first_v2 = seq.index("2")
         assert set(seq[:first_v2]) == {"1"} and set(seq[first_v2:]) == {"2"}, "one switch"
         assert all(p.hops.inferred_ts >= moved_at for p in mine[first_v2:])
-        assert all(p.hops.inferred_ts <= swapped_at for p in mine[:first_v2])
+        # a batch that had read the old core before the swap may end a little after it
+        assert all(p.hops.inferred_ts <= swapped_at + 0.5 for p in mine[:first_v2])
     late = [p for p in got if sent_at[(p.device_id, p.seq)] > swapped_at]
     assert late and {p.model.version for p in late} == {"2"}
     for text in metrics:
