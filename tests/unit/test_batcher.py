@@ -1,4 +1,4 @@
-"""The micro-batch cut policy."""
+"""The Batcher with the fixed policy: ``max_size`` items or ``max_wait`` after the first."""
 
 from __future__ import annotations
 
@@ -6,58 +6,71 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inference_worker.batcher import Batcher
+from iot_batching import Batcher, FixedPolicy, Wait
+
+
+def fixed(size: int, wait: float) -> Batcher[int]:
+    return Batcher[int](FixedPolicy(max_size=size, max_wait=wait))
 
 
 def test_closes_at_max_size() -> None:
-    b = Batcher[int](max_size=3, max_wait=1.0)
+    b = fixed(3, 1.0)
     assert b.add(1, 0.0) is None
     assert b.add(2, 0.1) is None
     assert b.add(3, 0.2) == [1, 2, 3]
     assert len(b) == 0
-    assert b.deadline is None
+    assert b.wait(0.2) is None
 
 
 def test_closes_at_max_wait_after_first_item() -> None:
-    b = Batcher[str](max_size=100, max_wait=0.005)
-    b.add("a", 10.0)
-    assert b.deadline == pytest.approx(10.005)
-    assert b.flush_due(10.004) is None
-    b.add("b", 10.004)
-    assert b.flush_due(10.005) == ["a", "b"]
-    assert b.flush_due(11.0) is None
+    b = fixed(100, 0.005)
+    b.add(0, 10.0)
+    wait = b.wait(10.0)
+    assert wait is not None
+    assert wait.until == pytest.approx(10.005)
+    assert b.poll(10.004) is None
+    b.add(1, 10.004)
+    assert b.poll(10.005) == [0, 1]
+    assert b.poll(11.0) is None
 
 
 def test_an_overdue_add_closes_the_batch_at_once() -> None:
-    b = Batcher[int](max_size=100, max_wait=0.005)
+    b = fixed(100, 0.005)
     b.add(1, 0.0)
     assert b.add(2, 0.006) == [1, 2]
 
 
+def test_a_due_batch_says_so() -> None:
+    b = fixed(100, 0.005)
+    b.add(1, 0.0)
+    assert b.wait(0.01) == Wait(0.01, 0)
+
+
 def test_deadline_restarts_with_next_batch() -> None:
-    b = Batcher[int](max_size=2, max_wait=0.01)
+    b = fixed(2, 0.01)
     b.add(1, 0.0)
     b.add(2, 0.001)
     b.add(3, 5.0)
-    assert b.deadline == pytest.approx(5.01)
+    wait = b.wait(5.0)
+    assert wait is not None
+    assert wait.until == pytest.approx(5.01)
 
 
 def test_flush_returns_partial_batch() -> None:
-    b = Batcher[int](max_size=10, max_wait=10)
+    b = fixed(10, 10)
     assert b.flush() is None
     b.add(1, 0)
     assert b.flush() == [1]
 
 
 def test_zero_wait_makes_every_item_its_own_batch() -> None:
-    b = Batcher[int](max_size=10, max_wait=0)
-    assert b.add(1, 0.0) == [1]
+    assert fixed(10, 0).add(1, 0.0) == [1]
 
 
 @pytest.mark.parametrize(("size", "wait"), [(0, 1.0), (1, -0.1)])
 def test_rejects_bad_parameters(size: int, wait: float) -> None:
     with pytest.raises(ValueError, match="must be"):
-        Batcher[int](max_size=size, max_wait=wait)
+        fixed(size, wait)
 
 
 @given(
@@ -68,19 +81,16 @@ def test_rejects_bad_parameters(size: int, wait: float) -> None:
 def test_every_item_comes_out_once_in_order_and_batches_respect_limits(
     size: int, wait: float, gaps: list[float]
 ) -> None:
-    b = Batcher[int](max_size=size, max_wait=wait)
+    b = fixed(size, wait)
     out: list[list[int]] = []
     now = 0.0
     for i, gap in enumerate(gaps):
         now += gap
-        due = b.flush_due(now)
-        if due:
+        if due := b.poll(now):
             out.append(due)
-        closed = b.add(i, now)
-        if closed:
+        if closed := b.add(i, now):
             out.append(closed)
-    rest = b.flush()
-    if rest:
+    if rest := b.flush():
         out.append(rest)
     assert [x for batch in out for x in batch] == list(range(len(gaps)))
     assert all(1 <= len(batch) <= size for batch in out)
