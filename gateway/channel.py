@@ -7,11 +7,19 @@ Policy when more than ``limit`` predictions wait:
       :attr:`iot_contract.CloseCode.SLOW_CONSUMER`; the client resumes with ``since``.
     * ``coalesce`` (the client subscribed with ``coalesce: true``): only the newest prediction
       per device is kept, in stream order; the dropped ones are counted.
+
+Latest-state mode (the client subscribed with ``latest_every_ms``, for fleet views): the
+channel keeps only the newest prediction per device (superseded ones are counted in
+:attr:`ClientChannel.superseded`, not as drops) and hands them out at most once every
+``latest_every`` seconds, so a browser showing 1,000 tiles receives 1,000 items per tick
+whatever the fleet's rate. Bounded by ``limit`` devices (beyond that the least recently
+updated device is dropped, and counted).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -52,6 +60,9 @@ class ClientChannel:
         on_close_request: called when a close is requested (the sender interrupts a write).
         position: stream position everything queued so far covers (for ``last_id``).
         dropped: predictions dropped by coalescing.
+        latest_every: latest-state mode's tick in seconds (``None``: every item is sent).
+        superseded: predictions replaced by a newer one of the same device in latest-state
+            mode before they were sent.
     """
 
     limit: int
@@ -62,14 +73,18 @@ class ClientChannel:
     on_close_request: Callable[[], None] | None = None
     position: str | None = None
     dropped: int = 0
+    latest_every: float | None = None
+    superseded: int = 0
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _items: deque[StreamItem] = field(default_factory=deque)
     _frames: deque[str] = field(default_factory=deque)
+    _latest: dict[str, StreamItem] = field(default_factory=dict)
+    _next_tick: float = 0.0
     _last_key: StreamKey = (0, 0)
     _replayed_key: StreamKey = (0, 0)
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._items) + len(self._latest)
 
     def offer(self, items: list[StreamItem], position: str) -> int:
         """Queue ``items`` (already filtered, in stream order) up to ``position``.
@@ -82,6 +97,8 @@ class ClientChannel:
             return 0
         last = self._last_key
         fresh = [i for i in items if i.key > last] if items and items[0].key <= last else items
+        if fresh and self.latest_every is not None:
+            return self._offer_latest(fresh, position)
         if fresh:
             self._items.extend(fresh)
             self._last_key = fresh[-1].key
@@ -95,6 +112,34 @@ class ClientChannel:
         if fresh and not self.catching_up:
             self.wakeup.set()
         return dropped
+
+    def _offer_latest(self, fresh: list[StreamItem], position: str) -> int:
+        latest = self._latest
+        was_empty = not latest
+        before = len(latest) + len(fresh)
+        for i in fresh:
+            latest.pop(i.device_id, None)  # re-inserted last: the dict stays in stream order
+            latest[i.device_id] = i
+        self.superseded += before - len(latest)
+        self._last_key = fresh[-1].key
+        self.position = position
+        dropped = 0
+        while len(latest) > self.limit:  # more devices than the bound: the stalest goes
+            del latest[next(iter(latest))]
+            dropped += 1
+        self.dropped += dropped
+        # The sender sleeps until the next tick once something waits; it needs waking only
+        # when the first item arrives (to start its timer) or the tick is already due.
+        if not self.catching_up and (was_empty or self.clock() >= self._next_tick):
+            self.wakeup.set()
+        return dropped
+
+    def hold_for(self) -> float | None:
+        """Seconds the sender should wait before draining again, ``None`` for "until woken":
+        in latest-state mode, the time left until the next tick while items wait."""
+        if self.latest_every is None or not self._latest or self.catching_up:
+            return None
+        return max(0.0, self._next_tick - self.clock())
 
     @property
     def slow(self) -> bool:
@@ -144,16 +189,31 @@ class ClientChannel:
     @property
     def idle(self) -> bool:
         """Subscribed, caught up and nothing waiting (``position`` is then fully delivered)."""
-        return self.filter is not None and self.machine.state is State.LIVE and not self._items
+        return (
+            self.filter is not None
+            and self.machine.state is State.LIVE
+            and not self._items
+            and not self._latest
+        )
 
-    def begin(self, subscription: SubscriptionFilter, coalesce: bool, position: str) -> None:
+    def begin(
+        self,
+        subscription: SubscriptionFilter,
+        coalesce: bool,
+        position: str,
+        latest_every: float | None = None,
+    ) -> None:
         """Start a new subscription at stream ``position``: forget queued items and hold live
-        ones back until :meth:`finish_catch_up`."""
+        ones back until :meth:`finish_catch_up`; ``latest_every`` (seconds) selects the
+        latest-state mode."""
         self.machine.fire(Event.SUBSCRIBE, self.clock())
         self.filter = subscription
         self.coalesce = coalesce
+        self.latest_every = latest_every
         self.position = position
         self._items.clear()
+        self._latest.clear()
+        self._next_tick = -math.inf
         self._last_key = (0, 0)
         self._replayed_key = (0, 0)
 
@@ -169,6 +229,8 @@ class ClientChannel:
         done = self._replayed_key
         if self._items and self._items[0].key <= done:
             self._items = deque(i for i in self._items if i.key > done)
+        if self._latest:
+            self._latest = {d: i for d, i in self._latest.items() if i.key > done}
         self._last_key = max(done, self._last_key)
         self.machine.fire(Event.CAUGHT_UP, self.clock())
         self.wakeup.set()
@@ -179,12 +241,16 @@ class ClientChannel:
             self.machine.fire(Event.UNSUBSCRIBE, self.clock())
         self.filter = None
         self._items.clear()
+        self._latest.clear()
 
     def drain(self, max_items: int) -> Drained:
         """Take the control frames and up to ``max_items`` predictions (all of them if
-        caught up and fewer wait)."""
+        caught up and fewer wait; in latest-state mode only when the tick is due)."""
         frames = list(self._frames)
         self._frames.clear()
+        if self.latest_every is not None:
+            latest = self._drain_latest(max_items)
+            return Drained(frames, latest, None if self._latest else self.position)
         items: list[StreamItem] = []
         if not self.catching_up and self._items:
             if len(self._items) <= max_items:
@@ -196,6 +262,19 @@ class ClientChannel:
         if self._items or self._frames:
             self.wakeup.set()
         return Drained(frames, items, last_id)
+
+    def _drain_latest(self, max_items: int) -> list[StreamItem]:
+        now = self.clock()
+        if self.catching_up or not self._latest or now < self._next_tick or max_items <= 0:
+            return []
+        latest = self._latest
+        if len(latest) > max_items:  # the rest goes in the next frame, right away
+            self.wakeup.set()
+            return [latest.pop(d) for d in list(latest)[:max_items]]
+        items = list(latest.values())
+        latest.clear()
+        self._next_tick = now + (self.latest_every or 0.0)
+        return items
 
     def _coalesce(self) -> int:
         before = len(self._items)

@@ -21,7 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from gateway.channel import ClientChannel
 from gateway.connection import connection_control
 from gateway.filters import DeviceMatcher, SubscriptionFilter
-from gateway.history import latest_items, plan_resume
+from gateway.history import ResumePlan, latest_items, plan_resume
 from gateway.items import encode_heartbeat, encode_predictions, id_key
 from gateway.session_state import Event, SessionMachine, State
 from iot_contract import (
@@ -146,17 +146,21 @@ class Session:
             except ValueError as exc:
                 self.channel.push_frame(error_frame("invalid", str(exc)))
                 return
-        self.channel.begin(flt, msg.coalesce, position)
+        latest_every = None if msg.latest_every_ms is None else msg.latest_every_ms / 1000
+        self.channel.begin(flt, msg.coalesce, position, latest_every)
         try:
-            plan = await plan_resume(
-                res.redis,
-                res.keys,
-                since=msg.since,
-                client_epoch=msg.epoch,
-                epoch=res.reader.epoch,
-                position=position,
-                max_replay=res.settings.max_replay_items,
-            )
+            if latest_every is not None:  # a state view: the snapshot, then ticks
+                plan = ResumePlan(recovered=False, replayed_to=id_key(position))
+            else:
+                plan = await plan_resume(
+                    res.redis,
+                    res.keys,
+                    since=msg.since,
+                    client_epoch=msg.epoch,
+                    epoch=res.reader.epoch,
+                    position=position,
+                    max_replay=res.settings.max_replay_items,
+                )
             latest = [] if plan.recovered else await latest_items(res.redis, res.keys)
         except (RedisError, OSError) as exc:
             log.warning("resume failed: %s", exc.__class__.__name__)
@@ -226,7 +230,8 @@ class Session:
         max_items = self.res.settings.max_frame_items
         machine.last_send = time.monotonic()
         while True:
-            await channel.wakeup.wait()
+            with anyio.move_on_after(channel.hold_for()):  # latest-state mode's next tick
+                await channel.wakeup.wait()
             channel.wakeup.clear()
             if machine.closing_or_closed:
                 if not machine.slow:

@@ -94,6 +94,11 @@ class SubscribeMessage(_Frame):
     epoch: Annotated[str, StringConstraints(strict=True, max_length=128)] | None = None
     """The ``epoch`` of the ``subscribed`` frame ``since`` came from; if the stream has been
     reset since, the resume answers ``recovered: false`` (omitted: not checked)."""
+    latest_every_ms: Annotated[int, Field(strict=True, ge=50, le=10_000)] | None = None
+    """Latest-state mode (for fleet views): a snapshot of the newest prediction per device,
+    then at most one ``predictions`` frame every this many ms with the newest prediction of
+    each device that reported since the previous one. ``since`` and ``coalesce`` are then
+    ignored (the answer is ``recovered: false``: a state view has nothing to resume)."""
 
 
 class UnsubscribeMessage(_Frame):

@@ -1,13 +1,27 @@
 // iotstream live dashboard: plain script, no build step. Protocol: docs/websocket.md.
 // The token travels in the Sec-WebSocket-Protocol header (["bearer", token]), never in a URL.
+//
+// Two connections, so the browser receives at most what it can show, whatever the fleet's rate:
+//   fleet:  {"latest_every_ms": FLEET_TICK_MS}: a snapshot of every device's newest prediction,
+//           then one frame per tick with the newest prediction of each device that reported;
+//   detail: the selected device's full stream (every prediction, resumed with `since` after a
+//           reconnect), for its chart, the per-hop latency and the gap/duplicate check.
+// Rendering is batched per animation frame, the grid is paged, every buffer has a cap.
 (() => {
   "use strict";
 
-  const HISTORY = 300;        // points per device kept for the chart
-  const LATENCY_WINDOW = 1000;
-  const FEED_MAX = 50;
-  const PING_EVERY = 5;       // s without any frame before the page asks for a heartbeat
-                              // (at most a third of staleAfter)
+  const FLEET_TICK_MS = 500;       // fleet frames: at most 2 a second
+  const PAGE_SIZE = 60;            // tiles per page of the grid
+  const SERIES_SECONDS = 300;      // chart: the selected device's last 5 minutes ...
+  const SERIES_MAX = 6000;         // ... and never more points than this
+  const SEQ_WINDOW = 4096;         // gap/duplicate check: sliding window of seq numbers per run
+  const MAX_RUNS = 64;             // device runs (boots) tracked by the check, oldest dropped
+  const MAX_DEVICES = 20000;       // fleet map bound (the gateway bounds its side too)
+  const LATENCY_WINDOW = 1000;     // latency samples per hop
+  const FEED_MAX = 50;             // anomaly onsets listed
+  const LOST_LISTED = 1000;        // missing seq numbers remembered per run (all are counted)
+  const PING_EVERY = 5;            // s without any frame before the page asks for a heartbeat
+  const MIN_INTERVAL = { fleet: 250, chart: 150, latency: 1000, feed: 500, detail: 250 };  // ms
   const HOPS = [
     ["device → worker", (p) => p.hops.received_ts - p.hops.device_ts],
     ["inference", (p) => p.hops.inferred_ts - p.hops.received_ts],
@@ -16,43 +30,83 @@
     ["gateway → browser", (p, f, now) => now - f.sent_ts],
     ["end to end", (p, f, now) => now - p.hops.device_ts],
   ];
+  const SEVERITY = { anomaly: 0, silent: 1, healthy: 2 };
+
+  // Gaps and duplicates of one device run over a sliding window of seq numbers: memory is
+  // O(SEQ_WINDOW) however long the tab stays open. A seq that leaves the window unseen is
+  // counted as missing (and listed, up to LOST_LISTED); one arriving again is a duplicate.
+  class SeqWindow {
+    constructor(size) {
+      this.size = size; this.floor = null; this.hi = null; this.seen = new Set();
+      this.lost = []; this.lostCount = 0; this.dups = 0; this.count = 0; this.first = null;
+    }
+    add(s) {
+      this.count++;
+      if (this.hi === null) { this.first = this.floor = this.hi = s; this.seen.add(s); return; }
+      if (s <= this.hi) {
+        if (s >= this.floor) {
+          if (this.seen.has(s)) this.dups++; else this.seen.add(s);
+        } else {
+          const i = this.lost.indexOf(s);   // late, after it was counted missing
+          if (i >= 0) { this.lost.splice(i, 1); this.lostCount--; } else this.dups++;
+        }
+        return;
+      }
+      const floor = Math.max(this.floor, s - this.size + 1);
+      const end = Math.min(floor, this.hi + 1);
+      for (let q = this.floor; q < end; q++) if (!this.seen.delete(q)) this.miss(q, 1);
+      if (floor > this.hi + 1) this.miss(this.hi + 1, floor - this.hi - 1);
+      this.floor = floor; this.hi = s; this.seen.add(s);
+    }
+    miss(from, n) {
+      this.lostCount += n;
+      for (let q = from; q < from + n && this.lost.length < LOST_LISTED; q++) this.lost.push(q);
+    }
+    missing() {
+      const seqs = [...this.lost];
+      let n = this.lostCount;
+      for (let q = this.floor; q !== null && q <= this.hi; q++) {
+        if (!this.seen.has(q)) { n++; if (seqs.length < LOST_LISTED) seqs.push(q); }
+      }
+      return { count: n, seqs };
+    }
+  }
 
   // Everything the page knows; exposed for tests and for poking at in the console.
   const state = {
-    lastId: null, epoch: null, connected: false, reconnects: 0, frames: 0, items: 0,
-    subscribedAt: Infinity,
-    // Open but silent (no predictions, no heartbeat, no answer to our pings) for this long:
-    // the badge says "stale" instead of "live" (a hung gateway or a dead network path).
+    connected: false, reconnects: 0, frames: 0,
+    // Open but silent (no frame of any kind, no answer to our pings) for this long: the
+    // badge says "stale" instead of "live" (a hung gateway or a dead network path).
     staleAfter: 12, lastFrameAt: null, stale: false, staleSpells: 0,
-    subscribed: [], closes: [], snapshots: 0, anomaliesSeen: 0,
-    // device run ("<device>" or "<device>#<boot>") -> seq numbers received, in order: a
-    // restarted device starts its seq again under a new boot id, so gaps and duplicates
-    // are counted per run of a device, never across runs
-    seqs: {},
-    devices: new Map(),  // device -> latest prediction
-    series: new Map(),   // device -> {t: [], score: [], anomaly: []}
+    // A device whose newest prediction is older than this is "silent".
+    silentAfter: 10,
+    closes: [], snapshots: 0, anomaliesSeen: 0, fleetFrames: 0, fleetItems: 0,
+    devices: new Map(),  // device -> {p, seenAt (page clock), onsetAt}
+    selected: null,
+    // the selected device's full stream
+    lastId: null, epoch: null, subscribed: [], items: 0, detailConnected: false,
+    subscribedAt: Infinity,
+    runs: new Map(),     // "<device>" or "<device>#<boot>" -> SeqWindow
+    series: { t: [], score: [], anomaly: [] },
     latency: HOPS.map(() => []),
-    feed: [], arrivals: [], selected: null,
-    missing() {          // seq numbers absent between the first and last seen, per device run
+    feed: [], rate: 0,
+    view: { query: "", sort: "severity", model: "", label: "", status: "", page: 0 },
+    counts: { healthy: 0, anomaly: 0, silent: 0 },
+    missing() {          // seq numbers missing per device run (window + those that left it)
       const gaps = {};
-      for (const [device, seqs] of Object.entries(this.seqs)) {
-        const seen = new Set(seqs);
-        const lo = Math.min(...seqs), hi = Math.max(...seqs), miss = [];
-        for (let s = lo; s <= hi; s++) if (!seen.has(s)) miss.push(s);
-        if (miss.length) gaps[device] = miss;
-      }
+      for (const [run, w] of this.runs) { const m = w.missing(); if (m.count) gaps[run] = m.seqs; }
       return gaps;
     },
-    duplicates() {
-      let n = 0;
-      for (const seqs of Object.values(this.seqs)) n += seqs.length - new Set(seqs).size;
-      return n;
-    },
+    missingCount() { let n = 0; for (const w of this.runs.values()) n += w.missing().count; return n; },
+    duplicates() { let n = 0; for (const w of this.runs.values()) n += w.dups; return n; },
+    received() { let n = 0; for (const w of this.runs.values()) n += w.count; return n; },
+    statusOf(id, now = Date.now() / 1000) { return status(this.devices.get(id), now); },
+    select(id) { select(id); },
   };
   window.__iotstream = state;
 
   const $ = (id) => document.getElementById(id);
-  let token = null, socket = null, backoff = 500, dirty = true, chart = null, lastPing = 0;
+  let token = null;
 
   async function getToken(fresh) {
     const m = location.hash.match(/token=([^&]+)/);
@@ -72,44 +126,100 @@
 
   function setStatus(kind, text) {
     const el = $("status");
-    el.className = "status " + kind;
-    el.textContent = text;
+    if (el.className !== "status " + kind) el.className = "status " + kind;
+    if (el.textContent !== text) el.textContent = text;
   }
 
-  async function connect() {
-    token = token || await getToken(false);
-    if (!token) { setStatus("closed", "no token: open with #token=…"); return retry(); }
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
-    let opened = false;
-    socket = new WebSocket(`${scheme}://${location.host}/ws`, ["bearer", token]);
-    socket.onopen = () => {
-      opened = true; backoff = 500; state.connected = true;
-      setStatus("open", "live");
-      state.subscribedAt = state.lastFrameAt = Date.now() / 1000;
-      state.stale = false;
-      const sub = { type: "subscribe", since: state.lastId || "-500" };
-      if (state.epoch) sub.epoch = state.epoch;
-      socket.send(JSON.stringify(sub));
-    };
-    socket.onmessage = (ev) => handle(JSON.parse(ev.data), Date.now() / 1000);
-    socket.onclose = (ev) => {
-      state.connected = false;
-      state.closes.push(ev.code);
-      if (!opened || ev.code === 4401) token = null;  // refused: fetch a token again
-      setStatus("closed", `reconnecting (${ev.code})`);
-      retry();
-    };
+  // One WebSocket that reconnects with backoff; `subscribe()` builds the message sent on open.
+  function channel(name, subscribe, onFrame, onState) {
+    const c = { socket: null, backoff: 500, open: false };
+    async function connect() {
+      token = token || await getToken(false);
+      if (!token) { setStatus("closed", "no token: open with #token=…"); return retry(); }
+      const scheme = location.protocol === "https:" ? "wss" : "ws";
+      let opened = false;
+      const ws = (c.socket = new WebSocket(`${scheme}://${location.host}/ws`, ["bearer", token]));
+      ws.onopen = () => {
+        opened = true; c.open = true; c.backoff = 500;
+        onState(true);
+        const sub = subscribe();
+        if (sub) ws.send(JSON.stringify(sub));
+      };
+      ws.onmessage = (ev) => onFrame(JSON.parse(ev.data), Date.now() / 1000);
+      ws.onclose = (ev) => {
+        c.open = false;
+        state.closes.push(ev.code);
+        if (!opened || ev.code === 4401) token = null;  // refused: fetch a token again
+        onState(false, ev.code);
+        retry();
+      };
+    }
+    function retry() {
+      state.reconnects++;
+      setTimeout(connect, c.backoff);
+      c.backoff = Math.min(c.backoff * 2, 5000);
+    }
+    c.connect = connect;
+    c.send = (msg) => { if (c.open && c.socket.readyState === 1) c.socket.send(JSON.stringify(msg)); };
+    return c;
   }
 
-  function retry() {
-    state.reconnects++;
-    setTimeout(connect, backoff);
-    backoff = Math.min(backoff * 2, 5000);
-  }
-
-  function handle(frame, now) {
+  function seen(frame, now) {
     state.frames++;
     state.lastFrameAt = now;
+    if (frame.type === "error") console.warn("gateway:", frame.code, frame.message);
+  }
+
+  // --- fleet: the newest prediction per device, once per tick
+  const fleet = channel("fleet", () => ({ type: "subscribe", latest_every_ms: FLEET_TICK_MS }),
+    (frame, now) => {
+      seen(frame, now);
+      if (frame.type !== "predictions") return;
+      state.fleetFrames++;
+      if (frame.snapshot) state.snapshots++;
+      const sent = frame.sent_ts || now;
+      let advanced = 0;
+      for (const p of frame.items) {
+        state.fleetItems++;
+        const d = p.device_id;
+        const prev = state.devices.get(d);
+        // When the gateway saw it, carried over to the page's clock (no clock sync needed).
+        const seenAt = now - Math.max(0, sent - (p.hops.published_ts || sent));
+        const entry = { p, seenAt, onsetAt: prev ? prev.onsetAt : null };
+        if (p.anomaly && !(prev && prev.p.anomaly)) {
+          entry.onsetAt = seenAt;
+          state.anomaliesSeen++;
+          state.feed.unshift(p);
+          if (state.feed.length > FEED_MAX) state.feed.pop();
+          dirty.feed = true;
+        }
+        if (!frame.snapshot && prev && prev.p.boot === p.boot && p.seq > prev.p.seq) {
+          advanced += p.seq - prev.p.seq;  // every seq in between was predicted on the way
+        }
+        if (!prev && state.devices.size >= MAX_DEVICES) continue;
+        state.devices.set(d, entry);
+      }
+      rateSamples.push([now, advanced]);
+      if (!state.selected && frame.items.length) {
+        select([...state.devices.keys()].sort()[0]);
+      }
+      markDirty("fleet", "detail");
+    },
+    (open, code) => {
+      state.connected = open;
+      if (open) { state.lastFrameAt = Date.now() / 1000; state.stale = false; setStatus("open", "live"); }
+      else setStatus("closed", `reconnecting (${code})`);
+    });
+
+  // --- detail: the selected device's every prediction
+  const detail = channel("detail", () => {
+    if (!state.selected) return null;
+    state.subscribedAt = Date.now() / 1000;
+    const sub = { type: "subscribe", devices: [state.selected], since: state.lastId || "-2000" };
+    if (state.epoch) sub.epoch = state.epoch;
+    return sub;
+  }, (frame, now) => {
+    seen(frame, now);
     switch (frame.type) {
       case "subscribed":
         state.subscribed.push(frame.recovered);
@@ -117,124 +227,280 @@
         if (!state.lastId || !frame.recovered) state.lastId = frame.last_id;
         break;
       case "predictions":
-        if (frame.snapshot) state.snapshots++;
-        for (const p of frame.items) take(p, frame, now);
+        for (const p of frame.items) if (p.device_id === state.selected) take(p, frame, now);
         if (frame.last_id) state.lastId = frame.last_id;
-        dirty = true;
+        markDirty("chart", "latency", "detail");
         break;
       case "heartbeat":
         if (frame.last_id) state.lastId = frame.last_id;
         break;
-      case "error":
-        console.warn("gateway:", frame.code, frame.message);
-        break;
     }
-  }
+  }, (open) => { state.detailConnected = open; });
 
   function take(p, frame, now) {
-    const d = p.device_id;
-    if (!frame.snapshot) {
-      const run = p.boot == null ? d : `${d}#${p.boot}`;
-      const seqs = (state.seqs[run] = state.seqs[run] || []);
-      seqs.push(p.seq);
-      if (seqs.length > 20000) seqs.splice(0, 10000);  // bounded memory on long runs
-      state.items++;
-      state.arrivals.push(now);
-      // Latency of live predictions only: history replayed on (re)subscribe says how long
-      // the page was away, not how fast the pipeline is.
-      if (p.hops.published_ts >= state.subscribedAt) HOPS.forEach(([, f], i) => {
-        const v = f(p, frame, now);
-        if (Number.isFinite(v)) {
-          const w = state.latency[i];
-          w.push(v);
-          if (w.length > LATENCY_WINDOW) w.shift();
-        }
-      });
-    }
-    state.devices.set(d, p);
-    let s = state.series.get(d);
-    if (!s) state.series.set(d, (s = { t: [], score: [], anomaly: [] }));
+    const s = state.series;
     s.t.push(p.hops.device_ts); s.score.push(p.score); s.anomaly.push(p.anomaly ? p.score : null);
-    if (s.t.length > HISTORY) { s.t.shift(); s.score.shift(); s.anomaly.shift(); }
-    if (p.anomaly) {
-      state.anomaliesSeen++;
-      state.feed.unshift(p);
-      if (state.feed.length > FEED_MAX) state.feed.pop();
+    if (frame.snapshot) return;
+    const run = p.boot == null ? p.device_id : `${p.device_id}#${p.boot}`;
+    let w = state.runs.get(run);
+    if (!w) {
+      if (state.runs.size >= MAX_RUNS) state.runs.delete(state.runs.keys().next().value);
+      state.runs.set(run, (w = new SeqWindow(SEQ_WINDOW)));
     }
-    if (!state.selected) state.selected = d;
-  }
-
-  // --- rendering (at most a few times a second, whatever the message rate)
-  const cards = new Map();
-
-  function renderFleet() {
-    const grid = $("fleet");
-    const ids = [...state.devices.keys()].sort();
-    let anomalies = 0;
-    for (const id of ids) {
-      const p = state.devices.get(id);
-      let card = cards.get(id);
-      if (!card) {
-        card = document.createElement("div");
-        card.className = "device";
-        card.dataset.device = id;
-        card.innerHTML = '<div class="id"></div><div class="meta"><span class="label"></span>' +
-          '<span class="score"></span></div><div class="bar"><i></i></div>';
-        card.querySelector(".id").textContent = id;
-        card.onclick = () => { state.selected = id; dirty = true; };
-        cards.set(id, card);
+    w.add(p.seq);
+    state.items++;
+    // Latency of live predictions only: history replayed on (re)subscribe says how long
+    // the page was away, not how fast the pipeline is.
+    if (p.hops.published_ts >= state.subscribedAt) HOPS.forEach(([, f], i) => {
+      const v = f(p, frame, now);
+      if (Number.isFinite(v)) {
+        const l = state.latency[i];
+        l.push(v);
+        if (l.length > LATENCY_WINDOW) l.splice(0, l.length - LATENCY_WINDOW);
       }
-      if (p.anomaly) anomalies++;
-      card.classList.toggle("anomaly", p.anomaly);
-      card.classList.toggle("selected", id === state.selected);
-      card.querySelector(".label").textContent = p.label || (p.anomaly ? "anomaly" : "normal");
-      card.querySelector(".score").textContent = p.score.toFixed(3);
-      card.querySelector(".bar i").style.width = `${Math.min(100, p.score * 100).toFixed(0)}%`;
-    }
-    const order = ids.map((id) => cards.get(id));
-    if (grid.children.length !== order.length || order.some((c, i) => grid.children[i] !== c)) {
-      grid.replaceChildren(...order);
-    }
-    $("stat-devices").textContent = ids.length;
-    $("stat-anomalies").textContent = anomalies;
+    });
   }
 
+  function trimSeries() {
+    const s = state.series, n = s.t.length;
+    if (!n) return;
+    const oldest = s.t[n - 1] - SERIES_SECONDS;
+    let cut = Math.max(0, n - SERIES_MAX);
+    while (cut < n && s.t[cut] < oldest) cut++;
+    if (cut) { s.t.splice(0, cut); s.score.splice(0, cut); s.anomaly.splice(0, cut); }
+  }
+
+  function select(id) {
+    if (!id || id === state.selected) return;
+    state.selected = id;
+    state.lastId = null; state.epoch = null; state.runs = new Map();
+    state.series = { t: [], score: [], anomaly: [] };
+    state.latency = HOPS.map(() => []);
+    if (detail.open) {
+      state.subscribedAt = Date.now() / 1000;
+      detail.send({ type: "subscribe", devices: [id], since: "-2000" });
+    } else if (!detail.socket) {
+      detail.connect();
+    }
+    markDirty("fleet", "chart", "latency", "detail");
+  }
+
+  // --- rate: seq advance of every device between ticks, over the last 5 s
+  const rateSamples = [];
+  function updateRate(now) {
+    while (rateSamples.length && rateSamples[0][0] < now - 5) rateSamples.shift();
+    if (rateSamples.length < 2) { state.rate = 0; return; }
+    const span = now - rateSamples[0][0];
+    let sum = 0;
+    for (let i = 1; i < rateSamples.length; i++) sum += rateSamples[i][1];
+    state.rate = span > 0 ? sum / span : 0;
+  }
+
+  // --- what a device is, one story per tile
+  function status(e, now) {
+    if (!e) return null;
+    if (now - e.seenAt > state.silentAfter) return "silent";
+    return e.p.anomaly ? "anomaly" : "healthy";
+  }
+
+  // Colour is the anomaly flag (score above the model's threshold); the label is the
+  // classifier's most likely class. They can disagree: a fault classifier flags an anomaly
+  // when P(normal) < 1 - threshold, while "normal" may still be the single most likely class.
+  // The tile then says so instead of showing a red "normal".
+  function describe(p) {
+    if (p.probabilities) {
+      const pn = p.probabilities.normal;
+      if (p.anomaly) {
+        return p.label && p.label !== "normal"
+          ? p.label
+          : `no clear fault (normal ${Math.round(100 * (pn ?? 0))}%)`;
+      }
+      return p.label || "normal";
+    }
+    return p.anomaly ? "anomaly" : "normal";
+  }
+
+  function scoreText(p) {
+    return p.probabilities ? `P(fault) ${p.score.toFixed(2)}` : `error ${p.score.toFixed(3)}`;
+  }
+
+  function ago(seconds) {
+    if (seconds < 1) return "now";
+    if (seconds < 90) return `${Math.floor(seconds)} s ago`;
+    if (seconds < 5400) return `${Math.floor(seconds / 60)} min ago`;
+    return `${Math.floor(seconds / 3600)} h ago`;
+  }
+
+  // --- the view: search, filters, sort, page
+  function matcher(query) {
+    const q = query.trim().toLowerCase();
+    if (!q) return () => true;
+    if (/[*?[]/.test(q)) {
+      const re = new RegExp("^" + q.replace(/[.+^${}()|\\]/g, "\\$&").replace(/\*/g, ".*")
+        .replace(/\?/g, ".").replace(/\[!/g, "[^") + "$");
+      return (id) => re.test(id.toLowerCase());
+    }
+    return (id) => id.toLowerCase().includes(q);
+  }
+
+  function visibleDevices(now) {
+    const v = state.view, match = matcher(v.query);
+    const counts = { healthy: 0, anomaly: 0, silent: 0 };
+    const models = new Set(), labels = new Set(), rows = [];
+    for (const [id, e] of state.devices) {
+      const st = status(e, now);
+      counts[st]++;
+      models.add(e.p.model.name);
+      const label = describe(e.p);
+      labels.add(e.p.label || (e.p.anomaly ? "anomaly" : "normal"));
+      if (v.status && st !== v.status) continue;
+      if (v.model && e.p.model.name !== v.model) continue;
+      if (v.label && (e.p.label || (e.p.anomaly ? "anomaly" : "normal")) !== v.label) continue;
+      if (!match(id)) continue;
+      rows.push({ id, e, st, label });
+    }
+    const byName = (a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+    if (v.sort === "severity") {
+      // anomalous first, then silent (longest silent first), then healthy; by name within a
+      // state, so tiles do not jump around between ticks (scores of different models do not
+      // compare anyway: a probability and a reconstruction error)
+      rows.sort((a, b) => SEVERITY[a.st] - SEVERITY[b.st] ||
+        (a.st === "silent" ? a.e.seenAt - b.e.seenAt : 0) || byName(a, b));
+    } else if (v.sort === "last-seen") {
+      rows.sort((a, b) => a.e.seenAt - b.e.seenAt || byName(a, b));
+    } else {
+      rows.sort(byName);
+    }
+    state.counts = counts;
+    return { rows, models, labels };
+  }
+
+  function setText(el, text) { if (el.textContent !== text) el.textContent = text; }
+
+  function syncOptions(select, values, all) {
+    const want = ["", ...[...values].sort()];
+    const have = [...select.options].map((o) => o.value);
+    if (want.length === have.length && want.every((x, i) => x === have[i])) return;
+    const keep = select.value;
+    select.replaceChildren(...want.map((x) => new Option(x || all, x)));
+    select.value = want.includes(keep) ? keep : "";
+  }
+
+  const tiles = [];  // a fixed pool of PAGE_SIZE tiles, filled in place
+  function tile(i) {
+    if (tiles[i]) return tiles[i];
+    const el = document.createElement("div");
+    el.className = "device";
+    el.tabIndex = 0;
+    el.setAttribute("role", "button");
+    el.innerHTML = '<div class="id"></div><div class="meta"><span class="label"></span>' +
+      '<span class="score"></span></div><div class="bar"><i></i></div><div class="seen"></div>';
+    const t = { el, id: el.children[0], label: el.querySelector(".label"),
+      score: el.querySelector(".score"), bar: el.querySelector(".bar i"),
+      seen: el.querySelector(".seen"), key: "", aria: "" };
+    el.addEventListener("click", () => select(el.dataset.device));
+    el.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); select(el.dataset.device); }
+    });
+    return (tiles[i] = t);
+  }
+
+  function renderFleet(now) {
+    const { rows, models, labels } = visibleDevices(now);
+    const v = state.view, pages = Math.max(1, Math.ceil(rows.length / PAGE_SIZE));
+    v.page = Math.min(v.page, pages - 1);
+    const start = v.page * PAGE_SIZE, shown = rows.slice(start, start + PAGE_SIZE);
+    const grid = $("fleet");
+    shown.forEach((r, i) => {
+      const t = tile(i), p = r.e.p;
+      const silentFor = now - r.e.seenAt;
+      const key = `${r.id}|${r.st}|${r.label}|${p.score}|${r.id === state.selected}`;
+      if (t.key !== key) {
+        t.key = key;
+        t.el.dataset.device = r.id;
+        t.el.className = `device ${r.st}${r.id === state.selected ? " selected" : ""}`;
+        t.el.setAttribute("aria-pressed", String(r.id === state.selected));
+        setText(t.id, r.id);
+        setText(t.label, r.st === "silent" ? "silent" : r.label);
+        t.label.title = r.label;
+        setText(t.score, scoreText(p));
+        t.bar.style.width = `${Math.min(100, p.score * 100).toFixed(0)}%`;
+      }
+      setText(t.seen, r.st === "silent" ? `last seen ${ago(silentFor)}` : "");
+      const aria = `${r.id}: ${r.st === "anomaly" ? "anomaly, " + r.label : r.st}, ` +
+        `${scoreText(p)}, model ${p.model.name}${r.st === "silent" ? ", last seen " + ago(silentFor) : ""}`;
+      if (t.aria !== aria) { t.aria = aria; t.el.setAttribute("aria-label", aria); }
+      if (grid.children[i] !== t.el) grid.insertBefore(t.el, grid.children[i] || null);
+    });
+    while (grid.children.length > shown.length) grid.lastChild.remove();
+    setText($("page-info"), rows.length
+      ? `${start + 1}–${start + shown.length} of ${rows.length}` : "no device matches");
+    $("page-prev").disabled = v.page === 0;
+    $("page-next").disabled = v.page >= pages - 1;
+    syncOptions($("filter-model"), models, "all models");
+    syncOptions($("filter-label"), labels, "all labels");
+    const c = state.counts;
+    setText($("silent-after"), String(state.silentAfter));
+    setText($("stat-devices"), String(state.devices.size));
+    setText($("count-healthy"), String(c.healthy));
+    setText($("count-anomaly"), String(c.anomaly));
+    setText($("count-silent"), String(c.silent));
+    setText($("stat-anomalies"), String(c.anomaly));
+    for (const b of document.querySelectorAll(".counts button")) {
+      b.setAttribute("aria-pressed", String(b.dataset.status === v.status));
+    }
+  }
+
+  let chart = null;
   function renderChart() {
-    const id = state.selected;
-    const s = id && state.series.get(id);
-    if (!s) return;
-    const p = state.devices.get(id);
-    $("chart-device").textContent = id;
-    $("chart-label").textContent = `${p.model.name} v${p.model.version} (${p.model.variant})`;
+    trimSeries();
+    const s = state.series, box = $("chart");
     const data = [s.t, s.score, s.anomaly];
-    const box = $("chart");
     if (!chart) {
       chart = new uPlot({
-        width: Math.max(300, box.clientWidth), height: 240,
-        scales: { y: { range: [0, 1] } },
+        width: Math.max(300, box.clientWidth), height: 220,
         series: [
           {},
           { label: "score", stroke: "#4ea1ff", width: 1.5 },
-          { label: "anomaly", stroke: "#e5484d", width: 0, points: { show: true, size: 7, fill: "#e5484d" } },
+          { label: "anomaly", stroke: "#e5484d", width: 0, points: { show: true, size: 6, fill: "#e5484d" } },
         ],
         axes: [{ stroke: "#8193a6", grid: { stroke: "#273240" } }, { stroke: "#8193a6", grid: { stroke: "#273240" } }],
       }, data, box);
-      window.addEventListener("resize", () => chart.setSize({ width: Math.max(300, box.clientWidth), height: 240 }));
+      window.addEventListener("resize", () => chart.setSize({ width: Math.max(300, box.clientWidth), height: 220 }));
     } else {
       chart.setData(data);
     }
   }
 
-  function pct(values, q) {
-    if (!values.length) return NaN;
-    const sorted = [...values].sort((a, b) => a - b);
-    return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+  function renderDetail(now) {
+    const id = state.selected, e = id && state.devices.get(id);
+    setText($("chart-device"), id || "–");
+    if (!e) return;
+    const p = e.p, st = status(e, now);
+    setText($("chart-label"), `${p.model.name} v${p.model.version} (${p.model.variant})`);
+    const el = $("detail-state");
+    if (el.className !== `pill ${st}`) el.className = `pill ${st}`;
+    setText(el, st === "anomaly" ? `anomaly · ${describe(p)}` : st === "silent" ? "silent" : `healthy · ${describe(p)}`);
+    setText($("detail-score"), scoreText(p));
+    setText($("detail-seen"), `last seen ${ago(now - e.seenAt)}`);
+    const probs = p.probabilities ? Object.entries(p.probabilities).sort((a, b) => b[1] - a[1])
+      .slice(0, 3).map(([k, x]) => `${k} ${(100 * x).toFixed(0)}%`).join(" · ") : "";
+    setText($("detail-probs"), probs);
+    setText($("detail-check"), `${state.received()} received · ${state.missingCount()} missing · ` +
+      `${state.duplicates()} duplicated (last ${SEQ_WINDOW} seq per run)`);
+  }
+
+  function pct(sorted, q) {
+    return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : NaN;
   }
 
   function ms(v) { return Number.isFinite(v) ? `${(v * 1000).toFixed(1)} ms` : "–"; }
 
   function renderLatency() {
-    const rows = HOPS.map(([name], i) => [name, pct(state.latency[i], 0.5), pct(state.latency[i], 0.99)]);
+    const rows = HOPS.map(([name], i) => {
+      const sorted = Float64Array.from(state.latency[i]).sort();
+      return [name, pct(sorted, 0.5), pct(sorted, 0.99)];
+    });
     const worst = Math.max(...rows.map((r) => r[2]).filter(Number.isFinite), 0.001);
     $("latency").tBodies[0].innerHTML = rows.map(([name, p50, p99]) =>
       `<tr><td>${name}</td><td>${ms(p50)}</td><td>${ms(p99)}</td>` +
@@ -243,26 +509,28 @@
   }
 
   function renderFeed() {
-    const feed = $("feed");
-    feed.replaceChildren(...state.feed.map((p) => {
+    $("feed").replaceChildren(...state.feed.map((p) => {
       const li = document.createElement("li");
-      li.innerHTML = "<time></time><span class=dev></span><span class=label></span><span class=score></span>";
+      li.innerHTML = "<time></time><button class=dev></button><span class=label></span><span class=score></span>";
       li.querySelector("time").textContent = new Date(p.hops.device_ts * 1000).toLocaleTimeString();
-      li.querySelector(".dev").textContent = p.device_id;
-      li.querySelector(".label").textContent = p.label || "anomaly";
-      li.querySelector(".score").textContent = `score ${p.score.toFixed(3)} · seq ${p.seq}`;
+      const dev = li.querySelector(".dev");
+      dev.textContent = p.device_id;
+      dev.onclick = () => select(p.device_id);
+      li.querySelector(".label").textContent = describe(p);
+      li.querySelector(".score").textContent = `${scoreText(p)} · seq ${p.seq}`;
       return li;
     }));
   }
 
   // Heartbeats come only after the gateway's GATEWAY_HEARTBEAT_S of silence, which the page
   // does not know: it pings when quiet, so any healthy gateway answers within PING_EVERY.
+  let lastPing = 0;
   function checkLiveness(now) {
     if (!state.connected || state.lastFrameAt === null) return;
     const quiet = now - state.lastFrameAt;
     const every = Math.min(PING_EVERY, state.staleAfter / 3);
-    if (quiet >= every && now - lastPing >= every && socket.readyState === 1) {
-      socket.send(JSON.stringify({ type: "ping" }));
+    if (quiet >= every && now - lastPing >= every) {
+      fleet.send({ type: "ping" });
       lastPing = now;
     }
     const stale = quiet >= state.staleAfter;
@@ -272,18 +540,73 @@
     state.stale = stale;
   }
 
-  function render() {
+  // --- render loop: frames only mark panels dirty; one animation frame draws what is due
+  const dirty = { fleet: true, chart: false, latency: false, feed: false, detail: false };
+  const drawn = { fleet: 0, chart: 0, latency: 0, feed: 0, detail: 0 };
+  const RENDER = {
+    fleet: renderFleet, chart: renderChart, latency: renderLatency, feed: renderFeed, detail: renderDetail,
+  };
+  let pending = false, timer = null;
+
+  function markDirty(...panels) {
+    for (const k of panels) dirty[k] = true;
+    schedule();
+  }
+
+  function schedule() {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(draw);
+  }
+
+  function draw(ts) {
+    pending = false;
+    const now = Date.now() / 1000;
+    let wait = Infinity;
+    for (const k of Object.keys(dirty)) {
+      if (!dirty[k]) continue;
+      const left = drawn[k] + MIN_INTERVAL[k] - ts;
+      if (left > 0) { wait = Math.min(wait, left); continue; }
+      dirty[k] = false;
+      drawn[k] = ts;
+      RENDER[k](now);
+    }
+    if (wait < Infinity && !timer) timer = setTimeout(() => { timer = null; schedule(); }, wait);
+  }
+
+  // Once a second: silence grows without any frame arriving, so re-derive it.
+  setInterval(() => {
     const now = Date.now() / 1000;
     checkLiveness(now);
-    while (state.arrivals.length && state.arrivals[0] < now - 5) state.arrivals.shift();
-    $("stat-rate").textContent = (state.arrivals.length / 5).toFixed(0);
-    $("stat-last-id").textContent = state.lastId || "–";
-    if (dirty) {
-      dirty = false;
-      renderFleet(); renderChart(); renderLatency(); renderFeed();
+    updateRate(now);
+    setText($("stat-rate"), state.rate.toFixed(0));
+    markDirty("fleet", "detail");
+  }, 1000);
+
+  // --- controls
+  function bindControls() {
+    const v = state.view;
+    $("search").addEventListener("input", (ev) => { v.query = ev.target.value; v.page = 0; markDirty("fleet"); });
+    $("search").addEventListener("keydown", (ev) => {
+      if (ev.key !== "Enter") return;
+      renderFleet(Date.now() / 1000);  // the query may be newer than the last drawn grid
+      const first = $("fleet").querySelector(".device");
+      if (first) { select(first.dataset.device); first.focus(); }
+    });
+    $("sort").addEventListener("change", (ev) => { v.sort = ev.target.value; markDirty("fleet"); });
+    $("filter-model").addEventListener("change", (ev) => { v.model = ev.target.value; v.page = 0; markDirty("fleet"); });
+    $("filter-label").addEventListener("change", (ev) => { v.label = ev.target.value; v.page = 0; markDirty("fleet"); });
+    $("page-prev").addEventListener("click", () => { v.page = Math.max(0, v.page - 1); markDirty("fleet"); });
+    $("page-next").addEventListener("click", () => { v.page++; markDirty("fleet"); });
+    for (const b of document.querySelectorAll(".counts button")) {
+      b.addEventListener("click", () => {
+        v.status = v.status === b.dataset.status ? "" : b.dataset.status;
+        v.page = 0;
+        markDirty("fleet");
+      });
     }
   }
 
-  setInterval(render, 250);
-  connect();
+  bindControls();
+  fleet.connect();
 })();

@@ -48,6 +48,28 @@ def test_bad_since_is_refused(since: object) -> None:
         parse_client_message(orjson.dumps({"type": "subscribe", "since": since}))
 
 
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        (50, True),
+        (500, True),
+        (10_000, True),
+        (49, False),
+        (10_001, False),
+        ("500", False),
+        (True, False),
+    ],
+)
+def test_latest_every_ms_is_a_bounded_integer(value: object, ok: bool) -> None:
+    raw = orjson.dumps({"type": "subscribe", "latest_every_ms": value})
+    if ok:
+        msg = parse_client_message(raw)
+        assert isinstance(msg, SubscribeMessage) and msg.latest_every_ms == value
+    else:
+        with pytest.raises(ContractError, match="latest_every_ms"):
+            parse_client_message(raw)
+
+
 def test_other_client_messages_parse() -> None:
     assert isinstance(parse_client_message('{"type":"unsubscribe"}'), UnsubscribeMessage)
     auth = parse_client_message('{"type":"auth","token":"abc"}')

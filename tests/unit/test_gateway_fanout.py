@@ -201,3 +201,55 @@ def test_unread_control_frames_are_bounded() -> None:
     for _ in range(MAX_PENDING_FRAMES + 1):
         ch.push_frame('{"type":"heartbeat","ts":1.0}')
     assert ch.slow and ch.drain(10).frames == []
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_channel_latest_state_sends_newest_per_device_once_per_tick() -> None:
+    clock = FakeClock()
+    ch = ClientChannel(limit=100, clock=clock)
+    ch.begin(subscribed(["*"]), False, "1000-0", latest_every=0.5)
+    ch.finish_catch_up()
+    assert ch.hold_for() is None  # nothing waits: sleep until woken
+    ch.offer([item(1, "a"), item(2, "b"), item(3, "a")], "1003-0")
+    assert ch.wakeup.is_set()  # the first item starts the sender's timer
+    first = ch.drain(10)
+    assert [(i.device_id, i.key[0]) for i in first.items] == [("b", 1002), ("a", 1003)]
+    assert first.last_id == "1003-0" and ch.superseded == 1
+    ch.wakeup.clear()
+    ch.offer([item(4, "a"), item(5, "c"), item(6, "a")], "1006-0")
+    assert ch.wakeup.is_set()
+    assert ch.drain(10).items == []  # not due yet
+    assert ch.hold_for() == 0.5
+    clock.now += 0.2
+    ch.wakeup.clear()
+    ch.offer([item(7, "b")], "1007-0")
+    assert not ch.wakeup.is_set()  # the sender is already timing the tick
+    assert ch.hold_for() == pytest.approx(0.3)
+    clock.now += 0.3
+    assert [(i.device_id, i.key[0]) for i in ch.drain(10).items] == [
+        ("c", 1005),
+        ("a", 1006),
+        ("b", 1007),
+    ]
+    assert ch.superseded == 2 and ch.dropped == 0 and ch.idle
+
+
+def test_channel_latest_state_is_bounded_by_device_count_and_frame_size() -> None:
+    clock = FakeClock()
+    ch = ClientChannel(limit=3, clock=clock)
+    ch.begin(subscribed(["*"]), False, "1000-0", latest_every=1.0)
+    ch.finish_catch_up()
+    dropped = ch.offer([item(n, f"d{n}") for n in range(1, 6)], "1005-0")
+    assert dropped == 2 and ch.dropped == 2 and len(ch) == 3 and not ch.slow
+    part = ch.drain(2)
+    assert [i.device_id for i in part.items] == ["d3", "d4"] and part.last_id is None
+    assert [i.device_id for i in ch.drain(2).items] == ["d5"]  # the rest, same tick
+    ch.stop()
+    assert len(ch) == 0

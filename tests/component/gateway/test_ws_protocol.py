@@ -205,3 +205,22 @@ def test_epoch_change_closes_clients_and_voids_their_offsets(
         assert not sub.recovered and sub.epoch == "a-new-epoch"
         snapshot = PredictionsFrame.model_validate_json(ws.receive_text())
         assert snapshot.snapshot and [p.device_id for p in snapshot.items] == ["a"]
+
+
+def test_latest_state_subscription_starts_with_snapshot_then_ticks(
+    client: TestClient, feeder: Feeder
+) -> None:
+    feeder.write([prediction("a", 1), prediction("b", 1)])
+    caught_up(client, feeder.ids()[-1])
+    with client.websocket_connect("/ws", subprotocols=BEARER) as ws:
+        sub = subscribe(ws, latest_every_ms=300, since="-100")
+        assert not sub.recovered  # a state view has nothing to resume
+        snapshot = PredictionsFrame.model_validate_json(ws.receive_text())
+        assert snapshot.snapshot and [p.device_id for p in snapshot.items] == ["a", "b"]
+        feeder.write(prediction(d, n) for n in range(2, 40) for d in ("a", "b", "c"))
+        seen: dict[str, int] = {}
+        while seen != {"a": 39, "b": 39, "c": 39}:
+            frame = PredictionsFrame.model_validate_json(ws.receive_text())
+            devices = [p.device_id for p in frame.items]
+            assert len(devices) == len(set(devices))  # at most one item per device per tick
+            seen.update((p.device_id, p.seq) for p in frame.items)
