@@ -134,7 +134,10 @@ class StreamReader:
             self._metrics.read_items.inc(len(items))
             ms = int(self.last_id.partition("-")[0])
             self._metrics.read_lag.observe(max(0.0, time.time() - ms / 1000))
+            drops = self._hub.coalesced_drops
             self._hub.publish(items, self.last_id)
+            if self._hub.coalesced_drops != drops:
+                self._metrics.drops.inc(self._hub.coalesced_drops - drops)
             last_round = time.monotonic()
 
     async def _check_epoch(self) -> None:

@@ -188,6 +188,12 @@ def test_coalescing_client_keeps_newest_per_device(make_client: Any, feeder: Fee
         got = frames_until(ws, 3)
         assert {(p["device_id"], p["seq"]) for p in got} >= {("d0", 27), ("d1", 28), ("d2", 29)}
         assert got[-1]["seq"] == 29
+    dropped = [
+        line
+        for line in client.get("/metrics").text.splitlines()
+        if line.startswith("iotstream_gateway_dropped_items_total ")
+    ]
+    assert dropped and float(dropped[0].split()[1]) >= 30 - len(got), dropped
 
 
 def test_epoch_change_closes_clients_and_voids_their_offsets(
@@ -224,3 +230,19 @@ def test_latest_state_subscription_starts_with_snapshot_then_ticks(
             devices = [p.device_id for p in frame.items]
             assert len(devices) == len(set(devices))  # at most one item per device per tick
             seen.update((p.device_id, p.seq) for p in frame.items)
+
+
+def test_latest_state_tick_does_not_delay_control_frames(
+    client: TestClient, feeder: Feeder
+) -> None:
+    with client.websocket_connect("/ws", subprotocols=BEARER) as ws:
+        subscribe(ws, latest_every_ms=10_000)
+        assert PredictionsFrame.model_validate_json(ws.receive_text()).snapshot
+        feeder.write([prediction("a", 1)])
+        assert [p["seq"] for p in frames_until(ws, 1)] == [1]  # the first tick is immediate
+        feeder.write([prediction("a", 2)])  # waits for the next tick, 10 s away
+        caught_up(client, feeder.ids()[-1])
+        started = time.monotonic()
+        ws.send_text('{"type":"ping"}')
+        assert orjson.loads(ws.receive_text())["type"] == "heartbeat"
+        assert time.monotonic() - started < 5
