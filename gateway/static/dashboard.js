@@ -290,7 +290,7 @@
   function updateRate(now) {
     while (rateSamples.length && rateSamples[0][0] < now - 5) rateSamples.shift();
     if (rateSamples.length < 2) { state.rate = 0; return; }
-    const span = now - rateSamples[0][0];
+    const span = rateSamples[rateSamples.length - 1][0] - rateSamples[0][0];
     let sum = 0;
     for (let i = 1; i < rateSamples.length; i++) sum += rateSamples[i][1];
     state.rate = span > 0 ? sum / span : 0;

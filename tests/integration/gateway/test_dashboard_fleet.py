@@ -220,6 +220,36 @@ PAGE_FIGURES = """() => { const s = window.__iotstream;
     e2e_p99: pct(s.latency[5], 0.99), tiles: document.querySelectorAll('.device').length }; }"""
 
 
+def check_finding_and_access(page: Page, fleet: Fleet) -> None:
+    """State counts, filters, glob search, keyboard selection, labels, favicon."""
+    labels = page.evaluate(
+        "[...document.querySelectorAll('.device.anomaly .label')].map(e => e.textContent)"
+    )
+    assert labels and "normal" not in labels  # a red tile never reads "normal"
+    counts = page.evaluate("window.__iotstream.counts")
+    assert sum(counts.values()) == len(fleet.devices), counts
+    page.click(".counts button.anomaly")  # filter by state
+    wait(
+        page,
+        "(() => { const t = [...document.querySelectorAll('.device')];"
+        " return t.length === window.__iotstream.counts.anomaly"
+        " && t.every(e => e.classList.contains('anomaly')); })()",
+    )
+    page.click(".counts button.anomaly")
+    page.fill("#search", "fleet-01?7")  # a glob: fleet-0107, 0117, ... 0197
+    wait(page, "document.querySelectorAll('.device').length === 10")
+    page.fill("#search", "")
+    wait(page, f"document.querySelectorAll('.device').length === {min(60, len(fleet.devices))}")
+    tile = page.locator(".device").nth(2)
+    device = tile.get_attribute("data-device")
+    assert device and device in (tile.get_attribute("aria-label") or "")
+    tile.focus()
+    page.keyboard.press("Enter")
+    wait(page, f"window.__iotstream.selected === '{device}'")
+    assert page.evaluate("fetch('/static/favicon.svg').then(r => r.status)") == 200
+    assert page.evaluate("document.querySelector('link[rel=icon]').href").endswith("favicon.svg")
+
+
 def run_fleet_view(
     start_gateway: Any,
     fleet_feed: Any,
@@ -228,6 +258,7 @@ def run_fleet_view(
     silent_after: float,
     shots: Path,
     per_device: float = PER_DEVICE_RATE,
+    ui_checks: bool = False,
 ) -> dict[str, Any]:
     """Open the dashboard on a fleet of ``n_devices``, select one device, measure over two
     periods of ``minute_s``; stop the last device during the second one; screenshots into
@@ -287,6 +318,8 @@ def run_fleet_view(
             page.fill("#search", "")
             page.wait_for_timeout(600)
             figures["errors"] = errors
+            if ui_checks:
+                check_finding_and_access(page, fleet)
             shots.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(shots / "dashboard-fleet.png"))
             page.click(f'.device[data-device="{fleet.devices[7]}"]')
@@ -322,7 +355,7 @@ def shots(tmp_path: Path) -> Path:
 
 def test_fleet_view_bounded(start_gateway: Any, fleet_feed: Any, shots: Path) -> None:
     """200 devices at 2,000 predictions/s for about 20 s (the full-scale run is slow)."""
-    figures = run_fleet_view(start_gateway, fleet_feed, 200, 10, 3, shots)
+    figures = run_fleet_view(start_gateway, fleet_feed, 200, 10, 3, shots, ui_checks=True)
     check(figures, silent_after=3, task_share=0.3, rate=1900)
 
 
