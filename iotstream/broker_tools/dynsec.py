@@ -22,10 +22,11 @@ takes changes live through :mod:`.dynsec_control`.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Protocol
+
+from iotstream.broker_tools.passwords import write_private
 
 __all__ = [
     "DEFAULT_ACL_ACCESS",
@@ -199,10 +200,4 @@ class DynsecFile:
 
     def save(self) -> None:
         """Write atomically with mode 0600 (the broker's user must own it: it rewrites it)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(self.render())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, self.path)
+        write_private(self.path, self.render())

@@ -23,6 +23,7 @@ __all__ = [
     "generate_secret",
     "hash_password",
     "verify_password",
+    "write_private",
 ]
 
 DEFAULT_ITERATIONS: Final = 101  # mosquitto_passwd's default in 2.0
@@ -32,6 +33,18 @@ _KEY_LEN: Final = 64
 
 class PasswordFileError(ValueError):
     """A password file line or operation is invalid."""
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` atomically with ``text``, readable by its owner only (0600): a
+    reader never sees half a file, and the secret is never world-readable, even briefly."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
 
 
 def generate_secret(nbytes: int = 24) -> str:
@@ -126,10 +139,4 @@ class PasswordFile:
 
     def save(self) -> None:
         """Write atomically with mode 0600."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(self.render())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, self.path)
+        write_private(self.path, self.render())
