@@ -15,14 +15,11 @@ saturate the worker (stored/s below the offered rate): there the throughputs com
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from bench.pipeline_bench import ROOT, Result, run_scenario
+from bench.pipeline_bench import ROOT, Result, run_scenario, write_report
 
 POLICIES = ("fixed", "adaptive")
 
@@ -80,20 +77,15 @@ def main(argv: list[str] | None = None) -> int:
                     print(_row(result, _peer(results, result)), flush=True)
     print()
     _print(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-            "machine": platform.machine(),
+    write_report(
+        args.out,
+        {
+            "seconds": args.seconds,
+            "max_wait_ms": args.max_wait_ms,
+            "target_wait_ms": args.target_wait_ms,
+            "results": [asdict(r) for r in results],
         },
-        "seconds": args.seconds,
-        "max_wait_ms": args.max_wait_ms,
-        "target_wait_ms": args.target_wait_ms,
-        "results": [asdict(r) for r in results],
-    }
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"\nreport: {args.out}")
+    )
     return 0
 
 

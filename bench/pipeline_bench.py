@@ -39,7 +39,7 @@ from typing import Any
 
 import redis
 
-from iot_contract import JsonCodec, Prediction, RedisKeys
+from iot_contract import RECORD_FIELD, JsonCodec, Prediction, RedisKeys
 from iotstream.localservices import MosquittoProcess, RedisProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -296,20 +296,39 @@ def _wait_settled(client: redis.Redis, key: str, expected: int, timeout: float =
     return last
 
 
-def _latencies(client: redis.Redis, keys: RedisKeys) -> list[float]:
+def stored_predictions(client: redis.Redis, keys: RedisKeys) -> Iterator[Prediction]:
+    """Every prediction in the stream, oldest first, read 10,000 at a time."""
     codec = JsonCodec()
-    out: list[float] = []
     last = "-"
     while True:
         batch: Any = client.xrange(keys.predictions, min=last, count=10_000)
         if last != "-":
             batch = batch[1:]
         if not batch:
-            return out
+            return
         for _id, fields in batch:
-            p = codec.decode(fields[b"m"], Prediction)
-            out.append(((p.hops.published_ts or 0) - p.hops.device_ts) * 1000)
+            yield codec.decode(fields[RECORD_FIELD], Prediction)
         last = batch[-1][0].decode()
+
+
+def _latencies(client: redis.Redis, keys: RedisKeys) -> list[float]:
+    return [
+        ((p.hops.published_ts or 0) - p.hops.device_ts) * 1000
+        for p in stored_predictions(client, keys)
+    ]
+
+
+def write_report(path: Path, figures: dict[str, Any]) -> None:
+    """Write ``figures`` with a description of this machine as the JSON report at ``path``
+    and say where it is."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    machine = {
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+    path.write_text(json.dumps({"machine": machine, **figures}, indent=2))
+    print(f"\nreport: {path}")
 
 
 def _stored_span(client: redis.Redis, keys: RedisKeys) -> float | None:
@@ -404,19 +423,14 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
     _print(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-            "machine": platform.machine(),
+    write_report(
+        args.out,
+        {
+            "seconds": seconds,
+            "batched_vs_per_message": _speedup(results),
+            "results": [asdict(r) for r in results],
         },
-        "seconds": seconds,
-        "batched_vs_per_message": _speedup(results),
-        "results": [asdict(r) for r in results],
-    }
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"\nreport: {args.out}")
+    )
     return 0
 
 

@@ -27,8 +27,8 @@ from typing import Any
 
 import redis
 
-from bench.pipeline_bench import ROOT, _percentiles, run_scenario
-from iot_contract import RECORD_FIELD, JsonCodec, Prediction, RedisKeys
+from bench.pipeline_bench import ROOT, _percentiles, run_scenario, stored_predictions, write_report
+from iot_contract import RedisKeys
 from iot_models.manifest import MANIFEST_FILE
 from iot_models.store import Alias, open_store
 from iot_models.store.alias import set_version
@@ -88,20 +88,10 @@ def _toggle(
 def _swap_figures(client: redis.Redis, keys: RedisKeys) -> dict[str, Any]:
     """Swaps seen in the stream, predictions per version, and the latency of readings
     stored within a second after a swap."""
-    codec = JsonCodec()
     records: list[tuple[float, float, str]] = []  # (published_ts, latency ms, version)
-    last = "-"
-    while True:
-        batch: Any = client.xrange(keys.predictions, min=last, count=10_000)
-        if last != "-":
-            batch = batch[1:]
-        if not batch:
-            break
-        for _id, fields in batch:
-            p = codec.decode(fields[RECORD_FIELD], Prediction)
-            published = p.hops.published_ts or 0.0
-            records.append((published, (published - p.hops.device_ts) * 1000, p.model.version))
-        last = batch[-1][0].decode()
+    for p in stored_predictions(client, keys):
+        published = p.hops.published_ts or 0.0
+        records.append((published, (published - p.hops.device_ts) * 1000, p.model.version))
     swaps = [records[i][0] for i in range(1, len(records)) if records[i][2] != records[i - 1][2]]
     after = [lat for ts, lat, _v in records if any(0 <= ts - s < 1.0 for s in swaps)]
     p50, p99, worst = _percentiles(after)
@@ -179,9 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             _print(name, report[name])
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_report(args.out, report)
     return 0
 
 
