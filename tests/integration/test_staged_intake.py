@@ -9,6 +9,7 @@ turn (docs/streaming.md, "Staged intake").
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -109,8 +111,32 @@ def test_staged_readings_are_stored_once_and_the_stream_is_trimmed(
     assert backlog < 300, "acknowledged entries are trimmed"
 
 
-def _run_sim(settings: SimSettings, stop: threading.Event, out: list[FleetStats]) -> None:
-    out.append(run_sim(settings, stop))
+@contextlib.contextmanager
+def raw_load(
+    mqtt_url: str, *, rate: float, devices: int, prefix: str, connections: int = 1
+) -> Iterator[list[FleetStats]]:
+    """The raw-client simulator publishing ``rate`` readings/s at QoS 1 on a thread; leaving
+    the block stops it and waits for its last acknowledgements (the list then holds its
+    stats)."""
+    settings = SimSettings(
+        mqtt_url=mqtt_url,
+        devices=devices,
+        rate=rate / devices,
+        device_prefix=prefix,
+        mode="load",
+        connections=connections,
+        load_client="raw",
+        protocol="3.1.1",
+    )
+    stop, out = threading.Event(), list[FleetStats]()
+    thread = threading.Thread(target=lambda: out.append(run_sim(settings, stop)), daemon=True)
+    thread.start()
+    try:
+        yield out
+    finally:
+        stop.set()
+        thread.join(180)
+    assert out, "the simulator did not finish"
 
 
 @pytest.mark.parametrize(
@@ -149,27 +175,14 @@ def test_a_graceful_broker_restart_under_load_loses_no_acknowledged_reading(
             models=["fault-clf"],
             default_model="fault-clf",
         )
-        sim = SimSettings(
-            mqtt_url=broker.url,
-            devices=30,
-            rate=rate / 30,
-            device_prefix=f"r{unique}",
-            mode="load",
-            connections=2,
-            load_client="raw",
-            protocol="3.1.1",
-        )
-        stop, out = threading.Event(), list[FleetStats]()
         with running_ingest(ingest), running_worker(worker):
-            thread = threading.Thread(target=_run_sim, args=(sim, stop, out), daemon=True)
-            thread.start()
-            for n in range(restarts):
-                time.sleep(4.0 if n == 0 else 30.0)
-                broker.restart()  # SIGTERM, then the same port and persistence directory
-            time.sleep(6.0)
-            stop.set()
-            thread.join(180)  # the simulator waits for its last acknowledgements
-            assert out, "the simulator did not finish"
+            with raw_load(
+                broker.url, rate=rate, devices=30, prefix=f"r{unique}", connections=2
+            ) as out:
+                for n in range(restarts):
+                    time.sleep(4.0 if n == 0 else 30.0)
+                    broker.restart()  # SIGTERM, then the same port and persistence directory
+                time.sleep(6.0)
             stats = out[0]
             assert stats.reconnects >= restarts
             assert stats.acked >= stats.published, "the raw client resends until acknowledged"
@@ -247,33 +260,19 @@ def test_a_frozen_worker_s_readings_are_claimed_by_the_other_within_the_bound(
         _spawn_worker(env | {"WORKER_WORKER_ID": f"w{n}-{unique}"}, tmp_path / f"w{n}.log")
         for n in (1, 2)
     ]
-    sim = SimSettings(
-        mqtt_url=mosquitto.url,
-        devices=20,
-        rate=rate / 20,
-        device_prefix=f"f{unique}",
-        mode="load",
-        connections=1,
-        load_client="raw",
-        protocol="3.1.1",
-    )
     try:
         with running_ingest(ingest):
             deadline = time.monotonic() + 60
             while consumers(rclient, redis_keys.ingest, f"g{unique}") < 2:
                 assert time.monotonic() < deadline, "workers did not join the group"
                 time.sleep(0.2)
-            stop, out = threading.Event(), list[FleetStats]()
-            thread = threading.Thread(target=_run_sim, args=(sim, stop, out), daemon=True)
-            thread.start()
-            for n in range(freezes):  # the two workers take turns being frozen
+            with raw_load(mosquitto.url, rate=rate, devices=20, prefix=f"f{unique}") as out:
+                for n in range(freezes):  # the two workers take turns being frozen
+                    time.sleep(3.0)
+                    os.kill(procs[n % 2].pid, signal.SIGSTOP)
+                    time.sleep(30.0)
+                    os.kill(procs[n % 2].pid, signal.SIGCONT)
                 time.sleep(3.0)
-                os.kill(procs[n % 2].pid, signal.SIGSTOP)
-                time.sleep(30.0)
-                os.kill(procs[n % 2].pid, signal.SIGCONT)
-            time.sleep(3.0)
-            stop.set()
-            thread.join(30)
             settle(rclient, redis_keys.predictions, quiet=3.0, timeout=60)
     finally:
         for proc in procs:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from iot_contract import RedisKeys
+from iot_contract import Reading, RedisKeys
 from iotstream.gateway_process import GatewayProcess
 from tests.component.gateway.support import SECRET, Feeder, token
+from tests.harness.pipeline import publish, reading_messages
 from tests.harness.services import Service
 
 
@@ -120,6 +121,26 @@ async def collect(ws: ClientConnection, received: Received, n_items: int, within
     with anyio.fail_after(within):
         while len(received.items) < n_items:
             received.record(await ws.recv())
+
+
+def stream_through_pipeline(
+    ws_url: str, mosquitto: Service, readings: Sequence[Reading], client_id: str
+) -> dict[tuple[str, int], dict[str, Any]]:
+    """Subscribe a dashboard client at ``ws_url``, publish ``readings`` to the broker (a
+    worker must be running), and return every prediction the client received, by
+    ``(device_id, seq)``."""
+    got = Received()
+
+    async def main() -> None:
+        async with await open_client(ws_url) as ws:
+            await subscribe(ws, got)
+            await anyio.to_thread.run_sync(
+                lambda: publish(mosquitto, reading_messages(readings), client_id=client_id)
+            )
+            await collect(ws, got, len(readings), within=30)
+
+    anyio.run(main)
+    return {(p["device_id"], p["seq"]): p for p in got.items}
 
 
 async def until_closed(

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 
@@ -16,9 +15,8 @@ from inference_worker.settings import WorkerSettings
 from iot_contract import Reading, RedisKeys
 from iot_models.sensors import Machine
 from tests.component.gateway.support import token
-from tests.harness.pipeline import publish, reading_messages
 from tests.harness.services import Service
-from tests.integration.gateway.conftest import Received, collect, open_client, subscribe
+from tests.integration.gateway.conftest import stream_through_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -68,21 +66,8 @@ def test_rest_and_streaming_give_identical_predictions(
     )
     gw = start_gateway(models_dir=str(MODELS))
     readings = sensor_readings(200)
-    got = Received()
-
     with running_worker(worker_settings):
-
-        async def main() -> None:
-            async with await open_client(gw.ws_url) as ws:
-                await subscribe(ws, got)
-                await anyio.to_thread.run_sync(
-                    lambda: publish(mosquitto, reading_messages(readings), client_id=f"p{unique}")
-                )
-                await collect(ws, got, len(readings), within=30)
-
-        anyio.run(main)
-
-    streamed = {(p["device_id"], p["seq"]): p for p in got.items}
+        streamed = stream_through_pipeline(gw.ws_url, mosquitto, readings, f"p{unique}")
     assert len(streamed) == len(readings)
     response = httpx.post(
         gw.url + "/v1/predict",

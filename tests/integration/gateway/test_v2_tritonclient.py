@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import grpc
 import numpy as np
 import pytest
@@ -26,9 +25,8 @@ from iot_models.sensors import Machine
 from iotstream.gateway_process import GatewayProcess
 from iotstream.localservices import free_port
 from tests.component.gateway.support import token
-from tests.harness.pipeline import publish, reading_messages
 from tests.harness.services import Service
-from tests.integration.gateway.conftest import Received, collect, open_client, subscribe
+from tests.integration.gateway.conftest import stream_through_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -137,19 +135,8 @@ def test_outputs_equal_the_streaming_paths_predictions(
         max_wait_ms=5,
     )
     readings = fp32_readings(80)
-    got = Received()
     with running_worker(worker_settings):
-
-        async def main() -> None:
-            async with await open_client(oip_gateway.ws_url) as ws:
-                await subscribe(ws, got)
-                await anyio.to_thread.run_sync(
-                    lambda: publish(mosquitto, reading_messages(readings), client_id=f"p{unique}")
-                )
-                await collect(ws, got, len(readings), within=30)
-
-        anyio.run(main)
-    streamed = {(p["device_id"], p["seq"]): p for p in got.items}
+        streamed = stream_through_pipeline(oip_gateway.ws_url, mosquitto, readings, f"p{unique}")
     assert len(streamed) == len(readings)
     http_client, grpc_client = clients
     labels = None
