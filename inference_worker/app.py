@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from inference_worker.bus import open_sink, open_source
 from inference_worker.health import HealthServer, fresh
 from inference_worker.metrics import WorkerMetrics
+from inference_worker.observers import open_observers
 from inference_worker.service import Worker, describe
 from inference_worker.settings import WorkerSettings
 from iot_models.core import InferenceCore, Scorer
@@ -77,7 +78,10 @@ def _assemble(settings: WorkerSettings, core: Scorer | None, stack: contextlib.E
 
         core = stack.enter_context(following_models(settings, metrics.registry)).core
     core = core or build_core(settings)
-    return Worker(settings, core, open_source(settings), open_sink(settings), metrics)
+    observers = open_observers(settings, metrics.registry, stack)
+    return Worker(
+        settings, core, open_source(settings), open_sink(settings), metrics, observers=observers
+    )
 
 
 class Service(Protocol):

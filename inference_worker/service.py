@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ from inference_worker.buffer import BoundedBuffer
 from inference_worker.bus import Incoming, PredictionSink, ReadingSource, SinkError
 from inference_worker.health import readiness
 from inference_worker.metrics import WorkerMetrics
+from inference_worker.observers import BatchObserver
 from inference_worker.ratelog import RateLimitedLog
 from inference_worker.settings import WorkerSettings
 from iot_batching import Batcher, make_policy
@@ -63,6 +64,7 @@ class Worker:
         sink: PredictionSink,
         metrics: WorkerMetrics | None = None,
         *,
+        observers: Sequence[BatchObserver] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -71,6 +73,7 @@ class Worker:
         self.sink = sink
         self.metrics = metrics or WorkerMetrics()
         self._clock = clock
+        self._observers = tuple(observers)
         self._batcher = Batcher[Incoming](
             make_policy(
                 settings.batch_policy,
@@ -195,7 +198,10 @@ class Worker:
             self._bootless.note(reading)
             readings.append(reading)
             origin.append(item)
-        result = self.core.infer(readings, [item.received_ts for item in origin])
+        received_ts = [item.received_ts for item in origin]
+        result = self.core.infer(readings, received_ts)
+        for observer in self._observers:
+            observer.observe(readings, received_ts, result)
         for index, error in result.rejected:
             deadletters.append(self._deadletter(origin[index], error, readings[index].device_id))
         m.inference_seconds.observe(time.perf_counter() - started)

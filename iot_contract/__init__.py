@@ -17,6 +17,7 @@ from iot_contract.codecs import (
     encode_reading,
     sniff_codec,
 )
+from iot_contract.drift import DriftEvent, DriftStatus, FeatureDrift
 from iot_contract.errors import ContractError, RejectReason
 from iot_contract.fast import (
     ModelOutput,
@@ -94,7 +95,10 @@ __all__ = [
     "Codec",
     "ContractError",
     "DeadLetter",
+    "DriftEvent",
+    "DriftStatus",
     "ErrorFrame",
+    "FeatureDrift",
     "HeartbeatFrame",
     "Hops",
     "JsonCodec",

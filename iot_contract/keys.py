@@ -75,6 +75,17 @@ class RedisKeys:
         it through a consumer group); entry layout in :mod:`iot_contract.staging`."""
         return f"{self.prefix}:ingest"
 
+    @property
+    def drift(self) -> str:
+        """Hash ``model name -> newest`` :class:`~iot_contract.DriftStatus` JSON."""
+        return f"{self.prefix}:drift"
+
+    @property
+    def drift_events(self) -> str:
+        """Stream of :class:`~iot_contract.DriftEvent` records (a model starts or stops
+        drifting), one :data:`RECORD_FIELD` per entry."""
+        return f"{self.prefix}:drift:events"
+
     def seen_slot_of(self, record: Mapping[str, Any]) -> SeenSlot:
         """:meth:`seen_slot` of a prediction record (:func:`iot_contract.prediction_record`)."""
         return self.seen_slot(

@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from iot_models.profile import FeatureProfile
+
 __all__ = [
     "MANIFEST_FILE",
     "Accuracy",
@@ -180,6 +182,11 @@ class Manifest(_Frozen):
     test_split: dict[str, int | str]
     gate: GateLimits
     build: BuildInfo
+    reference: FeatureProfile | None = Field(
+        None,
+        description="the training data's feature profile, for drift (iot_models.profile); "
+        "None in versions built before it existed (no drift measured)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:

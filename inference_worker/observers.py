@@ -1,0 +1,45 @@
+"""Batch observers: what else the worker does with each scored batch (capture for
+retraining, drift measurement), beside storing it.
+
+The run loop calls every observer once per batch, on its own thread, right after scoring:
+an observer must return quickly (a buffered append; heavy work such as writing files
+happens on the observer's own thread) and must not raise (a fault in a side task never
+stops scoring). Observers are context managers owned by the worker's assembly
+(:func:`inference_worker.app`), which builds them from the settings in
+:func:`open_observers`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from inference_worker.settings import WorkerSettings
+    from iot_contract import Reading
+    from iot_models.core import BatchResult
+
+__all__ = ["BatchObserver", "open_observers"]
+
+
+class BatchObserver(Protocol):
+    """Sees every scored batch."""
+
+    def observe(
+        self, readings: Sequence[Reading], received_ts: Sequence[float], result: BatchResult
+    ) -> None:
+        """One scored batch: ``readings`` (decoded, in order) and when each was received;
+        ``result.records[k]`` scored ``readings[result.indices[k]]``. Must be quick and
+        must not raise."""
+        ...
+
+
+def open_observers(
+    settings: WorkerSettings, registry: CollectorRegistry, stack: contextlib.ExitStack
+) -> list[BatchObserver]:
+    """The observers ``settings`` switch on, each entered on ``stack`` (closed with it)."""
+    observers: list[BatchObserver] = []
+    return observers

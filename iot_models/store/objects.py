@@ -1,0 +1,138 @@
+"""Plain objects (bytes under a key) in the same places the model store lives: captured
+readings and dataset records use it (:mod:`iot_models.capture`).
+
+One :class:`ObjectStore` protocol, chosen by URL in :func:`open_objects` like
+:func:`iot_models.store.open_store`: a folder (``file:///path`` or a path) or
+``s3://bucket/prefix`` (same endpoint and credential rules as the S3 model store).
+Keys are ``/``-separated relative paths; a written object appears whole (temporary file
+and rename, or one S3 PUT), so a reader never sees half of one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+from iot_models.store.base import StoreError
+
+__all__ = ["FileObjectStore", "ObjectNotFoundError", "ObjectStore", "open_objects"]
+
+
+class ObjectNotFoundError(StoreError):
+    """No object under that key."""
+
+
+class ObjectStore(Protocol):
+    """Bytes under ``/``-separated keys."""
+
+    url: str
+    """Where the objects are (for messages and logs; no credentials)."""
+
+    def put(self, key: str, data: bytes) -> None:
+        """Write ``data`` under ``key`` (replacing an object already there), atomically."""
+        ...
+
+    def get(self, key: str) -> bytes:
+        """The object's bytes.
+
+        Raises:
+            ObjectNotFoundError: nothing under ``key``.
+        """
+        ...
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Every key that starts with ``prefix``, sorted (empty when the root is missing)."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove an object; no error when it is already gone."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def _check_key(key: str) -> str:
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise StoreError(f"{key!r} is not a valid object key (relative, no empty or '..' parts)")
+    return key
+
+
+class FileObjectStore:
+    """Objects as files under a folder (created on the first write)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.url = f"file://{root.resolve()}"
+
+    def put(self, key: str, data: bytes) -> None:
+        """Write through a temporary file in the same folder, then rename."""
+        path = self.root / _check_key(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def get(self, key: str) -> bytes:
+        """The file's bytes."""
+        try:
+            return (self.root / _check_key(key)).read_bytes()
+        except (FileNotFoundError, IsADirectoryError) as exc:
+            raise ObjectNotFoundError(f"no object {key!r} in {self.url}") from exc
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Keys of the regular files under the root (temporary files excluded)."""
+        if not self.root.is_dir():
+            return []
+        keys = (
+            path.relative_to(self.root).as_posix()
+            for path in self.root.rglob("*")
+            if path.is_file() and not path.name.startswith(".tmp-")
+        )
+        return sorted(key for key in keys if key.startswith(prefix))
+
+    def delete(self, key: str) -> None:
+        """Remove the file, then any folders left empty up to the root."""
+        path = self.root / _check_key(key)
+        path.unlink(missing_ok=True)
+        folder = path.parent
+        while folder != self.root and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def open_objects(url: str | Path, *, timeout: float = 5.0) -> ObjectStore:
+    """The object store ``url`` names: ``s3://bucket/prefix``, ``file:///path`` or a path.
+
+    Raises:
+        StoreError: an unknown scheme or a malformed URL.
+    """
+    text = str(url)
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme == "s3":
+        from iot_models.store.s3_objects import S3ObjectStore
+
+        return S3ObjectStore(text, timeout=timeout)
+    if scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise StoreError(f"{text!r}: file URLs name a local path (file:///path)")
+        return FileObjectStore(Path(unquote(parts.path)))
+    if scheme == "":
+        return FileObjectStore(Path(text))
+    raise StoreError(
+        f"unknown object store {text!r}: use s3://bucket/prefix, file:///path or a folder path"
+    )
