@@ -1,15 +1,18 @@
-"""Workers follow an alias in the model store (real S3 server, Mosquitto, Redis): moving the
-alias under load swaps both workers' models between batches with no reading lost or scored
-twice; a canary scores exactly the devices the pure rule picks; a worker starts from its
-cache while the store is down and follows it once it answers."""
+"""Workers follow an alias in the model store (real S3 server, Mosquitto, Redis, a gateway
+and a WebSocket client): moving the alias under load, and rolling it back, swaps both
+workers' models between batches with no reading lost or scored twice; a canary scores
+exactly the devices the pure rule picks; a worker starts from its cache while the store is
+down and follows it once it answers."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import Counter
+from itertools import groupby
 from pathlib import Path
 
+import anyio
 import pytest
 import redis
 from prometheus_client import generate_latest
@@ -22,11 +25,19 @@ from iot_models.canary import CanaryRule
 from iot_models.store import Alias, Canary, ModelStore, open_store
 from iot_models.swap import SwappableCore
 from iotstream.cli import main as cli_main
+from iotstream.gateway_process import GatewayProcess
 from iotstream.localservices import free_port
 from tests.harness.pipeline import predictions, publish, reading_messages, wait_for, worker_settings
 from tests.harness.processes import CliProcess
 from tests.harness.s3 import MotoS3Process, s3_store_url
 from tests.harness.services import Service
+from tests.integration.gateway.conftest import (
+    Received,
+    collect,
+    gateway_options,
+    open_client,
+    subscribe,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +98,7 @@ def wait_until(condition, timeout: float = 15.0) -> float:
     raise AssertionError("condition not met in time")
 
 
-def test_moving_the_alias_under_load_swaps_both_workers_with_no_loss_or_repeat(
+def test_moving_the_alias_under_load_swaps_both_workers_and_rolls_back_with_no_loss_or_repeat(
     mosquitto: Service,
     redis_service: Service,
     rclient: redis.Redis,
@@ -96,6 +107,10 @@ def test_moving_the_alias_under_load_swaps_both_workers_with_no_loss_or_repeat(
     store_url: str,
     tmp_path: Path,
 ) -> None:
+    """Steady load from 20 devices through two workers, a gateway and a WebSocket client:
+    ``production`` moves to v2 (``iotstream models alias``), then back (``iotstream models
+    rollback``). Both workers switch within 10 s each time; Redis and the client each hold
+    every reading exactly once; each worker's predictions run v1, then v2, then v1."""
     workers = [
         follow_settings(
             mosquitto,
@@ -109,8 +124,23 @@ def test_moving_the_alias_under_load_swaps_both_workers_with_no_loss_or_repeat(
         for n in (1, 2)
     ]
     devices = [f"d{unique}-{i}" for i in range(20)]
-    rounds = 150  # 3,000 readings over ~3 s
+    rounds = 300  # 6,000 readings over ~6 s
+    total = rounds * len(devices)
     sent_at: dict[tuple[str, int], float] = {}
+    gateway = GatewayProcess(tmp_path / "gw", gateway_options(redis_service.url, redis_keys)).start(
+        timeout=30
+    )
+    client = Received()
+    subscribed = threading.Event()
+
+    def watch() -> None:  # a dashboard client for the whole run
+        async def main() -> None:
+            async with await open_client(gateway.ws_url) as ws:
+                await subscribe(ws, client)
+                subscribed.set()
+                await collect(ws, client, total, within=60)
+
+        anyio.run(main)
 
     def load() -> None:
         for seq in range(1, rounds + 1):
@@ -120,41 +150,64 @@ def test_moving_the_alias_under_load_swaps_both_workers_with_no_loss_or_repeat(
             publish(mosquitto, reading_messages(batch), client_id=f"p{unique}")
             time.sleep(0.02)
 
-    with running_worker(workers[0]) as (w1, _), running_worker(workers[1]) as (w2, _):
-        assert served(w1) == served(w2) == "1"
-        publisher = threading.Thread(target=load)
-        publisher.start()
-        time.sleep(1.0)
-        moved_at = time.time()
-        move(store_url, "2")
-        swapped_at = wait_until(lambda: served(w1) == served(w2) == "2")
-        publisher.join()
-        total = rounds * len(devices)
-        assert wait_for(rclient, redis_keys.predictions, total, timeout=30) == total
-        metrics = [generate_latest(w.metrics.registry).decode() for w in (w1, w2)]
+    def models(*args: str) -> None:
+        assert cli_main(["models", *args, "--store", store_url]) == 0
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    try:
+        with running_worker(workers[0]) as (w1, _), running_worker(workers[1]) as (w2, _):
+            assert served(w1) == served(w2) == "1"
+            watcher.start()
+            assert subscribed.wait(15), "the WebSocket client subscribed"
+            publisher = threading.Thread(target=load, daemon=True)
+            publisher.start()
+            time.sleep(1.0)
+            moved_at = time.time()
+            models("alias", "fault-clf", "production", "2")
+            swapped_at = wait_until(lambda: served(w1) == served(w2) == "2", timeout=10)
+            time.sleep(1.5)
+            rolled_at = time.time()
+            models("rollback", "fault-clf", "production")
+            back_at = wait_until(lambda: served(w1) == served(w2) == "1", timeout=10)
+            publisher.join()
+            assert back_at < sent_at[(devices[-1], rounds)], "the rollback happened under load"
+            assert wait_for(rclient, redis_keys.predictions, total, timeout=30) == total
+            metrics = [generate_latest(w.metrics.registry).decode() for w in (w1, w2)]
+        watcher.join(60)
+    finally:
+        gateway.stop()
     got = predictions(rclient, redis_keys)
 
     counts = Counter((p.device_id, p.seq) for p in got)
     assert len(counts) == total, "every reading stored"
     assert max(counts.values()) == 1, "none scored twice"
+    seen = Counter(client.keys)
+    assert len(seen) == total and max(seen.values()) == 1, "the client got each reading once"
     versions = Counter(p.model.version for p in got)
     assert versions["1"] > 0 and versions["2"] > 0, versions
     for worker in workers:
         mine = [p for p in got if p.worker_id == worker.worker_id]  # stream order
-        seq = [p.model.version for p in mine]
-        first_v2 = seq.index("2")
-        assert set(seq[:first_v2]) == {"1"} and set(seq[first_v2:]) == {"2"}, "one switch"
+        runs = [version for version, _ in groupby(p.model.version for p in mine)]
+        assert runs == ["1", "2", "1"], f"{worker.worker_id} switched {runs}"
+        first_v2 = next(i for i, p in enumerate(mine) if p.model.version == "2")
+        last_v2 = max(i for i, p in enumerate(mine) if p.model.version == "2")
         assert all(p.hops.inferred_ts >= moved_at for p in mine[first_v2:])
-        # a batch that had read the old core before the swap may end a little after it
+        assert all(p.hops.inferred_ts >= rolled_at for p in mine[last_v2 + 1 :])
+        # a batch that had read the old core before a swap may end a little after it
         assert all(p.hops.inferred_ts <= swapped_at + 0.5 for p in mine[:first_v2])
-    late = [p for p in got if sent_at[(p.device_id, p.seq)] > swapped_at]
-    assert late and {p.model.version for p in late} == {"2"}
+        assert all(p.hops.inferred_ts <= back_at + 0.5 for p in mine[: last_v2 + 1])
+    during = [p for p in got if swapped_at < sent_at[(p.device_id, p.seq)] < rolled_at]
+    late = [p for p in got if sent_at[(p.device_id, p.seq)] > back_at]
+    assert during and {p.model.version for p in during} == {"2"}
+    assert late and {p.model.version for p in late} == {"1"}
+    by_client = Counter(item["model"]["version"] for item in client.items)
+    assert by_client == versions, "the client saw the versions Redis holds"
     for text in metrics:
         assert (
-            'worker_model_info{model="fault-clf",role="stable",variant="fp32",version="2"} 1.0'
+            'worker_model_info{model="fault-clf",role="stable",variant="fp32",version="1"} 1.0'
             in text
         )
-        assert "worker_model_swaps_total 1.0" in text
+        assert "worker_model_swaps_total 2.0" in text
     by_version = sum(
         float(line.rsplit(" ", 1)[1])
         for text in metrics
