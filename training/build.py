@@ -29,6 +29,7 @@ from iot_models.manifest import (
     VariantEntry,
     sha256_bytes,
 )
+from iot_models.profile import FeatureProfile
 from iot_models.sensors import FEATURE_NAMES, LABELS
 from training import evaluate, export, gate, quantize
 from training.data import Splits, make_splits
@@ -184,6 +185,15 @@ def build_model(
             test_split={"rows": len(test.y), "seed": test.seed, **test.composition()},
             gate=limits,
             build=BuildInfo(git_revision=rev, git_dirty=dirty, tool_versions=_versions()),
+            # Drift reference: the training split's normal rows, 5 bins. A live fleet is
+            # mostly healthy (the split is half faults), and a fleet of n machines shows a
+            # PSI of about (bins - 1) / n from its mix of machines alone (docs/models.md).
+            reference=FeatureProfile.from_samples(
+                splits.train.normal.x,
+                FEATURE_NAMES,
+                source=f"training split (seed {splits.train.seed}), normal rows",
+                bins=5,
+            ),
         )
         dest.mkdir(parents=True)
         for v, path in files.items():
