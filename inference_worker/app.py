@@ -43,6 +43,7 @@ def build_core(settings: WorkerSettings, worker_id: str | None = None) -> Infere
         default_model=settings.default_model,
         worker_id=worker_id or settings.worker_id,
         routes=settings.routes,
+        record_features=settings.record_features,
     )
 
 

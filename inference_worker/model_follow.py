@@ -90,6 +90,7 @@ def following_models(
             default_model=settings.default_model,
             worker_id=worker_id or settings.worker_id,
             routes=settings.routes,
+            record_features=settings.record_features,
             canaries=canaries,
         )
 

@@ -139,6 +139,11 @@ class WorkerSettings(BaseSettings):
     test checks the defaults agree."""
     publish_inference: bool = False
     """Also publish each prediction to ``devices/{id}/inference`` (QoS 0)."""
+    record_features: bool = True
+    """Carry each reading's feature values in its prediction (``features``), so the dashboard
+    can chart a device's sensor channels beside the score. Costs ~0.04 us per prediction to
+    build and ~16 numbers more per record in Redis and on the WebSocket; ``false`` leaves
+    them out."""
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     """Serve ``/metrics`` (Prometheus), ``/healthz`` (liveness: the run loop turns) and
     ``/readyz`` (subscribed, Redis writable) on this port when set."""

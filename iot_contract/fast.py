@@ -109,9 +109,11 @@ def prediction_record(
     received_ts: float,
     inferred_ts: float,
     worker_id: str,
+    features: bool = False,
 ) -> PredictionRecord:
     """The prediction record for ``reading`` scored by ``model`` (``{name, version,
-    variant}``); ``hops.published_ts`` is left for the writer to add."""
+    variant}``); ``hops.published_ts`` is left for the writer to add. With ``features`` the
+    record carries the reading's feature list (the same list object, not a copy)."""
     # One dict display per branch instead of key-by-key inserts: field order must follow
     # Prediction's, and this runs once per reading (~0.2 us saved of ~1.2).
     if reading.boot is None:
@@ -141,6 +143,8 @@ def prediction_record(
         record["values"] = list(output.values)
     if reading.label is not None:
         record["truth"] = reading.label
+    if features:
+        record["features"] = reading.features
     record["hops"] = {
         "device_ts": reading.ts,
         "received_ts": received_ts,

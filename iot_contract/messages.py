@@ -126,6 +126,9 @@ class Prediction(_Message):
     """Raw numeric outputs, for regressors."""
     truth: Label | None = None
     """The reading's ground-truth ``label``, if it had one."""
+    features: Annotated[list[FiniteFloat], Field(max_length=MAX_FEATURES)] | None = None
+    """The reading's feature values, when the worker records them (``WORKER_RECORD_FEATURES``,
+    on by default): what the dashboard charts beside the score. Omitted on the REST paths."""
     hops: Hops
     worker_id: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128)]
 

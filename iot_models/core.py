@@ -90,6 +90,8 @@ class InferenceCore:
         canaries: ``{model name: (canary model, rule)}``: another version of that model
             for the devices the rule takes; same input width as the model.
         clock: epoch-seconds clock for ``inferred_ts`` (a parameter so tests control it).
+        record_features: put each reading's feature list into its prediction record (the
+            streaming workers do, for the dashboard's channel chart; REST callers sent them).
     """
 
     def __init__(
@@ -101,6 +103,7 @@ class InferenceCore:
         routes: Mapping[str, str] | None = None,
         canaries: Mapping[str, tuple[Model, CanaryRule]] | None = None,
         clock: Callable[[], float] = time.time,
+        record_features: bool = False,
     ) -> None:
         if default_model not in models:
             raise ValueError(
@@ -117,6 +120,7 @@ class InferenceCore:
         self.default_model = default_model
         self.worker_id = worker_id
         self._clock = clock
+        self.record_features = record_features
         self.canaries = dict(canaries or {})
         self._lanes: dict[str, Model] = dict(self.models)
         for name, (canary, _rule) in self.canaries.items():
@@ -270,6 +274,7 @@ class InferenceCore:
                 received_ts=received[i],
                 inferred_ts=inferred_ts,
                 worker_id=self.worker_id,
+                features=self.record_features,
             )
             produced.append((i, record))
         key = (ref["name"], ref["version"])
