@@ -47,6 +47,10 @@ class ObjectStore(Protocol):
         """Every key that starts with ``prefix``, sorted (empty when the root is missing)."""
         ...
 
+    def sizes(self, prefix: str = "") -> dict[str, int]:
+        """Every key that starts with ``prefix`` with its size in bytes (one listing)."""
+        ...
+
     def delete(self, key: str) -> None:
         """Remove an object; no error when it is already gone."""
         ...
@@ -100,6 +104,16 @@ class FileObjectStore:
             if path.is_file() and not path.name.startswith(".tmp-")
         )
         return sorted(key for key in keys if key.startswith(prefix))
+
+    def sizes(self, prefix: str = "") -> dict[str, int]:
+        """Sizes of the files :meth:`list` names (a file deleted meanwhile is left out)."""
+        found: dict[str, int] = {}
+        for key in self.list(prefix):
+            try:
+                found[key] = (self.root / key).stat().st_size
+            except FileNotFoundError:
+                continue
+        return found
 
     def delete(self, key: str) -> None:
         """Remove the file, then any folders left empty up to the root."""

@@ -42,6 +42,22 @@ class S3ObjectStore:
         except StoreNotFoundError:
             return []
 
+    def sizes(self, prefix: str = "") -> dict[str, int]:
+        """Every key under ``prefix`` with its size (from the listing, no extra request)."""
+        s3 = self._s3
+        found: dict[str, int] = {}
+        try:
+            with s3._errors(f"listing {prefix or '/'}"):
+                pages = s3._client.get_paginator("list_objects_v2").paginate(
+                    Bucket=s3.bucket, Prefix=s3.prefix + prefix
+                )
+                for page in pages:
+                    for obj in page.get("Contents", []):
+                        found[obj["Key"][len(s3.prefix) :]] = int(obj["Size"])
+        except StoreNotFoundError:
+            return {}
+        return dict(sorted(found.items()))
+
     def delete(self, key: str) -> None:
         """DELETE (S3 answers success for a key that is already gone)."""
         with self._s3._errors(f"deleting {key}"):
