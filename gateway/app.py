@@ -21,7 +21,7 @@ from gateway.oip.errors import OipError
 from gateway.oip.metrics import OipMetrics
 from gateway.oip.runtime import open_oip
 from gateway.resources import STATE_KEY, open_resources
-from gateway.routes import dashboard, data, ops, predict, v2, ws
+from gateway.routes import dashboard, data, drift, ops, predict, v2, ws
 from gateway.settings import GatewaySettings
 
 __all__ = ["create_app"]
@@ -76,7 +76,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         max_body=settings.max_body_bytes,
         metrics=metrics,
     )
-    for module in (ws, predict, v2, data, ops, dashboard):
+    for module in (ws, predict, v2, data, drift, ops, dashboard):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")
     return app
