@@ -1,8 +1,10 @@
 """``iotstream``: one command for every part of the system.
 
 Each subcommand lives in :mod:`iotstream.commands` and registers itself through a
-``register(subparsers)`` function; heavy imports happen inside the handlers so that
-``iotstream --help`` stays fast.
+``register(subparsers)`` function; heavy imports happen inside the handlers, and a service
+command's settings class is imported only when that command runs
+(:mod:`iotstream.commands.lazy`), so ``iotstream --help`` stays fast and each role's image
+needs only that role's dependencies.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from iotstream.commands import COMMANDS
+from iotstream.commands.lazy import DeferredParser
 from iotstream.resources import MissingResourceError
 
 __all__ = ["build_parser", "main"]
@@ -45,7 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    # Deferred subparsers: a service command imports its settings (and its service's
+    # dependencies) only when it runs, so `iotstream worker` works in the worker image,
+    # which has no FastAPI (iotstream/commands/lazy.py).
+    subparsers = parser.add_subparsers(
+        title="commands", metavar="COMMAND", parser_class=DeferredParser
+    )
     for register in COMMANDS:
         register(subparsers)
     return parser

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from iotstream.commands.lazy import add_deferred_service_command
+
 if TYPE_CHECKING:
     from gateway.settings import GatewaySettings
 
@@ -22,13 +24,12 @@ Protocol of /ws: docs/websocket.md. Dashboard: http://HOST:PORT/  API docs: /doc
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``gateway``."""
-    from gateway.settings import GatewaySettings
-    from iotstream.settings_cli import add_service_command
-
-    add_service_command(
+    # The settings (and with them FastAPI: gateway/__init__) are imported only when the
+    # gateway runs: the worker image has no FastAPI (iotstream/commands/lazy.py).
+    add_deferred_service_command(
         subparsers,
         "gateway",
-        GatewaySettings,
+        "gateway.settings:GatewaySettings",
         _run,
         help="run the WebSocket/REST gateway and the live dashboard",
         description=(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from iotstream.commands.lazy import add_deferred_service_command
+
 if TYPE_CHECKING:
     from device_sim.settings import SimSettings
 
@@ -21,13 +23,10 @@ examples:
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``sim``."""
-    from device_sim.settings import SimSettings
-    from iotstream.settings_cli import add_service_command
-
-    add_service_command(
+    add_deferred_service_command(
         subparsers,
         "sim",
-        SimSettings,
+        "device_sim.settings:SimSettings",
         _run,
         help="simulate devices publishing sensor readings over MQTT",
         description=(

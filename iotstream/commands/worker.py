@@ -7,6 +7,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from iotstream.commands.lazy import add_deferred_service_command
+
 if TYPE_CHECKING:
     from inference_worker.settings import WorkerSettings
 
@@ -29,13 +31,10 @@ examples:
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``worker`` and ``ingest``."""
-    from inference_worker.settings import WorkerSettings
-    from iotstream.settings_cli import add_service_command
-
-    add_service_command(
+    add_deferred_service_command(
         subparsers,
         "worker",
-        WorkerSettings,
+        "inference_worker.settings:WorkerSettings",
         lambda settings: _run("worker", settings),
         help="run an inference worker (MQTT in, ONNX Runtime, Redis out)",
         description=(
@@ -46,10 +45,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         ),
         epilog=EPILOG,
     )
-    add_service_command(
+    add_deferred_service_command(
         subparsers,
         "ingest",
-        WorkerSettings,
+        "inference_worker.settings:WorkerSettings",
         lambda settings: _run("ingest", settings),
         help="stage readings from the broker in Redis for workers with --source stream",
         description=(
