@@ -42,4 +42,19 @@ def open_observers(
 ) -> list[BatchObserver]:
     """The observers ``settings`` switch on, each entered on ``stack`` (closed with it)."""
     observers: list[BatchObserver] = []
+    # capture of scored readings for retraining (iot_models.capture; pyarrow only if on)
+    if settings.capture_url and settings.capture_rate > 0:
+        from iot_models.capture.writer import CaptureConfig, CaptureWriter
+        from iot_models.store.objects import open_objects
+
+        capture = CaptureConfig(
+            rate=settings.capture_rate,
+            flush_rows=settings.capture_flush_rows,
+            flush_seconds=settings.capture_flush_seconds,
+            queue_batches=settings.capture_queue_batches,
+            retention_hours=settings.capture_retention_hours,
+        )
+        objects = stack.enter_context(contextlib.closing(open_objects(settings.capture_url)))
+        writer = CaptureWriter(objects, capture, worker_id=settings.worker_id, registry=registry)
+        observers.append(stack.enter_context(writer))
     return observers

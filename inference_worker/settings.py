@@ -108,6 +108,29 @@ class WorkerSettings(BaseSettings):
     """Local copies of the versions served and of their alias: a worker that starts while
     the store does not answer serves these, and follows the store once it does."""
 
+    # --- capture of scored readings for retraining (docs/models.md, "Capture") ---------
+    capture_url: str | None = None
+    """Keep a sample of scored readings (features, prediction, model version, ground
+    truth) as Parquet in this store: a folder, ``file:///path`` or ``s3://bucket/prefix``
+    (same endpoint and credential variables as ``model_store``). Unset: capture is off.
+    Needs pyarrow (``pip install 'iotstream[capture]'``); the worker refuses to start
+    without it when this is set."""
+    capture_rate: float = Field(default=1.0, ge=0.0, le=1.0)
+    """Share of scored readings captured once ``capture_url`` is set (the URL switches
+    capture on, so all by default; 0 keeps it off). Deterministic per ``(device_id,
+    seq)``: a redelivered reading is sampled the same way."""
+    capture_flush_rows: int = Field(default=10_000, ge=1)
+    """A capture file is written once this many rows are buffered ..."""
+    capture_flush_seconds: float = Field(default=60.0, gt=0)
+    """... or this many seconds after the first buffered row."""
+    capture_queue_batches: int = Field(default=4, ge=1)
+    """Full buffers waiting for a slow or unreachable store; beyond it the oldest is
+    dropped (``worker_capture_dropped_total``): capture never slows scoring. Memory bound
+    about ``(capture_queue_batches + 2) * capture_flush_rows`` readings."""
+    capture_retention_hours: float | None = Field(default=168.0, gt=0)
+    """Captured partitions (hours) that ended longer ago than this are deleted by the
+    workers (every 5 minutes); unset keeps everything."""
+
     max_batch: int = Field(default=64, ge=1, le=4096)
     """A micro-batch closes at this many readings ..."""
     max_wait_ms: float = Field(default=5.0, ge=0)
