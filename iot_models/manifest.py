@@ -21,6 +21,7 @@ __all__ = [
     "Accuracy",
     "BuildInfo",
     "Calibration",
+    "DatasetRef",
     "DefaultVariant",
     "GateLimits",
     "HashMismatchError",
@@ -158,12 +159,25 @@ class GateLimits(_Frozen):
     min_agreement: float
 
 
+class DatasetRef(_Frozen):
+    """The dataset version a retrained model was trained on (``training.pipeline``)."""
+
+    id: str = Field(pattern=r"^[0-9a-f]{64}$", description="content-addressed dataset id")
+    store: str = Field(description="the capture store holding datasets/<id>.json")
+    rows: int = Field(ge=0, description="rows of the dataset (captured + synthetic)")
+    captured_rows: int = Field(ge=0, description="of which captured (labelled) rows")
+    run_id: str = Field(description="the pipeline run that built this version")
+
+
 class BuildInfo(_Frozen):
     """Provenance: not part of the reproducibility comparison."""
 
     git_revision: str
     git_dirty: bool
     tool_versions: dict[str, str]
+    dataset: DatasetRef | None = Field(
+        None, description="retrained versions: the dataset version (None: the bundled splits)"
+    )
 
 
 class Manifest(_Frozen):
