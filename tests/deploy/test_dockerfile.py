@@ -8,6 +8,7 @@ the image copies."""
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import re
 import tomllib
 from pathlib import Path
@@ -48,7 +49,22 @@ def test_base_image_pinned_to_an_exact_release() -> None:
     image = arg.split("=", 1)[1]
     assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", image), image
     froms = [a for i, a in _instructions() if i == "FROM"]
-    assert froms == ["${PYTHON_IMAGE} AS build", "${PYTHON_IMAGE} AS runtime"]
+    assert froms == [
+        "${PYTHON_IMAGE} AS build",
+        "${PYTHON_IMAGE} AS worker-site",
+        "${WORKER_BASE_IMAGE} AS worker",
+        "${PYTHON_IMAGE} AS runtime",  # last: the default target is still the full image
+    ]
+
+
+def test_worker_base_is_distroless_python_pinned_by_digest() -> None:
+    arg = next(a for i, a in _instructions() if i == "ARG" and a.startswith("WORKER_BASE_IMAGE="))
+    image = arg.split("=", 1)[1]
+    # Debian 12's Python 3.11: the same minor version as PYTHON_IMAGE, so the cp311 wheels
+    # and the bytecode the worker-site stage makes fit it.
+    assert re.fullmatch(
+        r"gcr\.io/distroless/python3-debian12:nonroot@sha256:[0-9a-f]{64}", image
+    ), image
 
 
 def test_lock_installed_before_code_and_wheels_only() -> None:
@@ -61,9 +77,18 @@ def test_lock_installed_before_code_and_wheels_only() -> None:
     assert lock_copy < install < code_copy
 
 
-def test_build_stage_installs_the_wheel_it_builds() -> None:
+def _stage(name: str) -> list[tuple[str, str]]:
+    """The instructions of stage ``name`` (its FROM included)."""
     steps = _instructions()
-    build = steps[: [n for n, (i, _) in enumerate(steps) if i == "FROM"][-1]]
+    starts = [n for n, (i, _) in enumerate(steps) if i == "FROM"] + [len(steps)]
+    for start, end in itertools.pairwise(starts):
+        if steps[start][1].endswith(f" AS {name}"):
+            return steps[start:end]
+    raise AssertionError(f"no stage {name}")
+
+
+def test_build_stage_installs_the_wheel_it_builds() -> None:
+    build = _stage("build")
     runs = " && ".join(a for i, a in build if i == "RUN")
     assert "pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/dist ." in runs
     assert "pip install --no-cache-dir --no-deps /tmp/dist/iotstream-*.whl" in runs
@@ -81,6 +106,62 @@ def test_runtime_stage_is_non_root_from_the_venv_with_healthcheck() -> None:
     assert not [a for i, a in runtime if i == "RUN" and re.search(r"apt-get|pip install", a)]
     assert any(i == "HEALTHCHECK" for i, _ in runtime)
     assert ("ENTRYPOINT", '["python", "-m", "iotstream"]') in runtime
+
+
+WORKER_SITE = ROOT / "compose" / "worker-site.sh"
+NOT_IN_WORKER = {"fastapi", "starlette", "uvicorn", "grpcio", "grpcio-health-checking", "pyjwt",
+                 "cryptography"}  # fmt: skip
+"""The gateway's packages (tests/unit/test_cli_lazy_imports.py blocks their modules)."""
+
+
+def _lock_names() -> set[str]:
+    lock = (ROOT / "requirements" / "runtime.txt").read_text().splitlines()
+    return {ln.split("==")[0].lower() for ln in lock if "==" in ln and not ln.startswith("#")}
+
+
+def test_worker_stage_is_distroless_with_only_the_worker_site() -> None:
+    worker = _stage("worker")
+    assert not [a for i, a in worker if i == "RUN"]  # distroless: no shell
+    copies = [a for i, a in worker if i == "COPY"]
+    assert copies == [
+        "--from=worker-site /opt/site /opt/site",
+        "--from=worker-site /app /app",
+        "--from=worker-site --chown=10001:10001 /var/cache/iotstream /var/cache/iotstream",
+    ]
+    env = " ".join(a for i, a in worker if i == "ENV")
+    assert "PYTHONPATH=/opt/site" in env
+    assert "WORKER_MODEL_CACHE_DIR=/var/cache/iotstream/models" in env
+    assert [a for i, a in worker if i == "USER"] == ["10001:10001"]
+    assert ("ENTRYPOINT", '["/usr/bin/python3", "-m", "iotstream"]') in worker
+    assert ("CMD", '["worker"]') in worker
+    health = next(a for i, a in worker if i == "HEALTHCHECK")
+    assert '"/usr/bin/python3", "-c"' in health  # no shell, no curl
+    site = _stage("worker-site")
+    runs = " && ".join(a for i, a in site if i == "RUN")
+    assert "sh /tmp/worker-site.sh /tmp/runtime.txt /opt/site" in runs
+    assert "--no-deps --target /opt/site /tmp/dist/iotstream-*.whl" in runs
+    assert ("COPY", "--from=build /tmp/dist /tmp/dist") in site
+
+
+def test_worker_site_installs_the_worker_role_from_the_lock() -> None:
+    """compose/worker-site.sh: lock versions (-c), wheels only, none of the gateway's
+    packages, boto3 for the S3 model store, async-timeout for Debian 12's Python 3.11.2."""
+    text = WORKER_SITE.read_text()
+    install = re.search(r"\$pip install (.*?)\n(?!\s)", text.replace("\\\n", " "), re.S)
+    assert install, "no pip install in worker-site.sh"
+    words = install.group(1).split()
+    assert "--only-binary=:all:" in words and "-c" in words and '"$lock"' in words
+    names = {
+        w.strip("'").split("[")[0].lower()
+        for w in words
+        if re.fullmatch(r"'?[a-z][\w.\[\]-]*'?", w)
+    }
+    assert names >= {"onnxruntime", "numpy", "paho-mqtt", "redis", "boto3", "prometheus-client"}
+    assert names <= _lock_names(), names - _lock_names()
+    assert not names & NOT_IN_WORKER
+    assert "grep -o '^async-timeout==" in text
+    for trimmed in ("onnxruntime/quantization", "botocore/data"):
+        assert trimmed in text
 
 
 def _packages() -> set[str]:
