@@ -57,4 +57,9 @@ def open_observers(
         objects = stack.enter_context(contextlib.closing(open_objects(settings.capture_url)))
         writer = CaptureWriter(objects, capture, worker_id=settings.worker_id, registry=registry)
         observers.append(stack.enter_context(writer))
+    # feature drift against the served versions' training references (drift.py)
+    if settings.drift_enabled:
+        from inference_worker.drift import open_drift_observer
+
+        observers.append(stack.enter_context(open_drift_observer(settings, registry)))
     return observers

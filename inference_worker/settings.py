@@ -108,6 +108,24 @@ class WorkerSettings(BaseSettings):
     """Local copies of the versions served and of their alias: a worker that starts while
     the store does not answer serves these, and follows the store once it does."""
 
+    # --- feature drift against the training reference (docs/models.md, "Feature drift") ---
+    drift_enabled: bool = True
+    """Measure feature drift: each served version whose manifest carries a training
+    reference (``reference``; versions without one are skipped) is compared with the live
+    readings (population stability index per feature; docs/models.md, "Feature drift")."""
+    drift_window: int = Field(default=5000, ge=100)
+    """Readings per model version in the live window (a sliding window that moves by a
+    tenth of this). Larger: steadier PSI, slower to notice and to clear."""
+    drift_min_window: int = Field(default=1000, ge=1)
+    """Nothing is measured until a version's window holds this many readings."""
+    drift_interval: float = Field(default=10.0, gt=0)
+    """Seconds between drift measurements (gauges, the status in Redis, events)."""
+    drift_threshold: float = Field(default=0.25, gt=0)
+    """PSI at which a model counts as drifting (it stops below 0.8 times this). 0.25 is the
+    usual "significant shift" mark; a fleet of n machines shows about 4 / n from its mix of
+    machines alone with the 5-bin references (measured: at most 0.2 at 50 machines, 0.14
+    at 100), so small fleets need a higher value."""
+
     # --- capture of scored readings for retraining (docs/models.md, "Capture") ---------
     capture_url: str | None = None
     """Keep a sample of scored readings (features, prediction, model version, ground
