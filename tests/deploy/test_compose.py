@@ -6,6 +6,7 @@ builds valid settings, dependencies wait for health, secrets are required, ports
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,10 @@ def compose() -> dict[str, Any]:
 
 
 def _app_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {n: s for n, s in compose["services"].items() if "iotstream" in s["image"]}
+    """The long-running services of the iotstream images (models-init: an entrypoint script)."""
+    return {
+        n: s for n, s in compose["services"].items() if "iotstream" in s["image"] and s["command"]
+    }
 
 
 def test_compose_file_matches_the_compose_spec() -> None:
@@ -73,8 +77,15 @@ def test_the_schema_check_catches_a_misspelt_key(tmp_path: Path) -> None:
 
 
 def test_services_are_the_whole_pipeline(compose: dict[str, Any]) -> None:
-    commands = sorted(s["command"][0] for s in _app_services(compose).values())
+    services = _app_services(compose)
+    commands = sorted(s["command"][0] for s in services.values())
     assert commands == ["gateway", "ingest", "sim", "worker", "worker"]
+    # The worker roles run the worker image (compose/Dockerfile, target worker), the others
+    # the full one.
+    for name, svc in services.items():
+        worker_role = svc["command"][0] in ("worker", "ingest")
+        assert ("iotstream-worker:" in svc["image"]) == worker_role, name
+        assert (svc["build"].get("target") == "worker") == worker_role, name
     assert compose["services"]["mosquitto"]["image"].startswith("eclipse-mosquitto:")
     assert compose["services"]["redis"]["image"].startswith("redis:")
 
@@ -143,6 +154,8 @@ def test_every_secret_is_required_and_documented() -> None:
         "MQTT_INGEST_PASSWORD",
         "REDIS_PASSWORD",
         "GATEWAY_JWT_SECRET",
+        "MODEL_STORE_ACCESS_KEY",
+        "MODEL_STORE_SECRET_KEY",
     } <= required
     assert required <= set(_env_example())
     # Secrets never appear in the compose file itself.
@@ -151,11 +164,15 @@ def test_every_secret_is_required_and_documented() -> None:
             assert value not in text, key
 
 
+ONE_SHOT = {"mqtt-auth", "models-init"}
+"""Services that run once and exit: the broker's accounts and the model store's seed."""
+
+
 def test_health_ordering(compose: dict[str, Any]) -> None:
     services = compose["services"]
     for name, svc in services.items():
         for dep, cond in svc.get("depends_on", {}).items():
-            want = "service_completed_successfully" if dep == "mqtt-auth" else "service_healthy"
+            want = "service_completed_successfully" if dep in ONE_SHOT else "service_healthy"
             assert cond["condition"] == want, f"{name} -> {dep}"
             if want == "service_healthy":
                 assert not services[dep]["healthcheck"].get("disable"), dep
@@ -168,7 +185,9 @@ def test_images_pinned_and_ports_local(compose: dict[str, Any]) -> None:
     for name, svc in compose["services"].items():
         image = svc["image"]
         tag = image.rsplit(":", 1)[-1] if ":" in image.split("/")[-1] else ""
-        assert tag and tag != "latest" and re.search(r"\d+\.\d+", tag), f"{name}: {image}"
+        # A release number, or MinIO's dated release names (RELEASE.2025-04-22T22-12-26Z).
+        release = re.search(r"\d+\.\d+", tag) or re.fullmatch(r"RELEASE\.\d{4}-[\dTZ-]+", tag)
+        assert tag and tag != "latest" and release, f"{name}: {image}"
         for port in svc.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond localhost"
     assert "127.0.0.1:8000:8000" in compose["services"]["gateway"]["ports"]
@@ -187,3 +206,52 @@ def test_broker_mounts_exist_and_its_rights_come_from_make_passwd(compose: dict[
         src = volume.split(":")[0]
         if src.startswith("."):
             assert (COMPOSE.parent / src).exists(), volume
+
+
+STORE_USERS = ("worker-1", "worker-2", "gateway")
+"""The services that follow the model store."""
+
+
+def test_model_store_is_wired(compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """MinIO with a health check and a data volume; models-init (one shot, after MinIO is
+    healthy) seeds the store the workers and the gateway follow, and they start after it,
+    with MinIO's own account as their S3 credentials, its endpoint, and a model cache on a
+    volume (the root file system is read-only)."""
+    services = compose["services"]
+    minio = services["minio"]
+    assert minio["image"].startswith("minio/minio:RELEASE.")
+    assert minio["healthcheck"]["test"] == ["CMD", "mc", "ready", "local"]
+    assert any(v.endswith(":/data") for v in minio["volumes"])
+    address = minio["command"][minio["command"].index("--address") + 1]
+    init = services["models-init"]
+    assert init["restart"] == "no" and "profiles" not in init and "profiles" not in minio
+    assert init["depends_on"] == {"minio": {"condition": "service_healthy"}}
+    script, mount = init["volumes"][0].split(":")[:2]
+    assert (COMPOSE.parent / script).is_file() and init["entrypoint"] == ["/bin/sh", mount]
+    store = init["environment"]["IOTSTREAM_MODEL_STORE"]
+    assert store.startswith("s3://")
+    for name in ["models-init", *STORE_USERS]:
+        env = compose["services"][name]["environment"]
+        assert env["AWS_ACCESS_KEY_ID"] == minio["environment"]["MINIO_ROOT_USER"], name
+        assert env["AWS_SECRET_ACCESS_KEY"] == minio["environment"]["MINIO_ROOT_PASSWORD"], name
+        assert env["AWS_ENDPOINT_URL_S3"] == f"http://minio{address}", name
+    for name in STORE_USERS:
+        svc = services[name]
+        command = svc["command"][0]
+        env = {k: str(v) for k, v in svc["environment"].items()}
+        settings = build_settings(command, env, monkeypatch)
+        assert settings.model_store == store, name
+        assert svc["depends_on"]["models-init"] == {
+            "condition": "service_completed_successfully"
+        }, name
+        mounts = [v.split(":")[1] for v in svc["volumes"]]
+        assert any(settings.model_cache_dir.is_relative_to(m) for m in mounts), name
+    # The ingest only stages readings: it loads no model and gets no store credentials.
+    assert not any(k.startswith("AWS_") for k in services["ingest"]["environment"])
+
+
+def test_model_store_init_script_is_valid_shell() -> None:
+    result = subprocess.run(
+        ["sh", "-n", str(COMPOSE.parent / "model-store-init.sh")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
