@@ -54,6 +54,19 @@ INSTALL_HINT: Final = "pip install 'iotstream[capture]'"
 
 _Row = tuple["Reading", float, dict[str, Any]]
 _SEQ_MASK: Final = (1 << 64) - 1
+_DEVICE_CACHE: Final = 100_000  # device ids whose crc is kept (cleared beyond: a bound)
+# Dictionary encoding and statistics only where they pay: on the float columns (features,
+# scores) they cost 3x the encode time for larger files (10,240 rows of fault-clf: 2.65
+# -> 0.84 us per row, 120 -> 87 bytes per row, zstd).
+_DICTIONARY_COLUMNS: Final = [
+    "device_id",
+    "model",
+    "model_version",
+    "variant",
+    "predicted",
+    "label",
+]
+_STATISTICS_COLUMNS: Final = ["device_id", "seq", "ts", "received_ts", "score"]
 
 
 class CaptureError(ModelError):
@@ -166,6 +179,7 @@ class CaptureWriter:
         self._clock = clock
         self._all = config.rate >= 1.0
         self._threshold = int(config.rate * 2**32)
+        self._device_crc: dict[str, int] = {}  # crc32(device_id), the sample test's half
         self._cond = threading.Condition()
         self._buffer: list[_Row] = []
         self._started = 0.0
@@ -198,11 +212,16 @@ class CaptureWriter:
             else:
                 th = self._threshold
                 crc = zlib.crc32
+                devices = self._device_crc
+                if len(devices) > _DEVICE_CACHE:
+                    devices.clear()
                 rows = []
                 for i, rec in zip(result.indices, records, strict=True):
                     r = readings[i]
-                    seq = (r.seq & _SEQ_MASK).to_bytes(8, "little")
-                    if crc(seq, crc(r.device_id.encode())) < th:
+                    dev = devices.get(r.device_id)
+                    if dev is None:
+                        dev = devices[r.device_id] = crc(r.device_id.encode())
+                    if crc((r.seq & _SEQ_MASK).to_bytes(8, "little"), dev) < th:
                         rows.append((r, received_ts[i], rec))
                 if not rows:
                     return
@@ -364,7 +383,13 @@ class CaptureWriter:
                 "label": [r.label for r, _, _ in rows],
             }
             out = io.BytesIO()
-            pq.write_table(pa.table(columns, schema=schema), out, compression="zstd")
+            pq.write_table(
+                pa.table(columns, schema=schema),
+                out,
+                compression="zstd",
+                use_dictionary=_DICTIONARY_COLUMNS,
+                write_statistics=_STATISTICS_COLUMNS,
+            )
             key = file_key(part, self.worker_id, rows[0][1], len(rows))
             files.append(_File(key, out.getvalue(), len(rows)))
         return files

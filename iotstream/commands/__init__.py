@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
-from iotstream.commands import bench, broker, contract, demo, gateway, models, sim, worker
+from iotstream.commands import bench, broker, contract, data, demo, gateway, models, sim, worker
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[Any]"
 Register: TypeAlias = Callable[[Subparsers], None]
@@ -14,6 +14,7 @@ Register: TypeAlias = Callable[[Subparsers], None]
 COMMANDS: list[Register] = [
     contract.register,
     models.register,
+    data.register,
     sim.register,
     worker.register,
     broker.register,

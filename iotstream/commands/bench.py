@@ -15,6 +15,11 @@ _BENCHES = {
     "oip": ("bench.oip_bench", "gRPC V2 clients: dynamic batching on vs off"),
     "swap": ("bench.swap_bench", "latency and loss while the model alias moves"),
     "batching": ("bench.batching_bench", "fixed vs adaptive batch-cut policy per offered rate"),
+    "e2e": ("bench.e2e_bench", "device -> ... -> WebSocket clients: per-hop latency, loss, CPU"),
+    "rest": ("bench.rest_bench", "course-style FastAPI /predict vs /v1/predict vs streaming"),
+    "all": ("bench.runner", "every scenario, repeated (--repeat 3, --quick for CI)"),
+    "report": ("bench.report", "JSON runs -> markdown page with plots (--out DIR)"),
+    "capture": ("bench.capture_bench", "capture hot-path cost; saturate with capture off vs on"),
 }
 
 
@@ -24,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "bench",
         help="run a benchmark (prints figures, writes bench/results/<name>.json)",
         description="Run one of the benchmarks in bench/. Arguments after the name go to it "
-        "(try 'iotstream bench pipeline --help'). Run on a quiet machine: they measure CPU.",
+        "(try 'iotstream bench pipeline --help'). Run on a quiet machine: they measure CPU. "
+        "'all' runs every scenario into bench/results/all-<time>/, 'report' makes the page.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="benchmarks:\n"
         + "\n".join(f"  {name:<9} {text}" for name, (_m, text) in _BENCHES.items())
