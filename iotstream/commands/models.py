@@ -73,8 +73,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     bench.set_defaults(handler=_bench)
 
     from iotstream.commands.model_store import register_store_commands
+    from iotstream.commands.pipeline import register_pipeline_commands
 
     register_store_commands(sub)
+    register_pipeline_commands(sub)
 
 
 def _build(args: argparse.Namespace) -> int:
