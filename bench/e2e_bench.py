@@ -363,18 +363,21 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--rates", default="2000,5000,10000,15000", help="offered readings/s")
+    parser.add_argument(
+        "--rates", default=None, help="offered readings/s (default 2000,5000,10000,15000)"
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="load per rate")
     parser.add_argument("--clients", type=int, default=2, help="WebSocket client processes")
     parser.add_argument("--search", type=int, default=2, help="bisection steps after the list")
     parser.add_argument("--target-p99-ms", type=float, default=TARGET_P99_MS)
-    parser.add_argument("--quick", action="store_true", help="500 and 2,000/s, 2 s, no search")
+    parser.add_argument(
+        "--quick", action="store_true", help="2 s per rate (500 and 2,000/s), no search"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "e2e.json")
     args = parser.parse_args(argv)
-    rates = [float(x) for x in args.rates.split(",")]
-    seconds, search = args.seconds, args.search
-    if args.quick:
-        rates, seconds, search = [500.0, 2000.0], 2.0, 0
+    default_rates = "500,2000" if args.quick else "2000,5000,10000,15000"
+    rates = [float(x) for x in (args.rates or default_rates).split(",")]
+    seconds, search = (2.0, 0) if args.quick else (args.seconds, args.search)
     load = os.getloadavg()
     results: list[E2EResult] = []
     with tempfile.TemporaryDirectory(prefix="iotstream-e2e-") as tmp:
