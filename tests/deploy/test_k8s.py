@@ -54,6 +54,11 @@ def _workloads(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] in WORKLOADS]
 
 
+def _ours(image: str) -> bool:
+    """One of iotstream's two images (the full one, or the worker target)."""
+    return image.startswith(("ghcr.io/iotstream/iotstream:", "ghcr.io/iotstream/iotstream-worker:"))
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_output_validates_against_kubernetes_schemas(
@@ -124,7 +129,7 @@ def test_probes_resources_and_pinned_images(built: dict[str, Path], overlay: str
             assert live.get("httpGet", {}).get("path", "/healthz") == "/healthz", where
             assert "exec" not in live, where
             assert ready, where
-            if c["image"].startswith("ghcr.io/iotstream/iotstream:"):
+            if _ours(c["image"]):
                 mounts = {m["mountPath"] for m in c.get("volumeMounts", [])}
                 assert "/tmp" in mounts, where  # writable scratch under a read-only root
 
@@ -163,7 +168,7 @@ def test_environment_is_what_the_settings_classes_read(
     checked = 0
     for wl in _workloads(docs):
         for c in wl["spec"]["template"]["spec"]["containers"]:
-            if not c["image"].startswith("ghcr.io/iotstream/iotstream:"):
+            if not _ours(c["image"]):
                 continue
             command = c["args"][0]
             assert command in COMMAND_PREFIX, c["args"]
@@ -360,3 +365,92 @@ def test_everything_lands_in_the_namespace_and_references_resolve(
         for vol in wl["spec"]["template"]["spec"].get("volumes", []):
             if "configMap" in vol:
                 assert ("ConfigMap", vol["configMap"]["name"]) in names, vol
+
+
+def _store_users(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The workloads that follow the model store: workers (central and edge) and gateways."""
+    names = {"worker", "gateway", "worker-edge-arm64", "worker-edge-amd64"}
+    return [wl for wl in _workloads(docs) if wl["metadata"]["name"] in names]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_workers_and_gateways_follow_the_model_store(
+    built: dict[str, Path], overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store URL from a ConfigMap, the key from the Secret (never a ConfigMap or a literal),
+    the endpoint set, the model cache on a writable volume; the worker roles run the worker
+    image; the ingest loads no model and gets no key."""
+    docs = _docs(built[overlay])
+    secrets = _secrets_example(overlay)
+    users = _store_users(docs)
+    assert len(users) == (2 if overlay == "cloud" else 4)
+    for wl in users:
+        name = wl["metadata"]["name"]
+        pod = wl["spec"]["template"]["spec"]
+        (c,) = pod["containers"]
+        command = c["args"][0]
+        assert ("iotstream-worker:" in c["image"]) == (command == "worker"), name
+        refs = {e["name"]: e.get("valueFrom", {}) for e in c["env"]}
+        for var, key in (
+            ("AWS_ACCESS_KEY_ID", "MODEL_STORE_ACCESS_KEY"),
+            ("AWS_SECRET_ACCESS_KEY", "MODEL_STORE_SECRET_KEY"),
+        ):
+            ref = refs[var]["secretKeyRef"]  # the generated Secret (name-hash suffixed)
+            assert ref["key"] == key and ref["name"].startswith("iotstream-secrets"), name
+        env = _container_env(docs, wl, c, secrets)
+        settings = build_settings(command, env, monkeypatch)
+        assert settings.model_store == "s3://models/fleet", name
+        assert env["AWS_ENDPOINT_URL_S3"].startswith("http://"), name
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mounts = {m["mountPath"]: volumes[m["name"]] for m in c["volumeMounts"]}
+        cache = [v for path, v in mounts.items() if settings.model_cache_dir.is_relative_to(path)]
+        assert cache and "emptyDir" in cache[0], name
+    for cm in (d for d in docs if d["kind"] == "ConfigMap"):
+        assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & set(cm["data"]), cm
+    ingest = _find(docs, "Deployment", "ingest")["spec"]["template"]["spec"]["containers"][0]
+    assert "iotstream-worker:" in ingest["image"]
+    assert not any(e["name"].startswith("AWS_") for e in ingest.get("env", []))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_policies_let_store_users_reach_the_store(
+    built: dict[str, Path], overlay: str
+) -> None:
+    """Default deny stays; each pod that follows the store has an egress rule to the
+    endpoint's namespace and port (http://<service>.<namespace>.svc:<port>), and the ingest
+    has none."""
+    docs = _docs(built[overlay])
+    secrets = _secrets_example(overlay)
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+
+    def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+        for expr in selector.get("matchExpressions", []):
+            assert expr["operator"] == "In"
+            if labels.get(expr["key"]) not in expr["values"]:
+                return False
+        want: dict[str, str] = selector.get("matchLabels", {})
+        return want.items() <= labels.items()
+
+    def reaches(labels: dict[str, str], namespace: str, port: int) -> bool:
+        for np in policies:
+            if "Egress" not in np["spec"]["policyTypes"]:
+                continue
+            if not selects(np["spec"]["podSelector"], labels):
+                continue
+            for rule in np["spec"].get("egress", []):
+                ports = {p["port"] for p in rule.get("ports", [])}
+                for peer in rule.get("to", []):
+                    ns = peer.get("namespaceSelector", {}).get("matchLabels", {})
+                    if ns.get("kubernetes.io/metadata.name") == namespace and port in ports:
+                        return True
+        return False
+
+    for wl in _store_users(docs):
+        c = wl["spec"]["template"]["spec"]["containers"][0]
+        endpoint = _container_env(docs, wl, c, secrets)["AWS_ENDPOINT_URL_S3"]
+        host, port = endpoint.removeprefix("http://").split(":")
+        namespace = host.split(".")[1]
+        labels = wl["spec"]["template"]["metadata"]["labels"]
+        assert reaches(labels, namespace, int(port)), wl["metadata"]["name"]
+    ingest = _find(docs, "Deployment", "ingest")["spec"]["template"]["metadata"]["labels"]
+    assert not reaches(ingest, "minio", 9000)
