@@ -23,6 +23,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from device_sim.drift import DeviceDrift, DriftPlan, parse_drift
 from device_sim.settings import SimSettings
 from iot_contract import (
     MSGPACK_CONTENT_TYPE,
@@ -104,6 +105,19 @@ class Fleet:
         self._stopping = False
         self._build()
         self._by_client = {id(c.client): c for c in self.connections}
+        self._drift: dict[str, DeviceDrift] = {}
+        if settings.drift:
+            plan = DriftPlan(
+                parse_drift(settings.drift), settings.devices, settings.drift_devices, settings.seed
+            )
+            for device in self.devices:
+                found = plan.for_device(int(device.device_id.rsplit("-", 1)[1]))
+                if found is not None:
+                    self._drift[device.device_id] = found
+            log.info(
+                "drift %r on %d of %d devices", settings.drift, len(self._drift), settings.devices
+            )
+        self._started = time.monotonic()
 
     # --- set-up ------------------------------------------------------------------------
     def _device_ids(self) -> list[str]:
@@ -112,9 +126,12 @@ class Fleet:
         return [f"{s.device_prefix}-{i:0{width}d}" for i in range(s.devices)]
 
     def _machine(self, device_id: str) -> Machine:
+        s = self.settings
         return Machine(
-            seed=self.settings.seed * 1_000_003 + int(device_id.rsplit("-", 1)[1]),
-            mean_time_between_faults_s=self.settings.mean_time_between_faults,
+            seed=s.seed * 1_000_003 + int(device_id.rsplit("-", 1)[1]),
+            mean_time_between_faults_s=s.mean_time_between_faults,
+            fault_duration_s=(s.fault_duration_min, s.fault_duration_max),
+            steady_start=True,
         )
 
     def _build(self) -> None:
@@ -214,7 +231,7 @@ class Fleet:
         Then mark devices offline, wait briefly for outstanding acks and disconnect."""
         s = self.settings
         self._start()
-        start = time.monotonic()
+        start = self._started = time.monotonic()
         end = start + s.duration if s.duration else float("inf")
         interval = 1.0 / s.rate
         # Stagger devices evenly over one interval so the load is smooth.
@@ -248,6 +265,8 @@ class Fleet:
 
     def _publish(self, device: _Device) -> None:
         features, label = device.machine.step(1.0 / self.settings.rate)
+        if self._drift and (drift := self._drift.get(device.device_id)) is not None:
+            drift.apply(features, time.monotonic() - self._started)
         payload = encode_reading_fields(
             device.device_id,
             device.seq,

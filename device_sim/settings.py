@@ -61,8 +61,25 @@ class SimSettings(BaseSettings):
     ``False`` plays firmware that sends none (workers count and log such readings)."""
     seed: int = 7
     """Seed of the sensor model: same seed, same readings."""
-    mean_time_between_faults: float = Field(default=120.0, gt=0)
-    """Mean seconds of normal running before a device develops a fault."""
+    mean_time_between_faults: float = Field(default=900.0, gt=0)
+    """Mean seconds of healthy running before a device develops a fault. With the default
+    fault durations about 7.7 % of the fleet is in fault at any moment:
+    mean duration / (this + mean duration) = 75 / 975."""
+    fault_duration_min: float = Field(default=30.0, gt=0)
+    """Shortest fault episode (seconds); an episode lasts a uniform time between this and
+    ``fault_duration_max``, then the machine is repaired."""
+    fault_duration_max: float = Field(default=120.0, gt=0)
+    """Longest fault episode (seconds)."""
+    drift: str | None = None
+    """Inject input drift (docs/models.md, "Feature drift"), specs separated by ``;``:
+    ``offset:<feature>=<amount>[,ramp=<s>][,start=<s>][,devices=<share>]`` adds a sensor
+    offset (in the feature's unit) that grows from 0 at ``start`` to ``amount`` over
+    ``ramp`` seconds; ``new-machine-type[,start=<s>][,devices=<share>]`` makes devices read
+    like a bigger, slower pump than any in the training data (1000 rpm, 2.5 times the
+    currents and flow). Each applies to ``drift_devices`` of the fleet unless it says
+    ``devices=``."""
+    drift_devices: float = Field(default=0.3, gt=0, le=1)
+    """Share of the devices a drift spec applies to (drawn with ``seed``)."""
     duration: float | None = Field(default=None, gt=0)
     """Stop after this many seconds (``None``: until Ctrl-C)."""
     count: int | None = Field(default=None, ge=1)
@@ -71,6 +88,16 @@ class SimSettings(BaseSettings):
     """Unacknowledged QoS 1 publishes per connection (about 100 measured best)."""
     report_every: float = Field(default=5.0, gt=0)
     """Seconds between progress lines."""
+
+    @model_validator(mode="after")
+    def _fault_durations(self) -> SimSettings:
+        if self.fault_duration_min > self.fault_duration_max:
+            raise ValueError("fault_duration_min is larger than fault_duration_max")
+        if self.drift is not None:
+            from device_sim.drift import parse_drift
+
+            parse_drift(self.drift)  # a bad spec fails here, with what is wrong
+        return self
 
     @model_validator(mode="after")
     def _raw_load_client_limits(self) -> SimSettings:

@@ -24,7 +24,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["FEATURE_NAMES", "LABELS", "N_FEATURES", "Machine", "make_dataset"]
+__all__ = ["FEATURE_NAMES", "LABELS", "N_FEATURES", "FaultProcess", "Machine", "make_dataset"]
 
 FEATURE_NAMES: tuple[str, ...] = (
     "vib_rms_x_mm_s",
@@ -159,6 +159,91 @@ def _ambient_delta(t: float, phase: float) -> float:
     return 6.0 * math.sin(2.0 * math.pi * t / 86_400.0 + phase)
 
 
+class FaultProcess:
+    """When one machine is in a fault episode, and how bad it is: an alternating renewal
+    process on a clock the caller advances.
+
+    Healthy running lasts an exponential time (mean ``mean_time_between_faults_s``); then a
+    fault of a uniformly drawn kind lasts a uniform time in ``fault_duration_s``, its
+    severity ramping from 0.3 to a peak in [0.6, 1.0]; then the machine is repaired and
+    runs healthy again. In the long run a machine is in fault for the share
+    ``mean duration / (mean_time_between_faults_s + mean duration)`` of the time
+    (:attr:`fault_share`), and so, at any moment, is that share of a fleet.
+
+    Args:
+        rng: the machine's generator (draws happen only when an episode starts or ends,
+            and at start when ``steady_start``).
+        mean_time_between_faults_s: mean healthy running time.
+        fault_duration_s: (min, max) length of an episode.
+        start_time_s: the clock at start.
+        steady_start: draw the state at start from the long-run distribution (in fault
+            with probability :attr:`fault_share`, part-way through an episode; else
+            healthy), so a fleet started together already looks like one that has been
+            running, with faults ending at scattered times. Otherwise every machine starts
+            healthy.
+    """
+
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        mean_time_between_faults_s: float,
+        fault_duration_s: tuple[float, float],
+        *,
+        start_time_s: float = 0.0,
+        steady_start: bool = False,
+    ) -> None:
+        lo, hi = fault_duration_s
+        if not 0 < lo <= hi or mean_time_between_faults_s <= 0:
+            raise ValueError("need 0 < min duration <= max duration and a positive mean time")
+        self._rng = rng
+        self._mtbf = mean_time_between_faults_s
+        self._duration = fault_duration_s
+        self.t = start_time_s
+        """The clock (seconds)."""
+        self.fault = 0
+        """Index into :data:`LABELS` of the current state (0: healthy)."""
+        self.severity = 0.0
+        """How far the current fault has developed (0 when healthy)."""
+        self._ramp = 0.0  # severity gained per second in the current episode
+        if steady_start and rng.uniform() < self.fault_share:
+            duration = self._start_episode()
+            self._advance_episode(duration * float(rng.uniform()))  # part-way through it
+        else:
+            self._until = self.t + float(rng.exponential(self._mtbf))
+
+    @property
+    def fault_share(self) -> float:
+        """Long-run share of time in fault."""
+        mean = sum(self._duration) / 2
+        return mean / (self._mtbf + mean)
+
+    def _start_episode(self) -> float:
+        """Start a fault now; returns its duration."""
+        self.fault = int(self._rng.integers(1, len(LABELS)))
+        duration = float(self._rng.uniform(*self._duration))
+        peak = float(self._rng.uniform(0.6, 1.0))
+        self.severity = _SEVERITY_START
+        self._ramp = (peak - _SEVERITY_START) / duration
+        self._until = self.t + duration
+        return duration
+
+    def _advance_episode(self, dt: float) -> None:
+        self.severity += self._ramp * dt
+        self._until -= dt
+
+    def advance(self, dt: float) -> None:
+        """Move the clock on by ``dt`` seconds (at most one state change per call)."""
+        self.t += dt
+        if self.t >= self._until:
+            if self.fault == 0:
+                self._start_episode()
+            else:  # repaired
+                self.fault, self.severity, self._ramp = 0, 0.0, 0.0
+                self._until = self.t + float(self._rng.exponential(self._mtbf))
+        elif self.fault:
+            self.severity += self._ramp * dt
+
+
 class Machine:
     """One simulated pump with its own baseline, drift and fault episodes.
 
@@ -169,6 +254,8 @@ class Machine:
         mean_time_between_faults_s: mean normal running time before a fault episode starts.
         fault_duration_s: (min, max) length of an episode; severity ramps up across it.
         start_time_s: simulated clock at start (sets the ambient phase of the day).
+        steady_start: start in the long-run state of the fault process (see
+            :class:`FaultProcess`) instead of healthy.
     """
 
     def __init__(
@@ -178,19 +265,21 @@ class Machine:
         mean_time_between_faults_s: float = 600.0,
         fault_duration_s: tuple[float, float] = (60.0, 300.0),
         start_time_s: float = 0.0,
+        steady_start: bool = False,
     ) -> None:
         self._rng = np.random.default_rng(seed)
         base, load_coef, sig = _device_params(self._rng, 1)
         self._base, self._load_coef, self._sig = base[0], load_coef[0], sig[0]
-        self._mtbf = mean_time_between_faults_s
-        self._duration = fault_duration_s
-        self._t = start_time_s
         self._phase = float(self._rng.uniform(0.0, 2.0 * math.pi))
         self._load = float(np.clip(self._rng.normal(_LOAD_MEAN, _LOAD_SD), 0.2, 1.0))
-        self._fault = 0
-        self._severity = 0.0
-        self._ramp = 0.0  # severity gained per second in the current episode
-        self._until = self._next_fault_time()
+        self.faults = FaultProcess(
+            self._rng,
+            mean_time_between_faults_s,
+            fault_duration_s,
+            start_time_s=start_time_s,
+            steady_start=steady_start,
+        )
+        """The machine's fault episodes (its clock is the machine's)."""
         self._buf = np.empty(N_FEATURES, dtype=np.float32)
         self._i = _BLOCK
         self._noise = np.empty((_BLOCK, N_FEATURES), dtype=np.float32)
@@ -199,10 +288,7 @@ class Machine:
     @property
     def label(self) -> str:
         """The machine's current state."""
-        return LABELS[self._fault]
-
-    def _next_fault_time(self) -> float:
-        return self._t + float(self._rng.exponential(self._mtbf))
+        return LABELS[self.faults.fault]
 
     def _refill(self) -> None:
         z = self._rng.standard_normal((_BLOCK, N_FEATURES), dtype=np.float32)
@@ -212,21 +298,7 @@ class Machine:
         self._i = 0
 
     def _advance_state(self, dt: float) -> None:
-        self._t += dt
-        if self._t >= self._until:
-            if self._fault == 0:
-                self._fault = int(self._rng.integers(1, _N_LABELS))
-                lo, hi = self._duration
-                duration = float(self._rng.uniform(lo, hi))
-                peak = float(self._rng.uniform(0.6, 1.0))
-                self._severity = _SEVERITY_START
-                self._ramp = (peak - _SEVERITY_START) / duration
-                self._until = self._t + duration
-            else:  # repaired
-                self._fault, self._severity, self._ramp = 0, 0.0, 0.0
-                self._until = self._next_fault_time()
-        elif self._fault:
-            self._severity += self._ramp * dt
+        self.faults.advance(dt)
         a = min(dt / _LOAD_TAU_S, 1.0)
         z = float(self._innov[self._i])
         self._load += a * (_LOAD_MEAN - self._load) + _LOAD_SD * math.sqrt(2.0 * a) * z
@@ -245,14 +317,15 @@ class Machine:
         buf = self._buf
         np.multiply(self._load_coef, self._load, out=buf)
         buf += self._base
-        ambient = _ambient_delta(self._t, self._phase)
+        faults = self.faults
+        ambient = _ambient_delta(faults.t, self._phase)
         if ambient:
             buf += _TEMPS * ambient
-        if self._fault:
-            buf += self._sig[self._fault] * self._severity
+        if faults.fault:
+            buf += self._sig[faults.fault] * faults.severity
         out = buf * self._noise[self._i]
         self._i += 1
-        return out, LABELS[self._fault]
+        return out, LABELS[faults.fault]
 
 
 def make_dataset(
