@@ -1,0 +1,76 @@
+"""compose/model-store-init.sh (compose's one-shot ``models-init``; also how a Kubernetes store
+is seeded) against a real S3 endpoint (moto's server, started by the harness): it creates
+the bucket, publishes every shipped version and points ``production`` at each model's
+newest; run again, it changes nothing, and an alias moved since (a rollout) stays where it
+was moved to."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.swap_bench import copy_as_version
+from iot_models.store import open_store
+from tests.deploy.support import ROOT
+from tests.harness.s3 import s3_store_url
+
+pytestmark = pytest.mark.integration
+
+SCRIPT = ROOT / "compose" / "model-store-init.sh"
+SHIPPED = sorted(p.name for p in (ROOT / "models").iterdir() if p.is_dir())
+
+
+def _seed(store: str, models: Path) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "IOTSTREAM_MODEL_STORE": store,
+    }
+    return subprocess.run(
+        ["sh", str(SCRIPT), str(models)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_seeds_a_fresh_bucket_then_changes_nothing(s3_endpoint: str, tmp_path: Path) -> None:
+    url = s3_store_url(s3_endpoint, prefix="fleet")
+    first = _seed(url, ROOT / "models")
+    assert first.returncode == 0, first.stdout + first.stderr
+    store = open_store(url)
+    try:
+        assert sorted(store.models()) == SHIPPED
+        for name in SHIPPED:
+            assert store.read_alias(name, "production").alias.version == "1", name
+        # A rollout since the seed: version 2 published and production moved to it.
+        copy_as_version(tmp_path, "2")
+        assert store.publish(tmp_path / "fault-clf" / "2").version == "2"
+        run = [sys.executable, "-m", "iotstream", "models", "alias", "fault-clf", "production"]
+        moved = subprocess.run([*run, "2", "--store", url], capture_output=True, text=True)
+        assert moved.returncode == 0, moved.stderr
+
+        again = _seed(url, ROOT / "models")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "fault-clf 1: already in the store" in again.stdout
+        assert "fault-clf@production exists: left as is" in again.stdout
+        assert store.read_alias("fault-clf", "production").alias.version == "2"
+        assert store.versions("fault-clf") == ["1", "2"]
+    finally:
+        store.close()
+
+
+def test_a_real_failure_stops_it(tmp_path: Path) -> None:
+    """Anything but "already published" is an error (exit 1), not skipped: here a version
+    folder whose file differs from its manifest."""
+    broken = copy_as_version(tmp_path / "models", "1")
+    next(broken.glob("*.onnx")).write_bytes(b"not the model")
+    result = _seed(str(tmp_path / "store"), tmp_path / "models")
+    assert result.returncode == 1
+    assert "fault-clf" in result.stderr
