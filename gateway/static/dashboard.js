@@ -7,6 +7,8 @@
 //   detail: the selected device's full stream (every prediction, resumed with `since` after a
 //           reconnect), for its chart, the per-hop latency and the gap/duplicate check.
 // Rendering is batched per animation frame, the grid is paged, every buffer has a cap.
+// Drift (GET /v1/drift) is polled every DRIFT_POLL_MS while the tab is visible, one request
+// at a time; feature names for the chart's sensor channels come from GET /v1/models.
 (() => {
   "use strict";
 
@@ -21,7 +23,14 @@
   const FEED_MAX = 50;             // anomaly onsets listed
   const LOST_LISTED = 1000;        // missing seq numbers remembered per run (all are counted)
   const PING_EVERY = 5;            // s without any frame before the page asks for a heartbeat
-  const MIN_INTERVAL = { fleet: 250, chart: 150, latency: 1000, feed: 500, detail: 250 };  // ms
+  const MIN_INTERVAL = { fleet: 250, chart: 150, latency: 1000, feed: 500, detail: 250, drift: 500 };  // ms
+  const DRIFT_POLL_MS = 5000;      // drift panel: one GET /v1/drift this often (tab visible)
+  const DRIFT_TIMEOUT_MS = 4000;   // ... given up after this long
+  const DRIFT_EVENTS = 8;          // drift events listed
+  const DRIFT_TOP = 6;             // features shown per model, largest PSI first
+  const CHANNEL_COLOURS = ["#f0a35e", "#9ccc65", "#ba8cff", "#4dd0e1", "#f06292", "#ffd54f",
+    "#81c784", "#7986cb", "#ff8a65", "#aed581", "#ce93d8", "#4db6ac", "#e57373", "#90a4ae",
+    "#dce775", "#64b5f6"];
   const HOPS = [
     ["device → worker", (p) => p.hops.received_ts - p.hops.device_ts],
     ["inference", (p) => p.hops.inferred_ts - p.hops.received_ts],
@@ -87,7 +96,10 @@
     lastId: null, epoch: null, subscribed: [], items: 0, detailConnected: false,
     subscribedAt: Infinity,
     runs: new Map(),     // "<device>" or "<device>#<boot>" -> SeqWindow
-    series: { t: [], score: [], anomaly: [] },
+    series: { t: [], score: [], anomaly: [], f: [] },  // f: one array per sensor channel
+    channels: { show: true, names: [], mode: "" },  // the chart's sensor channels: names, "sigma" or "window" scale
+    manifests: new Map(),                  // model name -> {names, scales} (GET /v1/models)
+    drift: { models: [], events: [], polls: 0, errors: 0, error: null, at: null },
     latency: HOPS.map(() => []),
     feed: [], rate: 0,
     view: { query: "", sort: "severity", model: "", label: "", status: "", page: 0 },
@@ -102,10 +114,13 @@
     received() { let n = 0; for (const w of this.runs.values()) n += w.count; return n; },
     statusOf(id, now = Date.now() / 1000) { return status(this.devices.get(id), now); },
     select(id) { select(id); },
+    chartData() { return chart ? chart.data : null; },  // what the chart plots, per series
   };
   window.__iotstream = state;
 
   const $ = (id) => document.getElementById(id);
+  const num = (v) => (Math.abs(v) >= 1000 ? v.toFixed(0) : String(Number(v.toPrecision(3))));
+  const psi = (v) => v.toFixed(2);
   let token = null;
 
   async function getToken(fresh) {
@@ -240,6 +255,9 @@
   function take(p, frame, now) {
     const s = state.series;
     s.t.push(p.hops.device_ts); s.score.push(p.score); s.anomaly.push(p.anomaly ? p.score : null);
+    const f = p.features || [];
+    while (s.f.length < f.length) s.f.push(new Array(s.t.length - 1).fill(null));
+    for (let k = 0; k < s.f.length; k++) s.f[k].push(k < f.length ? f[k] : null);
     if (frame.snapshot) return;
     const run = p.boot == null ? p.device_id : `${p.device_id}#${p.boot}`;
     let w = state.runs.get(run);
@@ -267,14 +285,17 @@
     const oldest = s.t[n - 1] - SERIES_SECONDS;
     let cut = Math.max(0, n - SERIES_MAX);
     while (cut < n && s.t[cut] < oldest) cut++;
-    if (cut) { s.t.splice(0, cut); s.score.splice(0, cut); s.anomaly.splice(0, cut); }
+    if (cut) {
+      s.t.splice(0, cut); s.score.splice(0, cut); s.anomaly.splice(0, cut);
+      for (const c of s.f) c.splice(0, cut);
+    }
   }
 
   function select(id) {
     if (!id || id === state.selected) return;
     state.selected = id;
     state.lastId = null; state.epoch = null; state.runs = new Map();
-    state.series = { t: [], score: [], anomaly: [] };
+    state.series = { t: [], score: [], anomaly: [], f: [] };
     state.latency = HOPS.map(() => []);
     if (detail.open) {
       state.subscribedAt = Date.now() / 1000;
@@ -451,26 +472,104 @@
     }
   }
 
-  let chart = null;
+  // The selected device's sensor channels: names from its model's manifest, else from the
+  // model's drift report when the count matches, else f0..fn; and how to scale them.
+  function channelInfo(n) {
+    const e = state.devices.get(state.selected);
+    const model = e && e.p.model.name;
+    const m = model && state.manifests.get(model);
+    if (m && m.names.length === n) return { names: m.names, scales: m.scales };
+    const d = state.drift.models.find((x) => x.model === model);
+    const names = d && d.features.length === n ? d.features.map((x) => x.name) : null;
+    return { names: names || Array.from({ length: n }, (_, k) => `f${k}`), scales: null };
+  }
+
+  // Value at quantile p of a manifest reference's binned feature (edges[i] has the share of
+  // rows below it = shares[0] + ... + shares[i]), by linear interpolation.
+  function quantileAt(edges, shares, p) {
+    const pts = [];
+    let cum = 0;
+    edges.forEach((x, i) => { cum += shares[i]; pts.push([cum, x]); });
+    if (pts.length < 2) return null;
+    if (p <= pts[0][0]) return pts[0][1];
+    for (let i = 1; i < pts.length; i++) {
+      const [c0, x0] = pts[i - 1], [c1, x1] = pts[i];
+      if (p <= c1) return c1 > c0 ? x0 + ((p - c0) / (c1 - c0)) * (x1 - x0) : x1;
+    }
+    return pts[pts.length - 1][1];
+  }
+
+  // Per channel, the training data's median and a robust standard deviation (the 20-80 %
+  // spread / 1.683, exact for a normal distribution); null unless every channel has one.
+  function referenceScales(ref) {
+    if (!ref || !Array.isArray(ref.edges) || !Array.isArray(ref.shares)) return null;
+    const out = ref.edges.map((edges, i) => {
+      const lo = quantileAt(edges, ref.shares[i], 0.2), hi = quantileAt(edges, ref.shares[i], 0.8);
+      const mid = quantileAt(edges, ref.shares[i], 0.5);
+      return lo !== null && hi > lo ? { mid, spread: (hi - lo) / 1.683 } : null;
+    });
+    return out.length && out.every(Boolean) ? out : null;
+  }
+
+  // A channel on the chart's right axis: in standard deviations from the training median when
+  // the manifest has the training reference (a healthy channel stays within about ±2, a
+  // faulty one leaves), else scaled 0..1 over the window (its shape only: the channels range
+  // from kurtosis ~3 to shaft speed ~1,500 rpm). The legend shows raw values either way.
+  function channelValues(values, scale) {
+    if (scale) return values.map((v) => (v === null ? null : (v - scale.mid) / scale.spread));
+    let lo = Infinity, hi = -Infinity;
+    for (const v of values) if (v !== null) { if (v < lo) lo = v; if (v > hi) hi = v; }
+    const span = hi - lo;
+    return values.map((v) => (v === null ? null : span > 0 ? (v - lo) / span : 0.5));
+  }
+
+  let chart = null, chartKey = "";
   function renderChart() {
     trimSeries();
-    const s = state.series, box = $("chart");
-    const data = [s.t, s.score, s.anomaly];
-    if (!chart) {
+    const s = state.series, box = $("chart"), ch = state.channels;
+    const info = ch.show && s.f.length ? channelInfo(s.f.length) : { names: [], scales: null };
+    const names = info.names;
+    ch.names = names;
+    ch.mode = !names.length ? "" : info.scales ? "sigma" : "window";
+    const data = [s.t, s.score, s.anomaly,
+      ...names.map((_, k) => channelValues(s.f[k], info.scales && info.scales[k]))];
+    const key = `${ch.mode}|${names.join("|")}`;
+    if (!chart || key !== chartKey) {
+      if (chart) chart.destroy();
+      chartKey = key;
+      const raw = (k) => (u, v, si, i) => (i == null || s.f[k][i] == null ? "–" : num(s.f[k][i]));
+      const axis = ch.mode === "sigma" ? "channels: σ from the training median" : "channels, scaled 0–1 over the window";
       chart = new uPlot({
-        width: Math.max(300, box.clientWidth), height: 220,
+        width: Math.max(300, box.clientWidth), height: names.length ? 300 : 220,
+        scales: ch.mode === "window" ? { ch: { range: [-0.05, 1.05] } } : {},
         series: [
           {},
-          { label: "score", stroke: "#4ea1ff", width: 1.5 },
+          { label: "score", stroke: "#4ea1ff", width: 2.5 },
           { label: "anomaly", stroke: "#e5484d", width: 0, points: { show: true, size: 6, fill: "#e5484d" } },
+          ...names.map((name, k) => ({
+            label: name, scale: "ch", width: 1, value: raw(k), points: { show: false },
+            stroke: CHANNEL_COLOURS[k % CHANNEL_COLOURS.length] + "c0",
+          })),
         ],
-        axes: [{ stroke: "#8193a6", grid: { stroke: "#273240" } }, { stroke: "#8193a6", grid: { stroke: "#273240" } }],
+        axes: [
+          { stroke: "#8193a6", grid: { stroke: "#273240" } },
+          { stroke: "#8193a6", grid: { stroke: "#273240" }, label: "score" },
+          ...(names.length ? [{ scale: "ch", side: 1, stroke: "#8193a6", grid: { show: false }, label: axis }] : []),
+        ],
       }, data, box);
-      window.addEventListener("resize", () => chart.setSize({ width: Math.max(300, box.clientWidth), height: 220 }));
+      box.setAttribute("aria-label", names.length
+        ? `Score of the selected device over time, with its ${names.length} sensor channels (${axis})`
+        : "Score of the selected device over time");
+      setText($("chart-note"), !names.length ? "" : ch.mode === "sigma"
+        ? "Score on the left axis. Sensor channels on the right, in standard deviations from the median of the model's training data (a healthy channel stays within about ±2). Hover for raw values; click a name to hide it."
+        : "Score on the left axis. Sensor channels on the right, each scaled to 0–1 over the window (the model's manifest has no training reference). Hover for raw values; click a name to hide it.");
     } else {
       chart.setData(data);
     }
   }
+  window.addEventListener("resize", () => {
+    if (chart) chart.setSize({ width: Math.max(300, $("chart").clientWidth), height: chart.height });
+  });
 
   function renderDetail(now) {
     const id = state.selected, e = id && state.devices.get(id);
@@ -522,6 +621,121 @@
     }));
   }
 
+  // --- drift: GET /v1/drift, one request at a time, only while the tab is visible
+  async function api(path) {
+    token = token || await getToken(false);
+    const ctl = new AbortController(), timer = setTimeout(() => ctl.abort(), DRIFT_TIMEOUT_MS);
+    try {
+      const r = await fetch(path, { headers: { Authorization: `Bearer ${token}` }, cache: "no-store", signal: ctl.signal });
+      if (r.status === 401) token = null;  // fetched again next time
+      if (!r.ok) throw new Error(`HTTP ${r.status}`);
+      return await r.json();
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  let driftBusy = false, driftTimer = null;
+  async function pollDrift() {
+    clearTimeout(driftTimer);
+    driftTimer = null;
+    if (document.hidden) return;  // resumed by visibilitychange
+    if (!driftBusy) {
+      driftBusy = true;
+      const d = state.drift;
+      try {
+        const view = await api(`/v1/drift?events=${DRIFT_EVENTS}`);
+        d.models = view.models; d.events = view.events; d.error = null;
+        d.at = Date.now() / 1000; d.polls++;
+      } catch (e) {
+        d.errors++; d.error = e.name === "AbortError" ? "no answer" : e.message;
+      } finally {
+        driftBusy = false;
+      }
+      markDirty("drift", "chart");
+    }
+    if (!document.hidden && !driftTimer) driftTimer = setTimeout(pollDrift, DRIFT_POLL_MS);
+  }
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) pollDrift(); });
+
+  async function loadManifests() {
+    try {
+      for (const m of await api("/v1/models")) {
+        if (m && m.name && m.input && Array.isArray(m.input.feature_names)) {
+          state.manifests.set(m.name, { names: m.input.feature_names, scales: referenceScales(m.reference) });
+        }
+      }
+      markDirty("chart");
+    } catch (e) { /* no models on this gateway: channels are named from drift reports or f0..fn */ }
+  }
+
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  const clock = (ts) => new Date(ts * 1000).toLocaleTimeString();
+
+  function driftCard(m) {
+    const card = el("article", `drift-model ${m.drifting ? "drifting" : "stable"}`);
+    const verdict = m.drifting ? "drifting" : "stable";
+    card.setAttribute("aria-label", `${m.model} version ${m.version}: ${verdict}, ` +
+      `largest PSI ${psi(m.psi_max)}, threshold ${psi(m.threshold)}`);
+    const head = el("div", "drift-head");
+    head.append(el("b", "", m.model), el("span", "ver", `v${m.version}`),
+      el("span", `pill ${m.drifting ? "anomaly" : "healthy"}`, verdict),
+      el("span", "psi", `PSI max ${psi(m.psi_max)} / threshold ${psi(m.threshold)}`));
+    const meta = el("div", "drift-meta",
+      `${m.window.toLocaleString()} live readings · measured ${clock(m.ts)} by ${m.worker_id}`);
+    const feats = [...m.features].sort((a, b) => b.psi - a.psi);
+    const scale = Math.max(2 * m.threshold, m.psi_max, 1e-9);
+    const list = el("ol", "drift-features");
+    for (const f of feats.slice(0, DRIFT_TOP)) {
+      const over = f.psi > m.threshold;
+      const li = el("li", over ? "over" : "");
+      const bar = el("span", "drift-bar");
+      bar.setAttribute("aria-hidden", "true");
+      const fill = el("i");
+      fill.style.width = `${Math.min(100, (100 * f.psi) / scale).toFixed(1)}%`;
+      const tick = el("u");
+      tick.style.left = `${Math.min(100, (100 * m.threshold) / scale).toFixed(1)}%`;
+      bar.append(fill, tick);
+      li.append(el("span", "name", f.name), bar, el("span", "val", `PSI ${psi(f.psi)}`),
+        el("span", "means", `live ${num(f.live_mean)} · ref ${num(f.reference_mean)}`));
+      list.append(li);
+    }
+    card.append(head, meta, list);
+    if (feats.length > DRIFT_TOP) {
+      card.append(el("div", "drift-meta", `${feats.length - DRIFT_TOP} more features, PSI ≤ ${psi(feats[DRIFT_TOP].psi)}`));
+    }
+    return card;
+  }
+
+  function renderDrift() {
+    const d = state.drift, box = $("drift-models");
+    const cards = d.models.map(driftCard);
+    if (!cards.length) {
+      cards.push(el("p", "drift-empty", d.polls ? "No drift reported yet: workers report once a " +
+        "model's live window has filled." : "Waiting for the first drift report…"));
+    }
+    box.replaceChildren(...cards);
+    setText($("drift-error"), d.error ? `drift unavailable (${d.error}); retrying every ${DRIFT_POLL_MS / 1000} s` : "");
+    $("drift-events").replaceChildren(...d.events.map((e) => {
+      const li = el("li", e.drifting ? "start" : "end");
+      const t = el("time", "", clock(e.ts));
+      t.dateTime = new Date(e.ts * 1000).toISOString();
+      li.append(t, el("b", "", `${e.model} v${e.version}`),
+        el("span", "what", e.drifting ? "started drifting" : "back under the threshold"),
+        el("span", "psi", `PSI max ${psi(e.psi_max)} (${e.feature}), threshold ${psi(e.threshold)}`));
+      return li;
+    }));
+    const drifting = d.models.filter((m) => m.drifting).length;
+    setText($("drift-summary"), d.models.length
+      ? `${drifting} of ${d.models.length} model${d.models.length > 1 ? "s" : ""} drifting` : "");
+  }
+
   // Heartbeats come only after the gateway's GATEWAY_HEARTBEAT_S of silence, which the page
   // does not know: it pings when quiet, so any healthy gateway answers within PING_EVERY.
   let lastPing = 0;
@@ -541,10 +755,11 @@
   }
 
   // --- render loop: frames only mark panels dirty; one animation frame draws what is due
-  const dirty = { fleet: true, chart: false, latency: false, feed: false, detail: false };
-  const drawn = { fleet: 0, chart: 0, latency: 0, feed: 0, detail: 0 };
+  const dirty = { fleet: true, chart: false, latency: false, feed: false, detail: false, drift: true };
+  const drawn = { fleet: 0, chart: 0, latency: 0, feed: 0, detail: 0, drift: 0 };
   const RENDER = {
-    fleet: renderFleet, chart: renderChart, latency: renderLatency, feed: renderFeed, detail: renderDetail,
+    fleet: renderFleet, chart: renderChart, latency: renderLatency, feed: renderFeed,
+    detail: renderDetail, drift: renderDrift,
   };
   let pending = false, timer = null;
 
@@ -598,6 +813,10 @@
     $("filter-label").addEventListener("change", (ev) => { v.label = ev.target.value; v.page = 0; markDirty("fleet"); });
     $("page-prev").addEventListener("click", () => { v.page = Math.max(0, v.page - 1); markDirty("fleet"); });
     $("page-next").addEventListener("click", () => { v.page++; markDirty("fleet"); });
+    $("show-channels").addEventListener("change", (ev) => {
+      state.channels.show = ev.target.checked;
+      markDirty("chart");
+    });
     for (const b of document.querySelectorAll(".counts button")) {
       b.addEventListener("click", () => {
         v.status = v.status === b.dataset.status ? "" : b.dataset.status;
@@ -609,4 +828,6 @@
 
   bindControls();
   fleet.connect();
+  loadManifests();
+  pollDrift();
 })();

@@ -16,14 +16,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import orjson
 import pytest
+import redis
 from playwright.sync_api import Page, sync_playwright
 
 from device_sim.app import run as run_sim
 from device_sim.settings import SimSettings
 from inference_worker.app import running_worker
 from inference_worker.settings import WorkerSettings
-from iot_contract import RedisKeys
+from iot_contract import RECORD_FIELD, DriftEvent, DriftStatus, FeatureDrift, RedisKeys
 from tests.component.gateway.support import SECRET
 from tests.harness.services import Service
 
@@ -170,6 +173,165 @@ def test_badge_says_stale_while_nothing_arrives_and_live_again(start_gateway: An
                 os.kill(pid, signal.SIGCONT)
             assert re.fullmatch(r"stale: nothing for \d+ s", text), text
             wait(page, f"{badge}.textContent === 'live'", 20)
+        finally:
+            browser.close()
+    assert errors == []
+
+
+def drift_records(
+    client: redis.Redis, keys: RedisKeys, names: list[str], reference: list[float]
+) -> DriftStatus:
+    """Write what a worker reports when ``fault-clf``'s bearing temperature drifts (a sensor
+    offset), a stable ``vib-ae``, and the events of the drift starting; return the drifting
+    status."""
+    now = time.time()
+    psi = [0.01 + 0.004 * k for k in range(len(names))]
+    hot = names.index("bearing_temp_c")
+    psi[hot], psi[names.index("motor_temp_c")] = 0.62, 0.19
+    features = [
+        FeatureDrift(name=n, psi=p, live_mean=ref + (6.5 if k == hot else 0.0), reference_mean=ref)
+        for k, (n, p, ref) in enumerate(zip(names, psi, reference, strict=True))
+    ]
+    drifting = DriftStatus(
+        model="fault-clf",
+        version="1",
+        ts=now,
+        window=2048,
+        psi_max=max(psi),
+        threshold=0.25,
+        drifting=True,
+        features=features,
+        worker_id="worker-a",
+    )
+    stable = drifting.model_copy(
+        update={
+            "model": "vib-ae",
+            "psi_max": 0.04,
+            "drifting": False,
+            "features": [
+                f.model_copy(update={"psi": 0.04 - 0.002 * k}) for k, f in enumerate(features[:6])
+            ],
+        }
+    )
+    for status in (drifting, stable):
+        client.hset(keys.drift, status.model, status.model_dump_json())
+    for ago, is_drifting, psi_max in ((900, True, 0.31), (600, False, 0.12), (40, True, 0.62)):
+        event = DriftEvent(
+            model="fault-clf",
+            version="1",
+            ts=now - ago,
+            drifting=is_drifting,
+            psi_max=psi_max,
+            threshold=0.25,
+            feature="bearing_temp_c",
+            worker_id="worker-a",
+        )
+        client.xadd(keys.drift_events, {RECORD_FIELD: event.model_dump_json().encode()})
+    return drifting
+
+
+def reference_scale(reference: dict[str, Any], k: int) -> tuple[float, float]:
+    """Median and robust sigma ((q80 - q20) / 1.683) of feature ``k`` of a manifest's
+    training reference, its binned quantiles interpolated with numpy."""
+    cum = np.cumsum(reference["shares"][k][:-1])
+    lo, mid, hi = np.interp([0.2, 0.5, 0.8], cum, reference["edges"][k])
+    return float(mid), float(hi - lo) / 1.683
+
+
+def test_drift_panel_and_sensor_channels(
+    start_gateway: Any,
+    pipeline: None,
+    rclient: redis.Redis,
+    redis_keys: RedisKeys,
+    artifacts: Path,
+) -> None:
+    """The drift panel shows a drifting model from the records in Redis (bars by PSI, the
+    threshold, live vs reference means, the events), and the selected device's chart shows
+    its sensor channels, named from the model's manifest, beside the score (the worker
+    records the features by default); the toggle takes them off. The screenshot
+    (``dashboard-drift.png`` in ``$IOTSTREAM_TEST_ARTIFACTS``) is docs/img's picture."""
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium", pytrace=False)
+    manifest: dict[str, Any] = orjson.loads((MODELS / "fault-clf/1/manifest.json").read_bytes())
+    names: list[str] = manifest["input"]["feature_names"]
+    gw = start_gateway(dev_mode=True, jwt_secret=SECRET, models_dir=str(MODELS))
+    deadline = time.monotonic() + 30
+    while not (first := rclient.xrange(redis_keys.predictions, count=50)):
+        assert time.monotonic() < deadline, "no predictions from the pipeline"
+        time.sleep(0.2)
+    rows = [orjson.loads(fields[RECORD_FIELD])["features"] for _, fields in first]
+    reference = [sum(col) / len(col) for col in zip(*rows, strict=True)]
+    status = drift_records(rclient, redis_keys, names, reference)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1200})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(gw.url + "/")
+            wait(page, "document.querySelector('.drift-model.drifting') !== null")
+            card: dict[str, Any] = page.evaluate(
+                """() => {
+                    const c = document.querySelector('.drift-model.drifting');
+                    const all = (sel, root = document) =>
+                        [...root.querySelectorAll(sel)].map(e => e.innerText);
+                    return {
+                    aria: c.getAttribute('aria-label'),
+                    head: c.querySelector('.drift-head').innerText,
+                    names: all('.drift-features .name', c),
+                    over: all('.drift-features li.over .name', c),
+                    means: c.querySelector('.drift-features .means').textContent,
+                    stable: document.querySelectorAll('.drift-model.stable').length,
+                    summary: document.getElementById('drift-summary').textContent,
+                    events: all('#drift-events li'),
+                    legend: document.querySelector('.drift .legend').textContent }; }"""
+            )
+            by_psi = sorted(status.features, key=lambda f: -f.psi)
+            assert card["names"] == [f.name for f in by_psi[:6]], card
+            assert card["over"] == ["bearing_temp_c"], card  # only it is past the threshold
+            assert "fault-clf version 1: drifting" in card["aria"] and "0.25" in card["aria"]
+            assert "PSI max 0.62 / threshold 0.25" in card["head"], card
+            live = f"{reference[names.index('bearing_temp_c')] + 6.5:.3g}"
+            assert card["means"].startswith(f"live {live}"), card
+            assert card["stable"] == 1 and card["summary"] == "1 of 2 models drifting", card
+            assert len(card["events"]) == 3 and "started drifting" in card["events"][0], card
+            assert "population stability index" in card["legend"]
+
+            assert page.evaluate("window.__iotstream.selected"), "the page selects a device"
+            # Chart a device in fault: the picture shows channels leaving the training range.
+            wait(page, "document.querySelector('.device.anomaly') !== null")
+            page.click(".device.anomaly")
+            wait(
+                page,
+                "window.__iotstream.channels.names.length > 0 && window.__iotstream.items > 20",
+            )
+            chart: dict[str, Any] = page.evaluate(
+                """() => { const s = window.__iotstream; return {
+                    names: s.channels.names, points: s.series.f.map(c => c.length),
+                    t: s.series.t.length, mode: s.channels.mode, raw: s.series.f,
+                    plotted: s.chartData().slice(3),
+                    legend: [...document.querySelectorAll('#chart .u-legend .u-series')]
+                        .map(e => e.innerText),
+                    aria: document.getElementById('chart').getAttribute('aria-label') }; }"""
+            )
+            assert chart["names"] == names, chart  # from GET /v1/models
+            assert chart["points"] == [chart["t"]] * len(names), chart
+            # The manifest has the training reference: channels in robust sigmas from its
+            # median (numpy's quantiles of the binned reference, computed independently).
+            assert chart["mode"] == "sigma", chart
+            for k, (raw, plotted) in enumerate(zip(chart["raw"], chart["plotted"], strict=True)):
+                mid, spread = reference_scale(manifest["reference"], k)
+                assert len(plotted) == len(raw)
+                expected = [(v - mid) / spread for v in raw]
+                assert plotted == pytest.approx(expected, rel=1e-6, abs=1e-9), names[k]
+            assert any("bearing_temp_c" in x for x in chart["legend"]), chart
+            assert "16 sensor channels" in chart["aria"]
+            page.wait_for_timeout(3000)  # a few more seconds of channels in the picture
+            page.screenshot(path=str(artifacts / "dashboard-drift.png"))
+
+            page.uncheck("#show-channels")
+            wait(page, "window.__iotstream.channels.names.length === 0")
+            wait(page, "document.querySelectorAll('#chart .u-legend .u-series').length === 3")
         finally:
             browser.close()
     assert errors == []
