@@ -6,18 +6,21 @@
 # are never overwritten) and an alias that exists is never moved, so a rollout made with
 # `iotstream models alias|canary|promote` survives `docker compose up`.
 #   usage: model-store-init.sh [MODELS_DIR]     (default /app/models, the image's models)
+# IOTSTREAM_CLI names the command (default `iotstream`; the worker image's build runs it as
+# `python -m iotstream` to seed its model cache: compose/Dockerfile, stage worker-site).
 set -eu
 models=${1:-/app/models}
+iotstream=${IOTSTREAM_CLI:-iotstream}
 alias=${IOTSTREAM_MODEL_ALIAS:-production}
 : "${IOTSTREAM_MODEL_STORE:?name the store in IOTSTREAM_MODEL_STORE}"
-iotstream models init
+$iotstream models init
 for model in "$models"/*/; do
   name=$(basename "$model")
   newest=""
   for folder in $(ls -d "$model"*/ | sort -V); do
     [ -f "$folder/manifest.json" ] || continue
     newest=$(basename "$folder")
-    if ! out=$(iotstream models publish "$folder" 2>&1); then
+    if ! out=$($iotstream models publish "$folder" 2>&1); then
       case $out in
         *"already published"*) echo "$name $newest: already in the store" ;;
         *) echo "$out" >&2; exit 1 ;;
@@ -27,10 +30,10 @@ for model in "$models"/*/; do
     fi
   done
   [ -n "$newest" ] || continue
-  if iotstream models alias "$name" "$alias" > /dev/null 2>&1; then
+  if $iotstream models alias "$name" "$alias" > /dev/null 2>&1; then
     echo "$name@$alias exists: left as is"
   else
-    iotstream models alias "$name" "$alias" "$newest"
+    $iotstream models alias "$name" "$alias" "$newest"
   fi
 done
-iotstream models versions
+$iotstream models versions

@@ -101,7 +101,11 @@ def test_runtime_stage_is_non_root_from_the_venv_with_healthcheck() -> None:
     user = [a for i, a in runtime if i == "USER"]
     assert user == ["10001:10001"]
     copies = [a for i, a in runtime if i == "COPY"]
-    assert copies == ["--from=build /opt/venv /opt/venv", "--from=build /app /app"]
+    assert copies == [
+        "--from=build /opt/venv /opt/venv",
+        "--from=build /app /app",
+        "--from=build --chown=10001:10001 /var/cache/iotstream /var/cache/iotstream",
+    ]
     assert not [a for i, a in runtime if i == "ENV" and "PYTHONPATH" in a]
     assert not [a for i, a in runtime if i == "RUN" and re.search(r"apt-get|pip install", a)]
     assert any(i == "HEALTHCHECK" for i, _ in runtime)
@@ -137,9 +141,21 @@ def test_worker_stage_is_distroless_with_only_the_worker_site() -> None:
     health = next(a for i, a in worker if i == "HEALTHCHECK")
     assert '"/usr/bin/python3", "-c"' in health  # no shell, no curl
     site = _stage("worker-site")
-    runs = " && ".join(a for i, a in site if i == "RUN")
+    runs = " ".join(" && ".join(a for i, a in site if i == "RUN").split())
     assert "sh /tmp/worker-site.sh /tmp/runtime.txt /opt/site" in runs
     assert "--no-deps --target /opt/site /tmp/dist/iotstream-*.whl" in runs
+    # The cache is seeded with the shipped models (the cold-start fallback), in both images.
+    seed = (
+        "IOTSTREAM_MODEL_STORE=/var/cache/iotstream/models sh /tmp/model-store-init.sh /app/models"
+    )
+    assert seed in runs
+    build = " ".join(" && ".join(a for i, a in _stage("build") if i == "RUN").split())
+    assert (
+        "IOTSTREAM_MODEL_STORE=/var/cache/iotstream/models sh compose/model-store-init.sh" in build
+    )
+    for stage in ("worker", "runtime"):
+        env = " ".join(a for i, a in _stage(stage) if i == "ENV")
+        assert "WORKER_MODEL_CACHE_DIR=/var/cache/iotstream/models" in env, stage
     assert ("COPY", "--from=build /tmp/dist /tmp/dist") in site
 
 

@@ -2,18 +2,22 @@
 is seeded) against a real S3 endpoint (moto's server, started by the harness): it creates
 the bucket, publishes every shipped version and points ``production`` at each model's
 newest; run again, it changes nothing, and an alias moved since (a rollout) stays where it
-was moved to."""
+was moved to. The images' build runs it on their model cache folder: that seed is the
+cold-start fallback of a process whose store does not answer."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bench.swap_bench import copy_as_version
+from iot_models.follow import FollowConfig, ModelFollower
 from iot_models.store import open_store
 from tests.deploy.support import ROOT
 from tests.harness.s3 import s3_store_url
@@ -24,11 +28,12 @@ SCRIPT = ROOT / "compose" / "model-store-init.sh"
 SHIPPED = sorted(p.name for p in (ROOT / "models").iterdir() if p.is_dir())
 
 
-def _seed(store: str, models: Path) -> subprocess.CompletedProcess[str]:
+def _seed(store: str, models: Path, **extra: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "IOTSTREAM_MODEL_STORE": store,
+        **extra,
     }
     return subprocess.run(
         ["sh", str(SCRIPT), str(models)],
@@ -74,3 +79,34 @@ def test_a_real_failure_stops_it(tmp_path: Path) -> None:
     result = _seed(str(tmp_path / "store"), tmp_path / "models")
     assert result.returncode == 1
     assert "fault-clf" in result.stderr
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_the_seeded_cache_is_the_cold_start_fallback(tmp_path: Path) -> None:
+    """As the image build does (compose/Dockerfile: ``IOTSTREAM_CLI="python -m iotstream"``,
+    the cache folder as a file store): a worker whose S3 store does not answer, and that
+    never reached it, serves the shipped models from the seeded cache instead of failing."""
+    cache = tmp_path / "cache"
+    seeded = _seed(str(cache), ROOT / "models", IOTSTREAM_CLI=f"{sys.executable} -m iotstream")
+    assert seeded.returncode == 0, seeded.stdout + seeded.stderr
+    down = f"s3://models/fleet?endpoint=http://127.0.0.1:{_closed_port()}"
+    loaded: dict[str, Any] = {}
+
+    def make_core(models: dict[str, Any], canaries: Any) -> Any:
+        loaded.update(models)
+        return object()
+
+    follower = ModelFollower(FollowConfig(store=down, cache_dir=cache, timeout=1.0), make_core)
+    try:
+        follower.start()
+        assert follower.from_cache
+        assert sorted(loaded) == SHIPPED
+        assert {a.version for a in follower.aliases.values()} == {"1"}
+    finally:
+        follower.close()
