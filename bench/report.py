@@ -31,6 +31,29 @@ __all__ = ["load_runs", "main", "target_rows", "write_report"]
 ROOT = Path(__file__).resolve().parent.parent
 IMG = Path("img") / "bench"
 Runs = dict[str, list[dict[str, Any]]]
+ABOUT = (
+    "Reproduce: `flock /tmp/iotstream-heavy.lock iotstream bench all` (about 30 minutes; "
+    "`--repeat`, `--only e2e,rest`), then `iotstream bench report --out docs`. Each "
+    "scenario alone: `iotstream bench <name> --help`.",
+    "",
+    "- **e2e**: simulators (2 processes, 1,000 devices, QoS 1) -> Mosquitto -> one worker "
+    "(MQTT 5, micro-batches of up to 64 or 5 ms) -> Redis -> gateway -> WebSocket clients "
+    "(one process each, subscribed to everything). Hops: `device_worker` = device clock to "
+    "the worker's receipt, `batch_infer` = waiting for the micro-batch plus inference, "
+    "`worker_redis` = until the record is written, `redis_gateway` = until the gateway sends "
+    "the frame (`sent_ts`), `gateway_client` = until the client has it. Loss is counted by "
+    "(device, seq) at every client. CPU per 1,000 readings is per process; the simulators' "
+    "includes their interpreter start-up (~0.3 s each), which dominates at low rates.",
+    "- **rest**: the course-style FastAPI `POST /predict` (Pydantic body, one ONNX Runtime "
+    "call per request, one uvicorn process with its defaults; this venv has neither "
+    "httptools nor uvloop, so uvicorn uses h11 and asyncio) in `def` and `async def` forms, "
+    "and the gateway's `/v1/predict` with 64 readings per request, each driven by 2 load "
+    "processes with 32 keep-alive connections in all; against the streaming path's "
+    "sustained rate (the pipeline's saturate scenario), same model, same invocation.",
+    "- **pipeline**, **batching**, **swap**, **oip**, **gateway**, **models**: the existing "
+    "scenarios (docs/streaming.md, docs/gateway.md, docs/models.md), with the arguments "
+    "`bench/runner.py` gives them (bounded so that three repeats fit in half an hour).",
+)
 
 
 def _name_of(path: Path, report: dict[str, Any]) -> str | None:
@@ -332,6 +355,8 @@ def write_report(runs: Runs, out: Path, sources: list[str]) -> Path:
         "Everything (load generators included) runs on this one machine. On a shared 2-core "
         "VM the figures are noisy: read the spread, and compare ratios measured in the same "
         "run rather than absolute figures across runs.",
+        "",
+        *ABOUT,
         "",
         "## Targets (issue #15)",
         "",
