@@ -405,6 +405,17 @@ def test_workers_and_gateways_follow_the_model_store(
         mounts = {m["mountPath"]: volumes[m["name"]] for m in c["volumeMounts"]}
         cache = [v for path, v in mounts.items() if settings.model_cache_dir.is_relative_to(path)]
         assert cache and "emptyDir" in cache[0], name
+        # The image's seeded cache (the cold-start fallback) is copied into the empty volume
+        # by an init container of the same image, never over a cache already there.
+        (seed,) = [i for i in pod["initContainers"] if i["name"] == "seed-model-cache"]
+        assert seed["image"] == c["image"], name
+        (seed_mount,) = seed["volumeMounts"]
+        assert volumes[seed_mount["name"]] is cache[0], name
+        script = seed["command"][-1]
+        assert "os.path.isdir('/cache/models') or shutil.copytree(" in script, name
+        cache_mount = next(p for p, v in mounts.items() if v is cache[0])
+        relative = settings.model_cache_dir.relative_to(cache_mount)
+        assert f"'{seed_mount['mountPath']}/{relative}'" in script, name
     for cm in (d for d in docs if d["kind"] == "ConfigMap"):
         assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & set(cm["data"]), cm
     ingest = _find(docs, "Deployment", "ingest")["spec"]["template"]["spec"]["containers"][0]
