@@ -18,8 +18,10 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml  # type: ignore[import-untyped]
+from prometheus_client import CollectorRegistry
 
 from gateway.metrics import GatewayMetrics
+from inference_worker.drift import DriftMetrics
 from inference_worker.metrics import WorkerMetrics
 from iotstream.localservices import find_binary
 from tests.deploy.support import ROOT, run_tool
@@ -62,7 +64,9 @@ def exported_metric_names() -> set[str]:
     """Every series name the worker (and ingest) and the gateway expose, plus the recording
     rules' names and Prometheus's own (up, probe_success from the blackbox probe, ALERTS)."""
     names = {"up", "probe_success", "ALERTS"}
-    for registry in (WorkerMetrics().registry, GatewayMetrics().registry):
+    drift = CollectorRegistry()
+    DriftMetrics(drift)  # registered by the worker's drift observer
+    for registry in (WorkerMetrics().registry, GatewayMetrics().registry, drift):
         for family in registry.collect():
             names.add(family.name)
             names.add(f"{family.name}_total")
@@ -109,6 +113,7 @@ def test_rule_unit_tests_pass() -> None:
         ("IotstreamTargetDown", ("== 0", "== 2")),
         ("IotstreamNoPredictions", ("[2m])) == 0", "[2m])) < 0")),
         ("IotstreamWorkerBacklog", ("> 1000", "> 100000")),
+        ("IotstreamFeatureDrift", ("== 1", "== 2")),
     ],
 )
 def test_rule_unit_tests_fail_when_a_rule_is_broken(
