@@ -219,7 +219,7 @@ def test_model_store_is_wired(compose: dict[str, Any], monkeypatch: pytest.Monke
     volume (the root file system is read-only)."""
     services = compose["services"]
     minio = services["minio"]
-    assert minio["image"].startswith("minio/minio:RELEASE.")
+    assert minio["image"].startswith("quay.io/minio/minio:RELEASE.")  # MinIO's own registry
     assert minio["healthcheck"]["test"] == ["CMD", "mc", "ready", "local"]
     assert any(v.endswith(":/data") for v in minio["volumes"])
     address = minio["command"][minio["command"].index("--address") + 1]
