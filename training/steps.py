@@ -50,7 +50,7 @@ from training.data import Split
 from training.isolated import blas_coretype
 from training.parity import check_parity
 from training.run_folder import PipelineError, RunConfig, RunFolder
-from training.specs import spec_by_name
+from training.specs import ModelSpec, spec_by_name
 
 __all__ = [
     "MIN_DATASET_ROWS",
@@ -82,6 +82,13 @@ class GateFailedError(PipelineError):
         super().__init__(message)
 
 
+def _spec(name: str) -> ModelSpec:
+    try:
+        return spec_by_name(name)
+    except KeyError as exc:
+        raise PipelineError(str(exc.args[0])) from exc
+
+
 def _splits(folder: RunFolder) -> dict[str, Split]:
     path = folder.path("data.npz")
     if not path.is_file():
@@ -97,7 +104,7 @@ def assemble_dataset(folder: RunFolder, cfg: RunConfig, log: Log) -> dict[str, A
     from iot_models.capture.datasets import create_dataset, materialize
     from iot_models.store.objects import open_objects
 
-    spec_by_name(cfg.model)  # an unknown model fails here, before any I/O
+    _spec(cfg.model)  # an unknown model fails here, before any I/O
     objects = open_objects(cfg.capture)
     try:
         dataset = create_dataset(
@@ -165,7 +172,7 @@ def _fit_and_export(run_dir: Path, model: str) -> None:
 def train(folder: RunFolder, cfg: RunConfig, log: Log) -> dict[str, Any]:
     """Fit the model's spec on the train split and export ``fp32.onnx``, in a child process
     with the pinned OpenBLAS kernel (as ``iotstream models build``: reproducible weights)."""
-    spec = spec_by_name(cfg.model)
+    spec = _spec(cfg.model)
     rows = len(_splits(folder)["train"].y)
     env = dict(os.environ)
     coretype = blas_coretype()
@@ -192,7 +199,7 @@ def train(folder: RunFolder, cfg: RunConfig, log: Log) -> dict[str, Any]:
 
 def evaluate_fp32(folder: RunFolder, cfg: RunConfig, log: Log) -> dict[str, Any]:
     """fp32 on the test split; the autoencoder's threshold from calibration normal rows."""
-    spec = spec_by_name(cfg.model)
+    spec = _spec(cfg.model)
     splits = _splits(folder)
     test = splits["test"]
     if len(set((test.y > 0).tolist())) < 2:
@@ -251,7 +258,7 @@ def gate_variants(folder: RunFolder, cfg: RunConfig, log: Log) -> dict[str, Any]
         GateFailedError: a limit is broken (the message lists every violation); nothing
             is written to ``candidate/``.
     """
-    spec = spec_by_name(cfg.model)
+    spec = _spec(cfg.model)
     test = _splits(folder)["test"]
     threshold = float(folder.read_json("evaluate.json", needed_by="gate")["threshold"])
     recipes = folder.read_json("quantize.json", needed_by="gate")
@@ -304,7 +311,7 @@ def _write_candidate(
     recipes: dict[str, Any],
     threshold: float,
 ) -> None:
-    spec = spec_by_name(cfg.model)
+    spec = _spec(cfg.model)
     splits = _splits(folder)
     dataset = folder.read_json("dataset.json", needed_by="gate")
     captured = sum(int(f["labelled"]) for f in dataset["files"])
