@@ -40,13 +40,24 @@ from iot_mqtt.connection import MqttEndpoint, make_client
 if TYPE_CHECKING:
     from paho.mqtt.client import SocketLike
 
-__all__ = ["Fleet", "FleetStats"]
+__all__ = ["Fleet", "FleetStats", "machine_for"]
 
 log = logging.getLogger(__name__)
 
 MAX_QUEUED_PER_CONNECTION = 10_000
 """Readings a connection may hold unsent or unacknowledged; past it new readings are
 dropped and counted (policy: **drop newest**), so a dead broker cannot grow memory."""
+
+
+def machine_for(settings: SimSettings, index: int) -> Machine:
+    """The sensor model of device ``index`` of the fleet ``settings`` describe (the same
+    readings and labels every run: tests re-create them to check the pipeline's output)."""
+    return Machine(
+        seed=settings.seed * 1_000_003 + index,
+        mean_time_between_faults_s=settings.mean_time_between_faults,
+        fault_duration_s=(settings.fault_duration_min, settings.fault_duration_max),
+        steady_start=True,
+    )
 
 
 @dataclass
@@ -126,13 +137,7 @@ class Fleet:
         return [f"{s.device_prefix}-{i:0{width}d}" for i in range(s.devices)]
 
     def _machine(self, device_id: str) -> Machine:
-        s = self.settings
-        return Machine(
-            seed=s.seed * 1_000_003 + int(device_id.rsplit("-", 1)[1]),
-            mean_time_between_faults_s=s.mean_time_between_faults,
-            fault_duration_s=(s.fault_duration_min, s.fault_duration_max),
-            steady_start=True,
-        )
+        return machine_for(self.settings, int(device_id.rsplit("-", 1)[1]))
 
     def _build(self) -> None:
         s = self.settings

@@ -53,16 +53,15 @@ def test_simulated_fleet_predictions_equal_a_direct_onnx_run(
     with worker_process(
         mosquitto, redis_service, redis_keys, f"w{unique}", tmp_path / "w.log", f"g{unique}"
     ):
-        stats = run_sim(
-            SimSettings(
-                mqtt_url=mosquitto.url,
-                devices=10,
-                rate=20,
-                count=30,
-                device_prefix=prefix,
-                codec="msgpack",
-            )
+        sim = SimSettings(
+            mqtt_url=mosquitto.url,
+            devices=10,
+            rate=20,
+            count=30,
+            device_prefix=prefix,
+            codec="msgpack",
         )
+        stats = run_sim(sim)
         assert stats.published == 300
         assert wait_for(rclient, redis_keys.predictions, 300) == 300
     got = predictions(rclient, redis_keys)
@@ -70,14 +69,14 @@ def test_simulated_fleet_predictions_equal_a_direct_onnx_run(
     assert len({(p.device_id, p.seq) for p in got}) == 300
 
     # Re-create the same readings (same seed) and score them directly with ONNX Runtime.
-    from iot_models.sensors import Machine
+    from device_sim.fleet import machine_for
 
     models = load_models(ROOT / "models", names=["fault-clf"])
     model = models["fault-clf"]
     by_key = {(p.device_id, p.seq): p for p in got}
     rows, keys, truths = [], [], []
     for i in range(10):
-        machine = Machine(seed=7 * 1_000_003 + i, mean_time_between_faults_s=120.0)
+        machine = machine_for(sim, i)
         for seq in range(30):
             features, label = machine.step(1 / 20)
             rows.append(features)
