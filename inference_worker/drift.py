@@ -100,8 +100,8 @@ class BinnedWindow:
         # Edges as columns padded with +inf (a padded edge never counts): a value's bin is
         # the number of its feature's edges <= it, as in FeatureProfile.counts
         # (searchsorted side="right"). One (rows, features) comparison per edge column:
-        # 0.05 us per reading at 5 bins, against 0.3 for a searchsorted and 0.6 for one
-        # (rows, features, edges) comparison summed over edges.
+        # at batches of 64 about 0.25 us per reading, against 0.43 for a searchsorted per
+        # feature and 0.47 for one (rows, features, edges) comparison summed over edges.
         padded = np.full((width - 1, self.n_features), np.inf)
         for i, edges in enumerate(profile.edges):
             padded[: len(edges), i] = edges
