@@ -5,8 +5,9 @@ quantize -> gate -> publish -> canary, as named steps over a run folder.
 orchestrator); ``iotstream models pipeline step NAME --run-dir D`` runs one, which is what
 each task of the Airflow DAG ``iotstream_retrain`` (``dags/iotstream_retrain.py``) calls.
 A step that already completed in the folder is a no-op (a retried task does not redo it),
-a failed gate raises :class:`~training.steps.GateFailedError` with the reasons and nothing
-is published, and promotion to production stays manual (``iotstream models promote``).
+a failed gate raises :class:`~training.release_steps.GateFailedError` with the reasons
+and nothing is published, and promotion to production stays manual (``iotstream models
+promote``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from training import steps
+from training import release_steps, steps
 from training.run_folder import PipelineError, RunConfig, RunFolder
 
 __all__ = ["STEPS", "PipelineError", "RunConfig", "RunFolder", "run_pipeline", "run_step"]
@@ -27,9 +28,9 @@ STEPS: Final[dict[str, Step]] = {
     "train": steps.train,
     "evaluate": steps.evaluate_fp32,
     "quantize": steps.quantize_variants,
-    "gate": steps.gate_variants,
-    "publish": steps.publish,
-    "canary": steps.canary,
+    "gate": release_steps.gate_variants,
+    "publish": release_steps.publish,
+    "canary": release_steps.canary,
 }
 """Step name -> function, in run order (the DAG's tasks are these, ``canary`` as
 ``move_canary``)."""

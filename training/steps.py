@@ -1,7 +1,8 @@
-"""The retraining steps: assemble_dataset -> train -> evaluate -> quantize -> gate ->
-publish -> canary. Each reads and writes the run folder (:mod:`training.run_folder`) and
-returns a small record of what it did; :mod:`training.pipeline` runs them in order, the
-Airflow DAG (``dags/iotstream_retrain.py``) as one task each.
+"""The retraining steps up to the int8 files: assemble_dataset -> train -> evaluate ->
+quantize (then gate -> publish -> canary: :mod:`training.release_steps`). Each reads and
+writes the run folder (:mod:`training.run_folder`) and returns a small record of what it
+did; :mod:`training.pipeline` runs them in order, the Airflow DAG
+(``dags/iotstream_retrain.py``) as one task each.
 
 The splits of a dataset are drawn by a permutation seeded from its id, so the same dataset
 always gives the same train / calibration / test rows.
@@ -10,7 +11,6 @@ always gives the same train / calibration / test rows.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -21,47 +21,21 @@ from typing import Any
 import numpy as np
 import onnx
 
-from iot_models.manifest import (
-    MANIFEST_FILE,
-    Accuracy,
-    BuildInfo,
-    Calibration,
-    DatasetRef,
-    DefaultVariant,
-    GateLimits,
-    InputSpec,
-    Manifest,
-    Quantization,
-    VariantEntry,
-    read_manifest,
-    sha256_bytes,
-)
-from iot_models.profile import FeatureProfile
-from iot_models.sensors import FEATURE_NAMES
-from training import evaluate, export, gate, quantize
-from training.build import (
-    AE_FALSE_ALARM_RATE,
-    _git,
-    _output_spec,
-    _versions,
-    quantizable_exclusions,
-)
+from training import evaluate, export, quantize
+from training.build import AE_FALSE_ALARM_RATE, quantizable_exclusions
 from training.data import Split
 from training.isolated import blas_coretype
-from training.parity import check_parity
 from training.run_folder import PipelineError, RunConfig, RunFolder
 from training.specs import ModelSpec, spec_by_name
 
 __all__ = [
     "MIN_DATASET_ROWS",
-    "GateFailedError",
     "Log",
     "assemble_dataset",
-    "canary",
     "evaluate_fp32",
-    "gate_variants",
-    "publish",
     "quantize_variants",
+    "spec_of",
+    "splits_of",
     "train",
 ]
 
@@ -74,22 +48,16 @@ _ROOT = Path(__file__).resolve().parent.parent
 _SPLITS = ("train", "calibration", "test")
 
 
-class GateFailedError(PipelineError):
-    """The candidate broke the gate; nothing was published. ``problems`` lists why."""
-
-    def __init__(self, message: str, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(message)
-
-
-def _spec(name: str) -> ModelSpec:
+def spec_of(name: str) -> ModelSpec:
+    """The spec of model ``name``; an unknown name is a :class:`PipelineError`."""
     try:
         return spec_by_name(name)
     except KeyError as exc:
         raise PipelineError(str(exc.args[0])) from exc
 
 
-def _splits(folder: RunFolder) -> dict[str, Split]:
+def splits_of(folder: RunFolder) -> dict[str, Split]:
+    """The run's train / calibration / test splits (``data.npz``)."""
     path = folder.path("data.npz")
     if not path.is_file():
         raise PipelineError(f"{path} is missing; run assemble_dataset first")
@@ -104,7 +72,7 @@ def assemble_dataset(folder: RunFolder, cfg: RunConfig, log: Log) -> dict[str, A
     from iot_models.capture.datasets import create_dataset, materialize
     from iot_models.store.objects import open_objects
 
-    _spec(cfg.model)  # an unknown model fails here, before any I/O
+    spec_of(cfg.model)  # an unknown model fails here, before any I/O
     objects = open_objects(cfg.capture)
     try:
         dataset = create_dataset(
@@ -158,7 +126,7 @@ def _fit_and_export(run_dir: Path, model: str) -> None:
     from training.train import fit
 
     spec = spec_by_name(model)
-    pipeline = fit(spec, _splits(RunFolder(run_dir))["train"])
+    pipeline = fit(spec, splits_of(RunFolder(run_dir))["train"])
     proto = (
         export.export_classifier(pipeline)
         if spec.kind == "classifier"
@@ -172,8 +140,8 @@ def _fit_and_export(run_dir: Path, model: str) -> None:
 def train(folder: RunFolder, cfg: RunConfig, log: Log) -> dict[str, Any]:
     """Fit the model's spec on the train split and export ``fp32.onnx``, in a child process
     with the pinned OpenBLAS kernel (as ``iotstream models build``: reproducible weights)."""
-    spec = _spec(cfg.model)
-    rows = len(_splits(folder)["train"].y)
+    spec = spec_of(cfg.model)
+    rows = len(splits_of(folder)["train"].y)
     env = dict(os.environ)
     coretype = blas_coretype()
     if coretype == "auto":
@@ -199,8 +167,8 @@ def train(folder: RunFolder, cfg: RunConfig, log: Log) -> dict[str, Any]:
 
 def evaluate_fp32(folder: RunFolder, cfg: RunConfig, log: Log) -> dict[str, Any]:
     """fp32 on the test split; the autoencoder's threshold from calibration normal rows."""
-    spec = _spec(cfg.model)
-    splits = _splits(folder)
+    spec = spec_of(cfg.model)
+    splits = splits_of(folder)
     test = splits["test"]
     if len(set((test.y > 0).tolist())) < 2:
         raise PipelineError("evaluate: the test split needs normal and fault rows")
@@ -230,7 +198,7 @@ def quantize_variants(folder: RunFolder, cfg: RunConfig, log: Log) -> dict[str, 
     pre = folder.path(".preprocessed.onnx")
     quantize.preprocess(fp32, pre)
     excluded = quantizable_exclusions(pre)
-    reader = quantize.ArrayCalibrationReader(export.INPUT_NAME, _splits(folder)["calibration"].x)
+    reader = quantize.ArrayCalibrationReader(export.INPUT_NAME, splits_of(folder)["calibration"].x)
     recipes: dict[str, Any] = {}
     for recipe in quantize.RECIPES:
         log(f"quantizing {recipe.variant} ({recipe.target})")
@@ -241,214 +209,6 @@ def quantize_variants(folder: RunFolder, cfg: RunConfig, log: Log) -> dict[str, 
     pre.unlink(missing_ok=True)
     folder.write_json("quantize.json", recipes)
     return {"variants": sorted(recipes)}
-
-
-def _limits(kind: str, overrides: dict[str, float] | None) -> GateLimits:
-    base = gate.CLASSIFIER_LIMITS if kind == "classifier" else gate.AUTOENCODER_LIMITS
-    if not overrides:
-        return base
-    return GateLimits.model_validate({**base.model_dump(), **overrides})
-
-
-def gate_variants(folder: RunFolder, cfg: RunConfig, log: Log) -> dict[str, Any]:
-    """Every int8 variant against fp32 on the test split within the gate limits, and the
-    arm64 file against x86-64 under qemu; on a pass, the candidate version folder.
-
-    Raises:
-        GateFailedError: a limit is broken (the message lists every violation); nothing
-            is written to ``candidate/``.
-    """
-    spec = _spec(cfg.model)
-    test = _splits(folder)["test"]
-    threshold = float(folder.read_json("evaluate.json", needed_by="gate")["threshold"])
-    recipes = folder.read_json("quantize.json", needed_by="gate")
-    files = {"fp32": folder.path("fp32.onnx")} | {v: folder.path(f"{v}.onnx") for v in recipes}
-    raw = {v: evaluate.run_onnx(path, test.x) for v, path in files.items()}
-    results = {
-        v: evaluate.accuracy(spec.kind, raw["fp32"], out, test.y, threshold)
-        for v, out in raw.items()
-    }
-    limits = _limits(spec.kind, cfg.gate_limits)
-    problems = [
-        p for v, acc in results.items() if v != "fp32" for p in gate.violations(limits, v, acc)
-    ]
-    if cfg.parity == "off":
-        parity = {"status": "skipped", "detail": "skipped: parity off in the run's configuration"}
-    else:
-        log("arm64 parity under qemu ...")
-        parity = check_parity(files["int8-arm64"], spec.kind, test.x).model_dump()
-        if parity["status"] == "failed":
-            problems.append(f"arm64 parity: {parity['detail']}")
-        elif parity["status"] == "skipped" and cfg.parity == "required":
-            problems.append(f"arm64 parity required but {parity['detail']}")
-    log(f"arm64 parity: {parity['detail']}")
-    verdict = "failed" if problems else "passed"
-    folder.write_json(
-        "gate.json",
-        {
-            "verdict": verdict,
-            "problems": problems,
-            "limits": limits.model_dump(),
-            "accuracy": {v: a.model_dump() for v, a in results.items()},
-            "parity": parity,
-        },
-    )
-    if problems:
-        raise GateFailedError(
-            f"gate failed for {spec.name}: " + "; ".join(problems) + " (nothing published)",
-            problems,
-        )
-    _write_candidate(folder, cfg, results, limits, recipes, threshold)
-    log(f"gate passed: {len(results) - 1} int8 variants within {limits.model_dump()}")
-    return {"verdict": verdict, "parity": parity["status"]}
-
-
-def _write_candidate(
-    folder: RunFolder,
-    cfg: RunConfig,
-    results: dict[str, Accuracy],
-    limits: GateLimits,
-    recipes: dict[str, Any],
-    threshold: float,
-) -> None:
-    spec = _spec(cfg.model)
-    splits = _splits(folder)
-    dataset = folder.read_json("dataset.json", needed_by="gate")
-    captured = sum(int(f["labelled"]) for f in dataset["files"])
-    synthetic = dataset["synthetic"]["rows"] if dataset["synthetic"] else 0
-    dest = folder.path("candidate")
-    shutil.rmtree(dest, ignore_errors=True)
-    dest.mkdir(parents=True)
-    variants = {}
-    for v, acc in results.items():
-        data = folder.path(f"{v}.onnx").read_bytes()
-        (dest / f"{v}.onnx").write_bytes(data)
-        variants[v] = VariantEntry(
-            file=f"{v}.onnx",
-            sha256=sha256_bytes(data),
-            size_bytes=len(data),
-            precision="fp32" if v == "fp32" else "int8",
-            quantization=Quantization.model_validate(recipes[v]) if v in recipes else None,
-            accuracy=acc,
-        )
-    rev, dirty = _git()
-    source = f"dataset {dataset['id']} ({captured} captured + {synthetic} synthetic rows)"
-    proto = onnx.load(str(folder.path("fp32.onnx")))
-    cal, test = splits["calibration"], splits["test"]
-    manifest = Manifest(
-        name=spec.name,
-        version="candidate",
-        description=spec.description,
-        opset={(o.domain or "ai.onnx"): o.version for o in proto.opset_import},
-        input=InputSpec(
-            name=export.INPUT_NAME, shape=(None, len(FEATURE_NAMES)), feature_names=FEATURE_NAMES
-        ),
-        output=_output_spec(spec, threshold),
-        variants=variants,
-        defaults={p: DefaultVariant(variant=v, basis=b) for p, (v, b) in spec.defaults.items()},
-        calibration=Calibration(
-            rows=len(cal.y),
-            seed=cal.seed,
-            method=f"static QDQ, MinMax ranges, batches of {quantize.CALIBRATION_BATCH} rows "
-            "in order",
-            composition=cal.composition(),
-            source=f"{source}, rows drawn by a permutation seeded from its id",
-        ),
-        test_split={"rows": len(test.y), "seed": test.seed, **test.composition()},
-        gate=limits,
-        build=BuildInfo(
-            git_revision=rev,
-            git_dirty=dirty,
-            tool_versions=_versions(),
-            dataset=DatasetRef(
-                id=dataset["id"],
-                store=cfg.capture,
-                rows=captured + synthetic,
-                captured_rows=captured,
-                run_id=cfg.run_id,
-            ),
-        ),
-        reference=FeatureProfile.from_samples(
-            splits["train"].x, FEATURE_NAMES, source=f"training rows of {source}"
-        ),
-    )
-    (dest / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
-
-
-def _next_version(versions: list[str]) -> str:
-    numbers = [int(v) for v in versions if v.isdigit()]
-    return str(max(numbers, default=0) + 1)
-
-
-def publish(folder: RunFolder, cfg: RunConfig, log: Log) -> dict[str, Any]:
-    """Publish the candidate as the model's next numeric version (never overwriting one;
-    a retry after a publish that succeeded finds it by the run id and publishes nothing)."""
-    from iot_models.store import VersionExistsError, open_store
-
-    candidate = folder.path("candidate")
-    if not (candidate / MANIFEST_FILE).is_file():
-        raise PipelineError(f"publish: {candidate} is missing; the gate has not passed")
-    manifest = read_manifest(candidate / MANIFEST_FILE)
-    store = open_store(cfg.store)
-    try:
-        for version in store.versions(cfg.model):
-            ref = store.manifest(cfg.model, version).build.dataset
-            if ref is not None and ref.run_id == cfg.run_id:
-                log(f"run {cfg.run_id} already published {cfg.model} {version}")
-                return _published(folder, cfg, version)
-        for _attempt in range(3):
-            version = _next_version(store.versions(cfg.model))
-            staged = folder.path(f"publish/{version}")
-            shutil.rmtree(staged, ignore_errors=True)
-            shutil.copytree(candidate, staged)
-            relabelled = manifest.model_copy(update={"version": version})
-            (staged / MANIFEST_FILE).write_text(relabelled.model_dump_json(indent=2) + "\n")
-            try:
-                store.publish(staged)
-            except VersionExistsError:
-                log(f"version {version} was published meanwhile; taking the next one")
-                continue
-            log(f"published {cfg.model} {version} to {store.url}")
-            return _published(folder, cfg, version)
-    finally:
-        store.close()
-    raise PipelineError(f"publish: {cfg.model} kept getting new versions; retry the step")
-
-
-def _published(folder: RunFolder, cfg: RunConfig, version: str) -> dict[str, Any]:
-    record = {"model": cfg.model, "version": version, "store": cfg.store}
-    folder.write_json("published.json", record)
-    return record
-
-
-def canary(folder: RunFolder, cfg: RunConfig, log: Log) -> dict[str, Any]:
-    """Move the alias's canary to the published version at ``canary_percent`` (the alias's
-    own version, what most devices run, is left for a person: ``iotstream models
-    promote``)."""
-    from iot_models.store import Alias, Canary, open_store
-    from iot_models.store.alias import start_canary
-    from iot_models.store.ops import change_alias, who
-
-    version = folder.read_json("published.json", needed_by="canary")["version"]
-    wanted = Canary(version=version, percent=cfg.canary_percent)
-
-    def move(current: Alias | None) -> Alias:
-        if current is None:
-            raise PipelineError(
-                f"canary: {cfg.model} has no alias {cfg.alias!r} to put a canary on; point "
-                f"it at a version first (`iotstream models alias {cfg.model} {cfg.alias} "
-                "VERSION`): the pipeline never sets what every device runs"
-            )
-        return start_canary(current, wanted, at=time.time(), by=f"pipeline {cfg.run_id} {who()}")
-
-    store = open_store(cfg.store)
-    try:
-        alias = change_alias(store, cfg.model, cfg.alias, move)
-    finally:
-        store.close()
-    folder.write_json("canary.json", alias.model_dump(mode="json"))
-    log(alias.describe())
-    return {"alias": alias.describe()}
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["fit"]:

@@ -161,8 +161,8 @@ def _guarded(run: Any) -> int:
     from pydantic import ValidationError
 
     from iot_models.manifest import ModelError
+    from training.release_steps import GateFailedError
     from training.run_folder import PipelineError
-    from training.steps import GateFailedError
 
     try:
         run()

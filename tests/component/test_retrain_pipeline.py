@@ -116,3 +116,30 @@ def test_step_errors_are_clear(
     nope = ["--model", "nope", "--store", str(store_dir), "--capture", str(capture[0])]
     assert run(*nope, "--run-dir", str(tmp_path / "other")) == 1
     assert "unknown model 'nope'" in capsys.readouterr().err
+
+
+def test_required_parity_without_a_sysroot_fails_the_gate(
+    capture: tuple[Path, int],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("IOTSTREAM_ARM64_CACHE", str(tmp_path / "no-sysroot"))
+    store_dir, run_dir = tmp_path / "store", tmp_path / "run"
+    store_with_production(store_dir)
+    args = [*options(store_dir, capture[0]), "--parity", "required", "--run-dir", str(run_dir)]
+    assert run(*args) == 3
+    err = capsys.readouterr().err
+    assert "arm64 parity required but skipped: no" in err
+    assert open_store(store_dir).versions(MODEL) == ["1"]
+
+
+def test_canary_needs_the_alias(
+    capture: tuple[Path, int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store_dir = tmp_path / "store"
+    open_store(store_dir).ensure()  # no production alias yet
+    assert run(*options(store_dir, capture[0]), "--run-dir", str(tmp_path / "run")) == 1
+    err = capsys.readouterr().err
+    assert "has no alias 'production' to put a canary on" in err
+    assert open_store(store_dir).versions(MODEL) == ["1"]  # published, canary refused
