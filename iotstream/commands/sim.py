@@ -18,6 +18,10 @@ examples:
   iotstream sim --devices 1000 --rate 0.5 --codec msgpack
   iotstream sim --mode load --devices 2000 --rate 5 --connections 4   benchmark load
   iotstream sim --count 10 --devices 3            30 readings, then exit
+  iotstream sim --devices 200 --drift 'offset:bearing_temp_c=15,ramp=60'
+                                                  half the fleet drifts over a minute
+  iotstream sim --drift 'new-machine-type,start=30' --drift-devices 0.3
+                                                  30 % become an unseen machine type at 30 s
 """
 
 
