@@ -2,9 +2,9 @@
 written as Parquet files by a thread of its own (docs/models.md, "Capture").
 
 Hot path (:meth:`CaptureWriter.observe`, on the worker's run-loop thread): per reading one
-sampling test and one tuple appended to a list; per batch one lock. Everything else
-(columns, Parquet, the store) happens on the flush thread. Measured with
-``iotstream bench capture``: figures in docs/models.md.
+sampling test and its fields appended to the buffer's columns
+(:mod:`iot_models.capture.columns`); per batch one lock. Parquet and the store happen on
+the flush thread. Measured with ``iotstream bench capture``: figures in docs/models.md.
 
 Sampling is deterministic per reading: a reading is kept when
 ``crc32(seq, crc32(device_id)) < rate * 2**32``, so a redelivered reading (same device and
@@ -23,7 +23,6 @@ is best effort and scoring never waits for it. A failed write is retried with ba
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 import time
@@ -32,11 +31,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from iot_models.capture.layout import Partition, arrow_schema, file_key, partition_of
+from iot_models.capture.columns import CaptureFile, Columns
 from iot_models.capture.retention import apply_retention
 from iot_models.manifest import ModelError
 from iot_models.store.base import StoreError
@@ -52,21 +51,8 @@ log = logging.getLogger(__name__)
 
 INSTALL_HINT: Final = "pip install 'iotstream[capture]'"
 
-_Row = tuple["Reading", float, dict[str, Any]]
 _SEQ_MASK: Final = (1 << 64) - 1
 _DEVICE_CACHE: Final = 100_000  # device ids whose crc is kept (cleared beyond: a bound)
-# Dictionary encoding and statistics only where they pay: on the float columns (features,
-# scores) they cost 3x the encode time for larger files (10,240 rows of fault-clf: 2.65
-# -> 0.84 us per row, 120 -> 87 bytes per row, zstd).
-_DICTIONARY_COLUMNS: Final = [
-    "device_id",
-    "model",
-    "model_version",
-    "variant",
-    "predicted",
-    "label",
-]
-_STATISTICS_COLUMNS: Final = ["device_id", "seq", "ts", "received_ts", "score"]
 
 
 class CaptureError(ModelError):
@@ -140,13 +126,6 @@ class CaptureMetrics:
         )
 
 
-@dataclass(slots=True)
-class _File:
-    key: str
-    data: bytes
-    rows: int
-
-
 class CaptureWriter:
     """Samples scored readings into Parquet files in ``objects`` (a context manager: the
     flush thread runs between enter and exit; exit writes what is buffered).
@@ -181,13 +160,13 @@ class CaptureWriter:
         self._threshold = int(config.rate * 2**32)
         self._device_crc: dict[str, int] = {}  # crc32(device_id), the sample test's half
         self._cond = threading.Condition()
-        self._buffer: list[_Row] = []
+        self._buffer = Columns()
         self._started = 0.0
-        self._queue: deque[list[_Row]] = deque()
+        self._queue: deque[Columns] = deque()
         self._busy = False
         self._closing = False
         self._close_deadline = 0.0
-        self._retry: list[_File] | None = None
+        self._retry: list[CaptureFile] | None = None
         self._retry_at = 0.0
         self._backoff = 1.0
         self._next_retention = time.monotonic()
@@ -204,32 +183,30 @@ class CaptureWriter:
             records = result.records
             if not records:
                 return
-            if self._all:
-                rows = [
-                    (readings[i], received_ts[i], rec)
-                    for i, rec in zip(result.indices, records, strict=True)
-                ]
-            else:
+            indices: Sequence[int] = result.indices
+            if not self._all:
                 th = self._threshold
                 crc = zlib.crc32
                 devices = self._device_crc
                 if len(devices) > _DEVICE_CACHE:
                     devices.clear()
-                rows = []
-                for i, rec in zip(result.indices, records, strict=True):
+                keep = []
+                for k, i in enumerate(indices):
                     r = readings[i]
                     dev = devices.get(r.device_id)
                     if dev is None:
                         dev = devices[r.device_id] = crc(r.device_id.encode())
                     if crc((r.seq & _SEQ_MASK).to_bytes(8, "little"), dev) < th:
-                        rows.append((r, received_ts[i], rec))
-                if not rows:
+                        keep.append(k)
+                if not keep:
                     return
+                indices = [indices[k] for k in keep]
+                records = [records[k] for k in keep]
             with self._cond:
                 buf = self._buffer
-                if not buf:
+                if not len(buf):
                     self._started = time.monotonic()
-                buf += rows
+                buf.add(readings, received_ts, indices, records)
                 if len(buf) >= self.config.flush_rows:
                     self._cut()
         except Exception:  # a side task never stops scoring
@@ -237,21 +214,21 @@ class CaptureWriter:
 
     def _cut(self) -> None:
         """Hand the buffer to the queue (lock held); drop the oldest batch when full."""
-        batch, self._buffer = self._buffer, []
-        if not batch:
+        batch, self._buffer = self._buffer, Columns()
+        if not len(batch):
             return
         if len(self._queue) >= self.config.queue_batches:
-            self._drop(self._queue.popleft(), "the capture store is slow or unreachable")
+            self._drop(len(self._queue.popleft()), "the capture store is slow or unreachable")
         self._queue.append(batch)
         self.metrics.queued.set(len(self._queue))
         self._cond.notify()
 
-    def _drop(self, rows: Sequence[object], why: str) -> None:
-        self.metrics.dropped.inc(len(rows))
+    def _drop(self, rows: int, why: str) -> None:
+        self.metrics.dropped.inc(rows)
         now = time.monotonic()
         if now - self._last_log >= 10.0:
             self._last_log = now
-            log.warning("capture: dropped %d sampled rows: %s", len(rows), why)
+            log.warning("capture: dropped %d sampled rows: %s", rows, why)
 
     # --- the flush thread --------------------------------------------------------------
 
@@ -296,14 +273,16 @@ class CaptureWriter:
             now = time.monotonic()
             with self._cond:
                 cfg = self.config
-                if self._buffer and (self._closing or now - self._started >= cfg.flush_seconds):
+                if len(self._buffer) and (
+                    self._closing or now - self._started >= cfg.flush_seconds
+                ):
                     self._cut()
                 if self._closing and now >= self._close_deadline:
                     self._give_up()
                     return
                 if self._closing and not self._queue and self._retry is None:
                     return
-                batch: list[_Row] | None = None
+                batch: Columns | None = None
                 if self._retry is None and self._queue:
                     batch = self._queue.popleft()
                     self.metrics.queued.set(len(self._queue))
@@ -315,7 +294,7 @@ class CaptureWriter:
                 self._busy = True
             try:
                 if batch is not None:
-                    self._write(self._encode(batch))
+                    self._write(batch.encode(self.worker_id))
                 elif retry_due and self._retry is not None:
                     self._write(self._retry)
                 self._retention()
@@ -331,7 +310,7 @@ class CaptureWriter:
         waits = [1.0]
         if cfg.retention_hours is not None:
             waits.append(max(0.0, self._next_retention - now))
-        if self._buffer:
+        if len(self._buffer):
             waits.append(max(0.0, self._started + cfg.flush_seconds - now))
         if self._retry is not None:
             waits.append(max(0.0, self._retry_at - now))
@@ -341,7 +320,7 @@ class CaptureWriter:
 
     def _give_up(self) -> None:
         """Close timed out: count what is left as dropped (lock held)."""
-        left = [row for batch in self._queue for row in batch]
+        left = sum(len(batch) for batch in self._queue)
         self._queue.clear()
         if self._retry is not None:
             self.metrics.dropped.inc(sum(f.rows for f in self._retry))
@@ -349,52 +328,7 @@ class CaptureWriter:
         if left:
             self._drop(left, "closing, and the capture store did not take them in time")
 
-    def _encode(self, batch: list[_Row]) -> list[_File]:
-        """One Parquet file per (model, hour) in the batch."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        groups: dict[Partition, list[_Row]] = {}
-        hours: dict[tuple[str, int], Partition] = {}
-        for row in batch:
-            name = row[2]["model"]["name"]
-            hour = int(row[1] // 3600)
-            part = hours.get((name, hour))
-            if part is None:
-                part = hours[(name, hour)] = partition_of(name, row[1])
-            groups.setdefault(part, []).append(row)
-        schema = arrow_schema()
-        files: list[_File] = []
-        for part, rows in groups.items():
-            refs = [rec["model"] for _, _, rec in rows]
-            columns = {
-                "device_id": [r.device_id for r, _, _ in rows],
-                "boot": [r.boot for r, _, _ in rows],
-                "seq": [r.seq for r, _, _ in rows],
-                "ts": [r.ts for r, _, _ in rows],
-                "received_ts": [ts for _, ts, _ in rows],
-                "model": [ref["name"] for ref in refs],
-                "model_version": [ref["version"] for ref in refs],
-                "variant": [ref["variant"] for ref in refs],
-                "features": [r.features for r, _, _ in rows],
-                "score": [rec["score"] for _, _, rec in rows],
-                "anomaly": [rec["anomaly"] for _, _, rec in rows],
-                "predicted": [rec.get("label") for _, _, rec in rows],
-                "label": [r.label for r, _, _ in rows],
-            }
-            out = io.BytesIO()
-            pq.write_table(
-                pa.table(columns, schema=schema),
-                out,
-                compression="zstd",
-                use_dictionary=_DICTIONARY_COLUMNS,
-                write_statistics=_STATISTICS_COLUMNS,
-            )
-            key = file_key(part, self.worker_id, rows[0][1], len(rows))
-            files.append(_File(key, out.getvalue(), len(rows)))
-        return files
-
-    def _write(self, files: list[_File]) -> None:
+    def _write(self, files: list[CaptureFile]) -> None:
         m = self.metrics
         for n, f in enumerate(files):
             try:
