@@ -85,11 +85,11 @@ def hot_path(rate: float, batches: list[Any], rounds: int) -> dict[str, float]:
         "rate": rate,
         "us_per_reading_median": round(statistics.median(per_round), 3),
         "us_per_reading_min": round(min(per_round), 3),
-        "rows_written": registry.get_sample_value("worker_capture_rows_total") or 0.0,
-        "files_written": registry.get_sample_value("worker_capture_files_total") or 0.0,
+        "rows_written": registry.get_sample_value("iotstream_worker_capture_rows_total") or 0.0,
+        "files_written": registry.get_sample_value("iotstream_worker_capture_files_total") or 0.0,
         "bytes_per_row": round(
-            (registry.get_sample_value("worker_capture_bytes_total") or 0.0)
-            / max(1.0, registry.get_sample_value("worker_capture_rows_total") or 0.0),
+            (registry.get_sample_value("iotstream_worker_capture_bytes_total") or 0.0)
+            / max(1.0, registry.get_sample_value("iotstream_worker_capture_rows_total") or 0.0),
             1,
         ),
     }

@@ -143,8 +143,8 @@ class WorkerSettings(BaseSettings):
     """... or this many seconds after the first buffered row."""
     capture_queue_batches: int = Field(default=4, ge=1)
     """Full buffers waiting for a slow or unreachable store; beyond it the oldest is
-    dropped (``worker_capture_dropped_total``): capture never slows scoring. Memory bound
-    about ``(capture_queue_batches + 2) * capture_flush_rows`` readings."""
+    dropped (``iotstream_worker_capture_dropped_total``): capture never slows scoring.
+    Memory bound: about ``(capture_queue_batches + 2) * capture_flush_rows`` readings."""
     capture_retention_hours: float | None = Field(default=168.0, gt=0)
     """Captured partitions (hours) that ended longer ago than this are deleted by the
     workers (every 5 minutes); unset keeps everything."""

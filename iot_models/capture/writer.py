@@ -15,8 +15,8 @@ whole-fleet coverage (every device contributes about ``rate`` of its readings). 
 Hand-off and overflow: the buffer is cut every ``flush_rows`` rows or ``flush_seconds``
 after its first row, and the cut batch joins a queue bounded at ``queue_batches``. When the
 store is slow or unreachable the queue fills; then the **oldest batch is dropped**
-(``worker_capture_dropped_total`` counts its rows, one log line per 10 s at most): capture
-is best effort and scoring never waits for it. A failed write is retried with backoff
+(``iotstream_worker_capture_dropped_total`` counts its rows, one log line per 10 s at
+most): capture is best effort and scoring never waits for it. A failed write is retried with backoff
 (1 s doubling to 30 s) while new batches queue behind it. Memory bound: ``(queue_batches
 + 2) * flush_rows`` rows (queue, the batch being written, the open buffer).
 """
@@ -110,19 +110,23 @@ class CaptureMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         r = registry
-        self.rows = Counter("worker_capture_rows", "Captured rows written", registry=r)
-        self.files = Counter("worker_capture_files", "Capture files written", registry=r)
-        self.bytes = Counter("worker_capture_bytes", "Bytes of capture files written", registry=r)
+        self.rows = Counter("iotstream_worker_capture_rows", "Captured rows written", registry=r)
+        self.files = Counter("iotstream_worker_capture_files", "Capture files written", registry=r)
+        self.bytes = Counter(
+            "iotstream_worker_capture_bytes", "Bytes of capture files written", registry=r
+        )
         self.failures = Counter(
-            "worker_capture_write_failures", "Capture file writes that failed", registry=r
+            "iotstream_worker_capture_write_failures", "Capture file writes that failed", registry=r
         )
         self.dropped = Counter(
-            "worker_capture_dropped",
+            "iotstream_worker_capture_dropped",
             "Sampled rows dropped (queue full while the store was slow, or close timed out)",
             registry=r,
         )
         self.queued = Gauge(
-            "worker_capture_queue_batches", "Cut buffers waiting for the store", registry=r
+            "iotstream_worker_capture_queue_batches",
+            "Cut buffers waiting for the store",
+            registry=r,
         )
 
 

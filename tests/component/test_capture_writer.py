@@ -34,9 +34,10 @@ from iot_models.core import InferenceCore
 from iot_models.sensors import LABELS, make_dataset
 from iot_models.store.base import StoreUnavailableError
 from iot_models.store.objects import FileObjectStore, ObjectNotFoundError, ObjectStore
+from iotstream.cli import main
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
-T0 = datetime(2026, 11, 30, 10, 15, tzinfo=UTC).timestamp()
+T0 = datetime(2025, 6, 30, 10, 15, tzinfo=UTC).timestamp()  # in the past: retention
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +90,8 @@ def test_rows_round_trip_with_the_documented_schema(core: InferenceCore, tmp_pat
     with CaptureWriter(objects, config, worker_id="w-cap", registry=registry) as writer:
         feed(writer, core, readings, t0)
         assert writer.flush()
-    assert value(registry, "worker_capture_rows_total") == 300
-    assert value(registry, "worker_capture_bytes_total") > 0
+    assert value(registry, "iotstream_worker_capture_rows_total") == 300
+    assert value(registry, "iotstream_worker_capture_bytes_total") > 0
     assert len(list_partitions(objects, "fault-clf")) == 2
 
     ds = pads.dataset(tmp_path / "readings" / "fault-clf", partitioning="hive", format="parquet")
@@ -100,7 +101,7 @@ def test_rows_round_trip_with_the_documented_schema(core: InferenceCore, tmp_pat
     assert [(f.name, f.type) for f in file_fields] == [(f.name, f.type) for f in arrow_schema()]
     assert [f.name for f in file_fields] == [name for name, _, _ in COLUMNS]
     assert sorted(set(table.column("hour").to_pylist())) == [10, 11]
-    assert set(table.column("date").to_pylist()) == {"2026-11-30"}
+    assert set(table.column("date").to_pylist()) == {"2025-06-30"}
 
     rows = sorted(
         table.select(["seq", "device_id", "features", "label", "score"]).to_pylist(),
@@ -187,13 +188,13 @@ def test_a_failing_store_drops_the_oldest_batches_and_never_raises(
     writer = CaptureWriter(objects, config, worker_id="w", registry=registry)
     with writer:
         feed(writer, core, fleet(64 * 8), T0)  # 8 cut batches, 1 being written, 2 queued
-        until(lambda: value(registry, "worker_capture_write_failures_total") >= 1)
-        dropped = value(registry, "worker_capture_dropped_total")
+        until(lambda: value(registry, "iotstream_worker_capture_write_failures_total") >= 1)
+        dropped = value(registry, "iotstream_worker_capture_dropped_total")
         assert dropped >= 64 * 5 and dropped % 64 == 0
         objects.down = False  # back: the retried batch and the queue are written
         assert writer.flush(timeout=10.0)
-    written = value(registry, "worker_capture_rows_total")
-    assert written + value(registry, "worker_capture_dropped_total") == 64 * 8
+    written = value(registry, "iotstream_worker_capture_rows_total")
+    assert written + value(registry, "iotstream_worker_capture_dropped_total") == 64 * 8
     assert written >= 64 * 2
     assert len(read_table(objects, objects.list("readings/"))) == written
 
@@ -206,7 +207,7 @@ def test_close_gives_up_after_close_timeout(core: InferenceCore, tmp_path: Path)
         feed(writer, core, fleet(100), T0)
         started = time.monotonic()
     assert time.monotonic() - started < 5.0
-    assert value(registry, "worker_capture_dropped_total") == 100
+    assert value(registry, "iotstream_worker_capture_dropped_total") == 100
     assert objects.list() == []
 
 
@@ -301,3 +302,42 @@ def test_folder_object_store_contract(tmp_path: Path) -> None:
     objects.delete("a/b/c.bin")  # already gone: no error
     assert objects.list() == ["a/d.bin"] and not (tmp_path / "root" / "a" / "b").exists()
     assert partition_infos(objects) == []
+
+
+def test_data_cli(
+    core: InferenceCore,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    objects = FileObjectStore(tmp_path / "capture")
+    capture(objects, core, fleet(60))
+    monkeypatch.setenv("IOTSTREAM_CAPTURE_URL", str(tmp_path / "capture"))
+    assert main(["data", "ls"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split()[:5] == [
+        "fault-clf",
+        "1",
+        "1",
+        "60",
+        str(objects.sizes()[objects.list()[0]]),
+    ]
+    assert main(["data", "dataset", "create", "--model", "fault-clf", "--min-rows", "40"]) == 0
+    dataset_id = capsys.readouterr().out.strip()
+    ds = load_dataset(objects, dataset_id)
+    assert (ds.captured_rows, ds.rows) == (30, 40)  # topped up with 10 synthetic rows
+    assert main(["data", "dataset", "show", dataset_id[:10]]) == 0
+    assert f'"id": "{dataset_id}"' in capsys.readouterr().out
+    assert main(["data", "dataset", "ls"]) == 0
+    assert dataset_id[:16] in capsys.readouterr().out
+    assert main(["data", "retention", "--hours", "1", "--dry-run"]) == 0
+    assert "would delete 1 partitions" in capsys.readouterr().err
+    assert objects.list("readings/") != []
+    # clear errors, exit 1
+    assert main(["data", "dataset", "show", "0" * 64]) == 1
+    assert "no dataset 000" in capsys.readouterr().err
+    assert main(["data", "dataset", "create", "--model", "vib-ae"]) == 1
+    assert "no labelled rows for 'vib-ae'" in capsys.readouterr().err
+    monkeypatch.delenv("IOTSTREAM_CAPTURE_URL")
+    assert main(["data", "ls"]) == 1
+    assert "no capture store" in capsys.readouterr().err

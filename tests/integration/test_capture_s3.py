@@ -151,8 +151,8 @@ def test_a_worker_with_capture_on_captures_what_it_scored(
     finally:
         objects.close()
     rows = table.to_pylist()
-    assert registry.get_sample_value("worker_capture_rows_total") == len(rows)
-    assert registry.get_sample_value("worker_capture_dropped_total") == 0
+    assert registry.get_sample_value("iotstream_worker_capture_rows_total") == len(rows)
+    assert registry.get_sample_value("iotstream_worker_capture_dropped_total") == 0
     assert 0.3 * len(sent) < len(rows) < 0.7 * len(sent)  # rate 0.5 of 240
     assert len({(r["device_id"], r["seq"]) for r in rows}) == len(rows)
     by_key = {(r.device_id, r.seq): r for r in sent}

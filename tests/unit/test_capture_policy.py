@@ -4,12 +4,14 @@ retention's ``expired``; capture keys; dataset ids content-addressed."""
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from iot_models.capture.datasets import DatasetVersion
-from iot_models.capture.layout import Partition, file_key, parse_key, partition_of
+from iot_models.capture.layout import COLUMNS, Partition, file_key, parse_key, partition_of
 from iot_models.capture.retention import expired
 from iot_models.capture.writer import CaptureConfig, CaptureError, sampled
 
@@ -102,3 +104,11 @@ def test_dataset_id_is_content_addressed() -> None:
     changed = [{"key": "readings/a.parquet", "sha256": "1" * 64, "rows": 3, "labelled": 2}]
     assert DatasetVersion.content_id(content(files=changed)) != first
     assert len(first) == 64 and int(first, 16) >= 0
+
+
+def test_the_schema_table_in_the_docs_matches_columns() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "models.md").read_text()
+    section = text.split("\n## Capture\n", 1)[1].split("\n## ", 1)[0]
+    section = section.split("| column | type | meaning |", 1)[1].split("\n\n", 1)[0]
+    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \| ([^|]+) \|$", section, re.MULTILINE)
+    assert [(name, kind.strip(), meaning.strip()) for name, kind, meaning in rows] == list(COLUMNS)
