@@ -52,7 +52,7 @@ def open_observers(
             flush_rows=settings.capture_flush_rows,
             flush_seconds=settings.capture_flush_seconds,
             queue_batches=settings.capture_queue_batches,
-            retention_hours=settings.capture_retention_hours,
+            retention_hours=settings.capture_retention_hours or None,
         )
         objects = stack.enter_context(contextlib.closing(open_objects(settings.capture_url)))
         writer = CaptureWriter(objects, capture, worker_id=settings.worker_id, registry=registry)

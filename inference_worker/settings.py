@@ -145,9 +145,9 @@ class WorkerSettings(BaseSettings):
     """Full buffers waiting for a slow or unreachable store; beyond it the oldest is
     dropped (``iotstream_worker_capture_dropped_total``): capture never slows scoring.
     Memory bound: about ``(capture_queue_batches + 2) * capture_flush_rows`` readings."""
-    capture_retention_hours: float | None = Field(default=168.0, gt=0)
+    capture_retention_hours: float = Field(default=168.0, ge=0)
     """Captured partitions (hours) that ended longer ago than this are deleted by the
-    workers (every 5 minutes); unset keeps everything."""
+    workers (at start and every 5 minutes); 0 keeps everything."""
 
     max_batch: int = Field(default=64, ge=1, le=4096)
     """A micro-batch closes at this many readings ..."""

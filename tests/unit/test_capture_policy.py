@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -112,3 +114,28 @@ def test_the_schema_table_in_the_docs_matches_columns() -> None:
     section = section.split("| column | type | meaning |", 1)[1].split("\n\n", 1)[0]
     rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \| ([^|]+) \|$", section, re.MULTILINE)
     assert [(name, kind.strip(), meaning.strip()) for name, kind, meaning in rows] == list(COLUMNS)
+
+
+def test_the_worker_imports_pyarrow_only_when_capture_is_on() -> None:
+    code = (
+        "import sys, contextlib\n"
+        "import inference_worker.app\n"
+        "from prometheus_client import CollectorRegistry\n"
+        "from inference_worker.settings import WorkerSettings\n"
+        "from inference_worker.observers import open_observers\n"
+        "with contextlib.ExitStack() as stack:\n"
+        "    off = open_observers(WorkerSettings(), CollectorRegistry(), stack)\n"
+        "    assert 'pyarrow' not in sys.modules, 'pyarrow imported with capture off'\n"
+        "    assert not [o for o in off if type(o).__name__ == 'CaptureWriter']\n"
+        "    sys.modules['pyarrow'] = None  # as if the capture extra were not installed\n"
+        "    from iot_models.capture.writer import CaptureError\n"
+        "    try:\n"
+        "        open_observers(WorkerSettings(capture_url='/tmp/x'), CollectorRegistry(), stack)\n"
+        "    except CaptureError as exc:\n"
+        "        print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'iotstream[capture]'" in done.stdout
