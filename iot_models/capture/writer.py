@@ -304,6 +304,8 @@ class CaptureWriter:
                 self._retention()
             except Exception:  # never let the thread die: capture would stop silently
                 log.exception("capture: the flush thread failed on a batch (dropped)")
+                if batch is not None and self._retry is None:
+                    self.metrics.dropped.inc(len(batch))
             finally:
                 with self._cond:
                     self._busy = False
