@@ -74,8 +74,8 @@ with DAG(
     default_args={"retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True},
     params={
         "model": Param("fault-clf", type="string", description="the model to retrain"),
-        "store": Param("", type="string", description="model store URL (s3://, file://)"),
-        "capture": Param("", type="string", description="capture store URL"),
+        "store": Param("", type="string", minLength=1, description="model store URL"),
+        "capture": Param("", type="string", minLength=1, description="capture store URL"),
         "alias": Param("production", type="string", description="alias whose canary moves"),
         "canary_percent": Param(10.0, type="number", exclusiveMinimum=0, maximum=100),
         "min_rows": Param(5000, type="integer", minimum=0, description="synthetic top-up"),

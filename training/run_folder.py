@@ -41,11 +41,11 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
-    model: str
+    model: str = Field(min_length=1)
     """The model to retrain (a name in ``training.specs.SPECS``)."""
-    store: str
+    store: str = Field(min_length=1)
     """Model store URL the new version is published to (``s3://``, ``file://`` or a folder)."""
-    capture: str
+    capture: str = Field(min_length=1)
     """Capture store URL the dataset is assembled from (and its record written to)."""
     alias: str = "production"
     """The alias whose canary moves to the new version (its own version never changes)."""

@@ -190,7 +190,8 @@ def test_drift_trigger_queues_a_dag_run(airflow_bin: Path, airflow_env: dict[str
         check=False,
     )
     assert reserialize.returncode == 0, reserialize.stderr[-2000:]
-    trigger = airflow_trigger(airflow_bin, {"store": "s3://models/fleet"}, env=airflow_env)
+    conf = {"store": "s3://models/fleet", "capture": "s3://captures/fleet"}
+    trigger = airflow_trigger(airflow_bin, conf, env=airflow_env)
     trigger(
         DriftEvent(
             model="vib-ae",
@@ -209,8 +210,8 @@ def test_drift_trigger_queues_a_dag_run(airflow_bin: Path, airflow_env: dict[str
             "SELECT conf, state FROM dag_run WHERE dag_id = ? AND state = 'queued'", (DAG,)
         ).fetchall()
     assert len(rows) == 1
-    conf = rows[0][0]
-    assert json.loads(conf if isinstance(conf, str) else conf.decode()) == {
-        "store": "s3://models/fleet",
+    stored = rows[0][0]
+    assert json.loads(stored if isinstance(stored, str) else stored.decode()) == {
+        **conf,
         "model": "vib-ae",
     }
