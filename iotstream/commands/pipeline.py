@@ -60,10 +60,13 @@ def _limits(text: str) -> dict[str, float]:
     return {str(k): float(v) for k, v in value.items()}
 
 
-def _add_config(p: argparse.ArgumentParser, *, defaults: bool) -> None:
-    """The run's options (``RunConfig``); for ``step`` they default to ``run.json``."""
+def _add_config(p: argparse.ArgumentParser, *, defaults: bool, one_run: bool = True) -> None:
+    """The run's options (``RunConfig``); for ``step`` they default to ``run.json``. Without
+    ``one_run`` (the drift watcher: the event names the model) only those that are also
+    the DAG's params."""
     env = os.environ.get
-    p.add_argument("--model", help="the model to retrain, e.g. fault-clf")
+    if one_run:
+        p.add_argument("--model", help="the model to retrain, e.g. fault-clf")
     p.add_argument(
         "--store",
         default=env(STORE_ENV) if defaults else None,
@@ -78,12 +81,14 @@ def _add_config(p: argparse.ArgumentParser, *, defaults: bool) -> None:
     p.add_argument(
         "--canary-percent", type=float, help="share of devices on the new version (default: 10)"
     )
-    p.add_argument("--since", type=_when, help="dataset window start (epoch s or ISO 8601)")
-    p.add_argument("--until", type=_when, help="dataset window end, exclusive (default: now)")
+    if one_run:
+        p.add_argument("--since", type=_when, help="dataset window start (epoch s or ISO 8601)")
+        p.add_argument("--until", type=_when, help="dataset window end, exclusive (default: now)")
     p.add_argument(
         "--min-rows", type=int, help="dataset size reached with synthetic rows (default: 5000)"
     )
-    p.add_argument("--synthetic-seed", type=int, help="seed of the synthetic top-up rows")
+    if one_run:
+        p.add_argument("--synthetic-seed", type=int, help="seed of the synthetic top-up rows")
     p.add_argument(
         "--gate-limits",
         type=_limits,
@@ -96,7 +101,8 @@ def _add_config(p: argparse.ArgumentParser, *, defaults: bool) -> None:
         help="arm64 parity under qemu: auto (run if possible, else record why not; default), "
         "required, off",
     )
-    p.add_argument("--run-id", help="the run's id, recorded in the provenance (default: random)")
+    if one_run:
+        p.add_argument("--run-id", help="the run's id, in the provenance (default: random)")
 
 
 def register_pipeline_commands(sub: argparse._SubParsersAction[Any]) -> None:
@@ -145,7 +151,7 @@ def register_pipeline_commands(sub: argparse._SubParsersAction[Any]) -> None:
     )
     watch.add_argument("--runs-dir", type=Path, help="--local: where run folders go")
     watch.add_argument("--max-runs", type=int, help="exit after starting this many runs")
-    _add_config(watch, defaults=True)
+    _add_config(watch, defaults=True, one_run=False)
     watch.set_defaults(handler=_watch)
 
 
@@ -219,8 +225,6 @@ def _watch(args: argparse.Namespace) -> int:
     from training.pipeline import RunConfig, run_pipeline
 
     conf = _overrides(args)
-    conf.pop("model", None)
-    conf.pop("run_id", None)
     if args.local:
         if "store" not in conf or "capture" not in conf:
             _err(f"--local needs --store and --capture (or ${STORE_ENV}/${CAPTURE_ENV})")
