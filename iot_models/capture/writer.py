@@ -208,8 +208,9 @@ class CaptureWriter:
                 records = [records[k] for k in keep]
             with self._cond:
                 buf = self._buffer
-                if not len(buf):
+                if not len(buf):  # the flush thread's deadline starts now
                     self._started = time.monotonic()
+                    self._cond.notify()
                 buf.add(readings, received_ts, indices, records)
                 if len(buf) >= self.config.flush_rows:
                     self._cut()

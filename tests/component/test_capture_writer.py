@@ -134,10 +134,13 @@ def test_a_sample_keeps_exactly_the_sampled_readings(core: InferenceCore, tmp_pa
 
 def test_buffers_are_written_after_flush_seconds(core: InferenceCore, tmp_path: Path) -> None:
     objects = FileObjectStore(tmp_path)
-    config = CaptureConfig(flush_rows=10_000, flush_seconds=0.2)
+    config = CaptureConfig(flush_rows=10_000, flush_seconds=0.5)
     with CaptureWriter(objects, config, worker_id="w") as writer:
+        started = time.monotonic()
         feed(writer, core, fleet(10), time.time())
+        assert objects.list("readings/") == []  # 10 rows: not a full buffer
         until(lambda: len(objects.list("readings/")) == 1, timeout=5.0)
+        assert 0.4 < time.monotonic() - started < 2.0
 
 
 def put_partition(objects: ObjectStore, model: str, ts: float, rows: int = 1) -> str:
