@@ -319,19 +319,21 @@ def _batched_section(runs: Runs, out: Path) -> list[str]:
 
 def _models_section(runs: list[dict[str, Any]], out: Path) -> list[str]:
     found = [figures("models", r) for r in runs]
-    keys = list(found[0])
+    pairs = [k.removesuffix("_rows_per_s@64").split("_", 1) for k in found[0]]
+    models = list(dict.fromkeys(m for m, _ in pairs))
+    variants = list(dict.fromkeys(v for _, v in pairs))
     fig, ax = _figure(8, 3.6)
-    meds = [statistics.median(f[k] or 0 for f in found) for k in keys]
-    labels = [k.removesuffix("_rows_per_s@64").replace("_", "\n", 1) for k in keys]
-    ax.bar(labels, meds, color=["#4c72b0" if "fp32" in k else "#dd8452" for k in keys])
+    width = 0.8 / len(variants)
+    for i, variant in enumerate(variants):
+        key = "{}_" + variant + "_rows_per_s@64"
+        meds = [statistics.median(f.get(key.format(m)) or 0 for f in found) for m in models]
+        ax.bar([x + i * width for x in range(len(models))], meds, width, label=variant)
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(models))], models)
+    ax.set_yscale("log")
     ax.set_ylabel("rows/s, batch 64, 1 thread")
-    ax.tick_params(axis="x", labelsize=7)
-    return [
-        "## fp32 vs int8 (`iotstream models bench`)",
-        "",
-        _save(fig, out, "models_fp32_int8.png"),
-        "",
-    ]
+    ax.legend(fontsize=8)
+    title = "## fp32 vs int8 (`iotstream models bench`)"
+    return [title, "", _save(fig, out, "models_fp32_int8.png"), ""]
 
 
 def write_report(runs: Runs, out: Path, sources: list[str]) -> Path:
@@ -398,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for benchmarks.md")
     args = parser.parse_args(argv)
     paths = args.paths or [p for p in (_newest_results(),) if p is not None]
+    if missing := [str(p) for p in paths if not p.exists()]:
+        print(f"iotstream bench report: no such file or folder: {', '.join(missing)}")
+        return 2
     runs = load_runs(paths)
     if not runs:
         print(f"iotstream bench report: no benchmark reports in {paths}")
