@@ -7,7 +7,7 @@
 //   detail: the selected device's full stream (every prediction, resumed with `since` after a
 //           reconnect), for its chart, the per-hop latency and the gap/duplicate check.
 // Rendering is batched per animation frame, the grid is paged, every buffer has a cap.
-// Drift (GET /v1/drift) is polled every DRIFT_POLL_MS while the tab is visible, one request
+// Drift (GET /v1/drift) is polled every state.driftEvery s while the tab is visible, one request
 // at a time; feature names for the chart's sensor channels come from GET /v1/models.
 (() => {
   "use strict";
@@ -24,7 +24,6 @@
   const LOST_LISTED = 1000;        // missing seq numbers remembered per run (all are counted)
   const PING_EVERY = 5;            // s without any frame before the page asks for a heartbeat
   const MIN_INTERVAL = { fleet: 250, chart: 150, latency: 1000, feed: 500, detail: 250, drift: 500 };  // ms
-  const DRIFT_POLL_MS = 5000;      // drift panel: one GET /v1/drift this often (tab visible)
   const DRIFT_TIMEOUT_MS = 4000;   // ... given up after this long
   const DRIFT_EVENTS = 8;          // drift events listed
   const DRIFT_TOP = 6;             // features shown per model, largest PSI first
@@ -89,6 +88,8 @@
     staleAfter: 12, lastFrameAt: null, stale: false, staleSpells: 0,
     // A device whose newest prediction is older than this is "silent".
     silentAfter: 10,
+    // The drift panel asks GET /v1/drift this often (seconds), only while the tab is visible.
+    driftEvery: 5,
     closes: [], snapshots: 0, anomaliesSeen: 0, fleetFrames: 0, fleetItems: 0,
     devices: new Map(),  // device -> {p, seenAt (page clock), onsetAt}
     selected: null,
@@ -654,7 +655,7 @@
       }
       markDirty("drift", "chart");
     }
-    if (!document.hidden && !driftTimer) driftTimer = setTimeout(pollDrift, DRIFT_POLL_MS);
+    if (!document.hidden && !driftTimer) driftTimer = setTimeout(pollDrift, 1000 * state.driftEvery);
   }
   document.addEventListener("visibilitychange", () => { if (!document.hidden) pollDrift(); });
 
@@ -721,7 +722,7 @@
         "model's live window has filled." : "Waiting for the first drift report…"));
     }
     box.replaceChildren(...cards);
-    setText($("drift-error"), d.error ? `drift unavailable (${d.error}); retrying every ${DRIFT_POLL_MS / 1000} s` : "");
+    setText($("drift-error"), d.error ? `drift unavailable (${d.error}); retrying every ${state.driftEvery} s` : "");
     $("drift-events").replaceChildren(...d.events.map((e) => {
       const li = el("li", e.drifting ? "start" : "end");
       const t = el("time", "", clock(e.ts));

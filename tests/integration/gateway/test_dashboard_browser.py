@@ -248,7 +248,8 @@ def test_drift_panel_and_sensor_channels(
     """The drift panel shows a drifting model from the records in Redis (bars by PSI, the
     threshold, live vs reference means, the events), and the selected device's chart shows
     its sensor channels, named from the model's manifest, beside the score (the worker
-    records the features by default); the toggle takes them off. The screenshot
+    records the features by default); the toggle takes them off; polling pauses while the
+    tab is hidden. The screenshot
     (``dashboard-drift.png`` in ``$IOTSTREAM_TEST_ARTIFACTS``) is docs/img's picture."""
     if shutil.which(CHROMIUM) is None:
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium", pytrace=False)
@@ -338,6 +339,28 @@ def test_drift_panel_and_sensor_channels(
             page.uncheck("#show-channels")
             wait(page, "window.__iotstream.channels.names.length === 0")
             wait(page, "document.querySelectorAll('#chart .u-legend .u-series').length === 3")
+
+            # Polling has a period, pauses while the tab is hidden and resumes when shown.
+            polls = "window.__iotstream.drift.polls"
+            page.evaluate("window.__iotstream.driftEvery = 0.3")
+            shown = page.evaluate(f"{set_hidden(False)}; {polls}")
+            wait(page, f"{polls} >= {shown} + 3", 10)
+            page.evaluate(set_hidden(True))
+            page.wait_for_timeout(600)  # a request already under way may still land
+            paused = page.evaluate(polls)
+            page.wait_for_timeout(1500)  # five periods
+            assert page.evaluate(polls) == paused
+            page.evaluate(set_hidden(False))
+            wait(page, f"{polls} > {paused}", 5)
         finally:
             browser.close()
     assert errors == []
+
+
+def set_hidden(hidden: bool) -> str:
+    """JavaScript that makes the page look hidden (or shown) and tells it so."""
+    value = "true" if hidden else "false"
+    return (
+        f"Object.defineProperty(document, 'hidden', {{configurable: true, get: () => {value}}});"
+        " document.dispatchEvent(new Event('visibilitychange'))"
+    )
