@@ -16,9 +16,11 @@ Hand-off and overflow: the buffer is cut every ``flush_rows`` rows or ``flush_se
 after its first row, and the cut batch joins a queue bounded at ``queue_batches``. When the
 store is slow or unreachable the queue fills; then the **oldest batch is dropped**
 (``iotstream_worker_capture_dropped_total`` counts its rows, one log line per 10 s at
-most): capture is best effort and scoring never waits for it. A failed write is retried with backoff
-(1 s doubling to 30 s) while new batches queue behind it. Memory bound: ``(queue_batches
-+ 2) * flush_rows`` rows (queue, the batch being written, the open buffer).
+most): capture is best effort and scoring never waits for it. A failed write is retried
+with backoff (1 s doubling to 30 s) while new batches queue behind it; one the store
+refuses (credentials, no such bucket) drops that file instead (counted). Memory bound:
+``(queue_batches + 2) * flush_rows`` rows (queue, the batch being written, the open
+buffer).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from iot_models.capture.columns import CaptureFile, Columns
 from iot_models.capture.retention import apply_retention
 from iot_models.manifest import ModelError
-from iot_models.store.base import StoreError
+from iot_models.store.base import StoreAuthError, StoreError, StoreNotFoundError
 from iot_models.store.objects import ObjectStore
 
 if TYPE_CHECKING:
@@ -340,7 +342,11 @@ class CaptureWriter:
         for n, f in enumerate(files):
             try:
                 self.objects.put(f.key, f.data)
-            except (StoreError, OSError) as exc:
+            except (StoreAuthError, StoreNotFoundError) as exc:  # refused: no retry
+                m.failures.inc()
+                self._drop(f.rows, f"the capture store refused {f.key}: {exc}")
+                continue
+            except (StoreError, OSError) as exc:  # may pass later: retry
                 m.failures.inc()
                 self._retry = files[n:]
                 self._retry_at = time.monotonic() + self._backoff

@@ -26,13 +26,13 @@ from iot_models.capture.datasets import (
     load_dataset,
     materialize,
 )
-from iot_models.capture.layout import COLUMNS, arrow_schema, file_key, partition_of
+from iot_models.capture.layout import COLUMNS, arrow_schema, file_key, parse_key, partition_of
 from iot_models.capture.reader import list_partitions, partition_infos, read_table
 from iot_models.capture.retention import apply_retention
 from iot_models.capture.writer import CaptureConfig, CaptureWriter, sampled
 from iot_models.core import InferenceCore
 from iot_models.sensors import LABELS, make_dataset
-from iot_models.store.base import StoreUnavailableError
+from iot_models.store.base import StoreAuthError, StoreUnavailableError
 from iot_models.store.objects import FileObjectStore, ObjectNotFoundError, ObjectStore
 from iotstream.cli import main
 
@@ -200,6 +200,32 @@ def test_a_failing_store_drops_the_oldest_batches_and_never_raises(
     assert written + value(registry, "iotstream_worker_capture_dropped_total") == 64 * 8
     assert written >= 64 * 2
     assert len(read_table(objects, objects.list("readings/"))) == written
+
+
+class RefusingStore(FileObjectStore):
+    """A folder store that refuses one model's files (as S3 does with a bad policy)."""
+
+    def put(self, key: str, data: bytes) -> None:
+        if "/vib-ae/" in key:
+            raise StoreAuthError("refused (test)")
+        super().put(key, data)
+
+
+def test_a_refused_file_is_dropped_without_retry(tmp_path: Path) -> None:
+    core = build_core(
+        WorkerSettings(models_dir=MODELS, models=["fault-clf", "vib-ae"], worker_id="w")
+    )
+    objects = RefusingStore(tmp_path)
+    registry = CollectorRegistry()
+    readings = [r.model_copy(update={"model": "vib-ae"}) for r in fleet(30)] + fleet(20)
+    with CaptureWriter(objects, CaptureConfig(), worker_id="w", registry=registry) as writer:
+        feed(writer, core, readings, T0)
+        assert writer.flush(timeout=2.0)  # no retry pending
+    assert value(registry, "iotstream_worker_capture_dropped_total") == 30
+    assert value(registry, "iotstream_worker_capture_write_failures_total") == 1
+    assert value(registry, "iotstream_worker_capture_rows_total") == 20
+    parts = [parse_key(k) for k in objects.list("readings/")]
+    assert [p.model if p else None for p in parts] == ["fault-clf"]
 
 
 def test_close_gives_up_after_close_timeout(core: InferenceCore, tmp_path: Path) -> None:
