@@ -139,7 +139,8 @@ def register_pipeline_commands(sub: argparse._SubParsersAction[Any]) -> None:
         help="start a retraining when a model starts drifting",
         description="Read the drift events stream (Redis) and, at most once per --cooldown "
         "per model, trigger the Airflow DAG iotstream_retrain (`airflow dags trigger`), or "
-        "with --local run the pipeline in this process.",
+        "with --local run the pipeline in this process (a failed local run is logged and "
+        "the watch goes on; the exit code is 1 if any failed).",
     )
     watch.add_argument("--redis", default="redis://localhost:6379/0", help="Redis URL")
     watch.add_argument("--prefix", default="iotstream", help="the deployment's key prefix")
@@ -225,6 +226,7 @@ def _watch(args: argparse.Namespace) -> int:
     from training.pipeline import RunConfig, run_pipeline
 
     conf = _overrides(args)
+    failed: list[str] = []
     if args.local:
         if "store" not in conf or "capture" not in conf:
             _err(f"--local needs --store and --capture (or ${STORE_ENV}/${CAPTURE_ENV})")
@@ -235,6 +237,8 @@ def _watch(args: argparse.Namespace) -> int:
             cfg = RunConfig.model_validate({**conf, "model": event.model})
             code = _guarded(lambda: run_pipeline(runs / cfg.run_id, cfg, log=_log))
             _log(f"run {cfg.run_id} for {event.model} ended with exit code {code}")
+            if code != 0:
+                failed.append(cfg.run_id)
 
         start: Callable[[DriftEvent], None] = trigger
     else:
@@ -259,4 +263,4 @@ def _watch(args: argparse.Namespace) -> int:
         return 0
     finally:
         client.close()
-    return 0
+    return 1 if failed else 0
