@@ -36,7 +36,16 @@ from training.data import Splits, make_splits
 from training.isolated import blas_coretype, train_and_export_pinned
 from training.specs import SPECS, ModelSpec, spec_by_name
 
-__all__ = ["AE_FALSE_ALARM_RATE", "SOURCES", "build", "build_model", "quantizable_exclusions"]
+__all__ = [
+    "AE_FALSE_ALARM_RATE",
+    "SOURCES",
+    "build",
+    "build_model",
+    "output_spec",
+    "quantizable_exclusions",
+    "source_revision",
+    "tool_versions",
+]
 
 AE_FALSE_ALARM_RATE = 0.01
 """The autoencoder's threshold lets this share of normal calibration rows raise an alarm."""
@@ -59,7 +68,7 @@ SOURCES = ("training", "iot_models/sensors.py", "iot_models/manifest.py")
 """What the artifacts are built from: provenance is the last commit that touched these."""
 
 
-def _git() -> tuple[str, bool]:
+def source_revision() -> tuple[str, bool]:
     """(last commit touching :data:`SOURCES`, whether they have uncommitted changes).
 
     The last commit of the sources rather than HEAD, so a rebuild at a later commit that did
@@ -84,14 +93,16 @@ def _git() -> tuple[str, bool]:
     return rev or "unknown", bool(dirty)
 
 
-def _versions() -> dict[str, str]:
+def tool_versions() -> dict[str, str]:
+    """Versions of the packages that shape the model files (provenance)."""
     from importlib.metadata import version
 
     found = {p: version(p) for p in ("numpy", "scikit-learn", "skl2onnx", "onnx", "onnxruntime")}
     return {**found, "openblas_coretype": blas_coretype()}
 
 
-def _output_spec(spec: ModelSpec, threshold: float) -> OutputSpec:
+def output_spec(spec: ModelSpec, threshold: float) -> OutputSpec:
+    """The manifest's output description of a model built from ``spec``."""
     if spec.kind == "classifier":
         return OutputSpec(
             kind="classifier",
@@ -160,7 +171,7 @@ def build_model(
                 quantization=recipes.get(v),
                 accuracy=results[v],
             )
-        rev, dirty = _git()
+        rev, dirty = source_revision()
         manifest = Manifest(
             name=spec.name,
             version=spec.version,
@@ -171,7 +182,7 @@ def build_model(
                 shape=(None, len(FEATURE_NAMES)),
                 feature_names=FEATURE_NAMES,
             ),
-            output=_output_spec(spec, threshold),
+            output=output_spec(spec, threshold),
             variants=variants,
             defaults={p: DefaultVariant(variant=v, basis=b) for p, (v, b) in spec.defaults.items()},
             calibration=Calibration(
@@ -184,7 +195,7 @@ def build_model(
             ),
             test_split={"rows": len(test.y), "seed": test.seed, **test.composition()},
             gate=limits,
-            build=BuildInfo(git_revision=rev, git_dirty=dirty, tool_versions=_versions()),
+            build=BuildInfo(git_revision=rev, git_dirty=dirty, tool_versions=tool_versions()),
             # Drift reference: the training split's normal rows, 5 bins. A live fleet is
             # mostly healthy (the split is half faults), and a fleet of n machines shows a
             # PSI of about (bins - 1) / n from its mix of machines alone (docs/models.md).

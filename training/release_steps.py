@@ -32,7 +32,7 @@ from iot_models.manifest import (
 from iot_models.profile import FeatureProfile
 from iot_models.sensors import FEATURE_NAMES
 from training import evaluate, export, gate, quantize
-from training.build import _git, _output_spec, _versions
+from training.build import output_spec, source_revision, tool_versions
 from training.parity import check_parity
 from training.run_folder import PipelineError, RunConfig, RunFolder
 from training.steps import Log, spec_of, splits_of
@@ -136,7 +136,7 @@ def _write_candidate(
             quantization=Quantization.model_validate(recipes[v]) if v in recipes else None,
             accuracy=acc,
         )
-    rev, dirty = _git()
+    rev, dirty = source_revision()
     source = f"dataset {dataset['id']} ({captured} captured + {synthetic} synthetic rows)"
     proto = onnx.load(str(folder.path("fp32.onnx")))
     cal, test = splits["calibration"], splits["test"]
@@ -148,7 +148,7 @@ def _write_candidate(
         input=InputSpec(
             name=export.INPUT_NAME, shape=(None, len(FEATURE_NAMES)), feature_names=FEATURE_NAMES
         ),
-        output=_output_spec(spec, threshold),
+        output=output_spec(spec, threshold),
         variants=variants,
         defaults={p: DefaultVariant(variant=v, basis=b) for p, (v, b) in spec.defaults.items()},
         calibration=Calibration(
@@ -164,7 +164,7 @@ def _write_candidate(
         build=BuildInfo(
             git_revision=rev,
             git_dirty=dirty,
-            tool_versions=_versions(),
+            tool_versions=tool_versions(),
             dataset=DatasetRef(
                 id=dataset["id"],
                 store=cfg.capture,
