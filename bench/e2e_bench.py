@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -37,6 +36,7 @@ from typing import Any
 
 import redis
 
+from bench.client_processes import LineProcesses
 from bench.e2e_clients import CLIENT_MODULE, HOPS
 from bench.machine import machine_info
 from bench.pipeline_bench import (
@@ -107,43 +107,15 @@ def hist_percentiles(hist: dict[str, int]) -> dict[str, float]:
     return out
 
 
-class ClientPool:
+class ClientPool(LineProcesses):
     """WebSocket clients, one process each (bench/e2e_clients.py)."""
 
     def __init__(self, url: str, token: str, n: int) -> None:
-        self.procs = [
-            subprocess.Popen(
-                [sys.executable, "-m", CLIENT_MODULE, url],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-                cwd=ROOT,
-                env={**os.environ, "BENCH_TOKEN": token},
-            )
-            for _ in range(n)
-        ]
-
-    def _ask(self, command: str | None) -> list[str]:
-        for p in self.procs:
-            if command:
-                assert p.stdin is not None
-                p.stdin.write(command + "\n")
-                p.stdin.flush()
-        lines = []
-        for p in self.procs:
-            assert p.stdout is not None
-            lines.append(p.stdout.readline().strip())
-        return lines
-
-    def ready(self) -> None:
-        """Wait until every client is subscribed."""
-        lines = self._ask(None)
-        if any(line != "ready" for line in lines):
-            raise RuntimeError(f"WebSocket clients failed to start: {lines}")
+        super().__init__(CLIENT_MODULE, [[url] for _ in range(n)], token)
 
     def counts(self) -> list[int]:
         """Items each client has received so far."""
-        return [json.loads(line)["items"] for line in self._ask("count")]
+        return [json.loads(line)["items"] for line in self.ask("count")]
 
     def wait_for(self, expected: int, timeout: float) -> None:
         """Wait until every client has ``expected`` items or nothing moves for 2 s."""
@@ -161,24 +133,7 @@ class ClientPool:
 
     def stop(self) -> list[dict[str, Any]]:
         """Each client's final report."""
-        return [json.loads(line) for line in self._ask("stop")]
-
-    @property
-    def pids(self) -> list[int]:
-        """The client processes."""
-        return [p.pid for p in self.procs]
-
-    def close(self) -> None:
-        """End every client process."""
-        for p in self.procs:
-            if p.stdin:
-                p.stdin.close()
-        for p in self.procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
+        return [json.loads(line) for line in self.ask("stop")]
 
 
 def _simulators(url: str, rate: float, seconds: float, work: Path) -> list[subprocess.Popen[bytes]]:

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
 from typing import Any, Final
 
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
-from websockets.typing import Subprotocol
+
+from bench.client_processes import subscribe_all
 
 __all__ = ["CLIENT_MODULE", "HOPS"]
 
@@ -88,18 +88,8 @@ async def _reader(ws: ClientConnection, tally: Tally) -> None:
 
 
 async def _main(url: str) -> None:
-    token = os.environ["BENCH_TOKEN"]
     tally = Tally()
-    ws = await connect(
-        url,
-        subprotocols=[Subprotocol("bearer"), Subprotocol(token)],
-        compression=None,
-        max_size=None,
-        open_timeout=30,
-        ping_interval=None,
-    )
-    await ws.send('{"type":"subscribe"}')
-    await ws.recv()
+    ws = await subscribe_all(url)
     task = asyncio.create_task(_reader(ws, tally))
     loop = asyncio.get_running_loop()
     print("ready", flush=True)

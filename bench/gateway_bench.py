@@ -24,8 +24,6 @@ import itertools
 import json
 import os
 import platform
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -35,6 +33,7 @@ from typing import Any
 
 import redis
 
+from bench.client_processes import LineProcesses
 from bench.gateway_clients import CLIENT_MODULE
 from gateway.auth import TokenVerifier
 from gateway.settings import GatewaySettings
@@ -128,55 +127,20 @@ class Producer(threading.Thread):
             self.sent += n
 
 
-class Clients:
+class Clients(LineProcesses):
     """``n`` WebSocket clients spread over a few processes (see bench/gateway_clients.py)."""
 
     def __init__(self, url: str, token: str, n: int, mode: str) -> None:
         per = [n // CLIENT_PROCESSES + (i < n % CLIENT_PROCESSES) for i in range(CLIENT_PROCESSES)]
-        self.procs = [
-            subprocess.Popen(
-                [sys.executable, "-m", CLIENT_MODULE, url, str(k), mode],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-                env={**os.environ, "BENCH_TOKEN": token},
-            )
-            for k in per
-            if k
-        ]
-
-    def _all(self, command: str | None) -> list[str]:
-        if command:
-            for p in self.procs:
-                assert p.stdin is not None
-                p.stdin.write(command + "\n")
-                p.stdin.flush()
-        lines = []
-        for p in self.procs:
-            assert p.stdout is not None
-            lines.append(p.stdout.readline().strip())
-        return lines
-
-    def ready(self) -> None:
-        lines = self._all(None)
-        if any(line != "ready" for line in lines):
-            raise RuntimeError(f"clients failed to start: {lines}")
+        super().__init__(CLIENT_MODULE, [[url, str(k), mode] for k in per if k], token)
 
     def start(self) -> None:
-        self._all("start")
+        """Start counting."""
+        self.ask("start")
 
     def stop(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self._all("stop")]
-
-    def close(self) -> None:
-        for p in self.procs:
-            if p.stdin:
-                p.stdin.close()
-        for p in self.procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        """Each process's counts."""
+        return [json.loads(line) for line in self.ask("stop")]
 
 
 def _percentiles(hist: dict[str, int]) -> tuple[float, float, float]:

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import sys
 import time
 from typing import Final
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
-from websockets.typing import Subprotocol
+
+from bench.client_processes import subscribe_all
 
 __all__ = ["CLIENT_MODULE"]
 
@@ -68,21 +68,8 @@ async def _reader(ws: ClientConnection, counter: Counter) -> None:
 
 
 async def _main(url: str, n: int, mode: str) -> None:
-    token = os.environ["BENCH_TOKEN"]
     counter = Counter(latency=mode == "latency")
-    conns: list[ClientConnection] = []
-    for _ in range(n):
-        ws = await connect(
-            url,
-            subprotocols=[Subprotocol("bearer"), Subprotocol(token)],
-            compression=None,
-            max_size=None,
-            open_timeout=30,
-            ping_interval=None,
-        )
-        await ws.send('{"type":"subscribe"}')
-        await ws.recv()
-        conns.append(ws)
+    conns: list[ClientConnection] = [await subscribe_all(url) for _ in range(n)]
     tasks = [asyncio.create_task(_reader(ws, counter)) for ws in conns]
     loop = asyncio.get_running_loop()
     print("ready", flush=True)
