@@ -24,7 +24,13 @@ from training.export import export_autoencoder, export_classifier
 from training.specs import ModelSpec, spec_by_name
 from training.train import fit
 
-__all__ = ["BLAS_CORETYPE", "blas_coretype", "train_and_export", "train_and_export_pinned"]
+__all__ = [
+    "BLAS_CORETYPE",
+    "blas_coretype",
+    "pinned_env",
+    "train_and_export",
+    "train_and_export_pinned",
+]
 
 BLAS_CORETYPE = "Haswell"
 _ROOT = Path(__file__).resolve().parent.parent
@@ -46,12 +52,10 @@ def train_and_export(spec: ModelSpec, out: Path) -> None:
     onnx.save(proto, str(out))
 
 
-def train_and_export_pinned(spec: ModelSpec, out: Path) -> None:
-    """:func:`train_and_export` in a child process with the pinned OpenBLAS kernel.
-
-    Raises:
-        RuntimeError: the child failed (its stderr is in the message).
-    """
+def pinned_env() -> tuple[dict[str, str], str]:
+    """The environment of a training child process: this one's, with the OpenBLAS kernel
+    pinned (:func:`blas_coretype`; reproducible weights) and this checkout on
+    ``PYTHONPATH``; and the kernel's name."""
     env = dict(os.environ)
     coretype = blas_coretype()
     if coretype == "auto":
@@ -59,6 +63,16 @@ def train_and_export_pinned(spec: ModelSpec, out: Path) -> None:
     else:
         env["OPENBLAS_CORETYPE"] = coretype
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH")) if p)
+    return env, coretype
+
+
+def train_and_export_pinned(spec: ModelSpec, out: Path) -> None:
+    """:func:`train_and_export` in a child process with the pinned OpenBLAS kernel.
+
+    Raises:
+        RuntimeError: the child failed (its stderr is in the message).
+    """
+    env, _ = pinned_env()
     # Fixed module and arguments from our own spec table; no shell.
     proc = subprocess.run(  # noqa: S603
         [sys.executable, "-m", "training.isolated", spec.name, str(out)],

@@ -21,13 +21,13 @@ another machine with a shared folder, and be retried. Layout::
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from iot_models.store.objects import write_atomic
 
 __all__ = ["PipelineError", "RunConfig", "RunFolder"]
 
@@ -68,18 +68,6 @@ class RunConfig(BaseModel):
     run_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     """Identifies the run; recorded in the new version's provenance (publish is idempotent
     by it)."""
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class RunFolder:
@@ -123,7 +111,7 @@ class RunFolder:
 
     def write_json(self, name: str, doc: Any) -> None:
         """Write ``doc`` as JSON, atomically."""
-        _atomic_write(self.path(name), (json.dumps(doc, indent=2) + "\n").encode())
+        write_atomic(self.path(name), (json.dumps(doc, indent=2) + "\n").encode())
 
     def read_json(self, name: str, *, needed_by: str) -> Any:
         """A JSON file an earlier step wrote.
@@ -140,7 +128,7 @@ class RunFolder:
 
     def write_bytes(self, name: str, data: bytes) -> None:
         """Write a file atomically."""
-        _atomic_write(self.path(name), data)
+        write_atomic(self.path(name), data)
 
     def done(self, step: str) -> dict[str, Any] | None:
         """The completion record of ``step``, or ``None`` when it has not completed."""

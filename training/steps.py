@@ -24,7 +24,7 @@ import onnx
 from training import evaluate, export, quantize
 from training.build import AE_FALSE_ALARM_RATE, quantizable_exclusions
 from training.data import Split
-from training.isolated import blas_coretype
+from training.isolated import pinned_env
 from training.run_folder import PipelineError, RunConfig, RunFolder
 from training.specs import ModelSpec, spec_by_name
 
@@ -142,13 +142,7 @@ def train(folder: RunFolder, cfg: RunConfig, log: Log) -> dict[str, Any]:
     with the pinned OpenBLAS kernel (as ``iotstream models build``: reproducible weights)."""
     spec = spec_of(cfg.model)
     rows = len(splits_of(folder)["train"].y)
-    env = dict(os.environ)
-    coretype = blas_coretype()
-    if coretype == "auto":
-        env.pop("OPENBLAS_CORETYPE", None)
-    else:
-        env["OPENBLAS_CORETYPE"] = coretype
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH")) if p)
+    env, coretype = pinned_env()
     log(f"{spec.name}: training {spec.kind} {spec.hidden} on {rows} rows (OpenBLAS {coretype})")
     started = time.monotonic()
     # Our own module and run folder; no shell.

@@ -18,7 +18,13 @@ from urllib.parse import unquote, urlsplit
 
 from iot_models.store.base import StoreError
 
-__all__ = ["FileObjectStore", "ObjectNotFoundError", "ObjectStore", "open_objects"]
+__all__ = [
+    "FileObjectStore",
+    "ObjectNotFoundError",
+    "ObjectStore",
+    "open_objects",
+    "write_atomic",
+]
 
 
 class ObjectNotFoundError(StoreError):
@@ -67,6 +73,20 @@ def _check_key(key: str) -> str:
     return key
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all: a temporary file (``.tmp-*``) in the same folder
+    (created if missing), then a rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class FileObjectStore:
     """Objects as files under a folder (created on the first write)."""
 
@@ -76,16 +96,7 @@ class FileObjectStore:
 
     def put(self, key: str, data: bytes) -> None:
         """Write through a temporary file in the same folder, then rename."""
-        path = self.root / _check_key(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.root / _check_key(key), data)
 
     def get(self, key: str) -> bytes:
         """The file's bytes."""
