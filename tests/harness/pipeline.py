@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -132,3 +133,20 @@ def worker_settings(
         "default_model": "lin",
     }
     return WorkerSettings(**(fields | overrides))
+
+
+BUNDLED_MODELS = Path(__file__).resolve().parents[2] / "models"
+"""The repository's models (fault-clf, fault-clf-large, vib-ae)."""
+
+
+def bundled_worker_settings(
+    mqtt_url: str, redis_url: str, keys: RedisKeys, unique: str, **overrides: Any
+) -> WorkerSettings:
+    """:func:`worker_settings` for a worker serving the bundled models (default route
+    ``fault-clf``, the worker's default batch size)."""
+    fields: dict[str, Any] = {
+        "models_dir": BUNDLED_MODELS,
+        "default_model": "fault-clf",
+        "max_batch": WorkerSettings.model_fields["max_batch"].default,
+    }
+    return worker_settings(mqtt_url, redis_url, keys, unique, **(fields | overrides))

@@ -75,3 +75,17 @@ class CliProcess:
 
     def __exit__(self, *exc_info: object) -> None:
         self.terminate()
+
+
+def setup_script(name: str, hint: str = "") -> subprocess.CompletedProcess[str]:
+    """Run ``scripts/<name>`` (an idempotent installer such as ``arm64-sysroot`` or
+    ``airflow-env``) and return its result; fail the test with its stderr (and ``hint``)
+    when it fails."""
+    import pytest
+
+    proc = subprocess.run(
+        [str(ROOT / "scripts" / name)], capture_output=True, text=True, timeout=900, check=False
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"scripts/{name} failed:\n{proc.stderr[-2000:]}\n{hint}", pytrace=False)
+    return proc

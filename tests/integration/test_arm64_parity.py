@@ -23,6 +23,7 @@ from onnx import numpy_helper
 
 from iot_models.manifest import Manifest, find_manifests, read_manifest
 from iot_models.sensors import make_dataset
+from tests.harness.processes import setup_script
 from training.data import SEEDS
 from training.evaluate import accuracy, run_onnx
 
@@ -46,20 +47,10 @@ class ArmRun:
 @pytest.fixture(scope="module")
 def sysroot() -> Path:
     """The cached arm64 sysroot (built on first use, ~30 s; later runs reuse it)."""
-    proc = subprocess.run(
-        [str(ROOT / "scripts" / "arm64-sysroot")],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
+    proc = setup_script(
+        "arm64-sysroot",
+        "Install qemu-user-static (scripts/bootstrap qemu-user-static) and retry.",
     )
-    if proc.returncode != 0:
-        pytest.fail(
-            "could not prepare the arm64 emulation sysroot:\n"
-            + proc.stderr[-2000:]
-            + "\nInstall qemu-user-static (scripts/bootstrap qemu-user-static) and retry.",
-            pytrace=False,
-        )
     return Path(proc.stdout.strip().splitlines()[-1])
 
 

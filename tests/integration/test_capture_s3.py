@@ -23,7 +23,13 @@ from iot_models.sensors import LABELS, make_dataset
 from iot_models.store import open_store
 from iot_models.store.base import StoreError
 from iot_models.store.objects import ObjectNotFoundError, ObjectStore, open_objects
-from tests.harness.pipeline import predictions, publish, reading_messages, wait_for
+from tests.harness.pipeline import (
+    bundled_worker_settings,
+    predictions,
+    publish,
+    reading_messages,
+    wait_for,
+)
 from tests.harness.s3 import s3_store_url
 from tests.harness.services import Service
 
@@ -124,15 +130,12 @@ def test_a_worker_with_capture_on_captures_what_it_scored(
     s3_endpoint: str,
 ) -> None:
     url = s3_url(s3_endpoint)
-    settings = WorkerSettings(
-        worker_id=f"w-{unique}",
-        mqtt_url=mosquitto.url,
-        redis_url=redis_service.url,
-        redis_prefix=redis_keys.prefix,
-        share_group=f"g{unique}",
-        models_dir=MODELS,
+    settings = bundled_worker_settings(
+        mosquitto.url,
+        redis_service.url,
+        redis_keys,
+        unique,
         models=["fault-clf"],
-        default_model="fault-clf",
         max_batch=16,
         capture_url=url,
         capture_rate=0.5,

@@ -29,6 +29,7 @@ from iot_contract import DriftEvent
 from iot_models.capture.datasets import list_datasets
 from iot_models.store import open_store
 from iot_models.store.objects import FileObjectStore
+from tests.harness.processes import setup_script
 from tests.harness.retrain import MODEL, capture_readings, store_with_production
 from training.drift_trigger import airflow_trigger
 
@@ -39,15 +40,7 @@ DAG = "iotstream_retrain"
 @pytest.fixture(scope="module")
 def airflow_bin() -> Path:
     """``airflow`` of the project's Airflow venv (``scripts/airflow-env``, idempotent)."""
-    proc = subprocess.run(
-        [str(ROOT / "scripts" / "airflow-env")],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"scripts/airflow-env failed:\n{proc.stderr[-2000:]}", pytrace=False)
+    proc = setup_script("airflow-env")
     venv = Path(proc.stderr.strip().splitlines()[-1].split("ready: ", 1)[1])
     return venv / "bin" / "airflow"
 
@@ -55,15 +48,7 @@ def airflow_bin() -> Path:
 @pytest.fixture(scope="module")
 def arm64_sysroot() -> None:
     """The cached arm64 sysroot, so the gate's parity check runs (required below)."""
-    proc = subprocess.run(
-        [str(ROOT / "scripts" / "arm64-sysroot")],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"scripts/arm64-sysroot failed:\n{proc.stderr[-2000:]}", pytrace=False)
+    setup_script("arm64-sysroot")
 
 
 @pytest.fixture(scope="module")

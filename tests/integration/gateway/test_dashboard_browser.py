@@ -25,9 +25,9 @@ from playwright.sync_api import Page, sync_playwright
 from device_sim.app import run as run_sim
 from device_sim.settings import SimSettings
 from inference_worker.app import running_worker
-from inference_worker.settings import WorkerSettings
 from iot_contract import RECORD_FIELD, DriftEvent, DriftStatus, FeatureDrift, RedisKeys
 from tests.component.gateway.support import SECRET
+from tests.harness.pipeline import bundled_worker_settings
 from tests.harness.services import Service
 
 pytestmark = pytest.mark.integration
@@ -59,13 +59,11 @@ def pipeline(
     mosquitto: Service, redis_service: Service, redis_keys: RedisKeys, unique: str
 ) -> Iterator[None]:
     """Worker (real models) and simulator running against the session's broker and Redis."""
-    worker = WorkerSettings(
-        worker_id=f"w-{unique}",
-        mqtt_url=mosquitto.url,
-        redis_url=redis_service.url,
-        redis_prefix=redis_keys.prefix,
-        share_group=f"g{unique}",
-        models_dir=MODELS,
+    worker = bundled_worker_settings(
+        mosquitto.url,
+        redis_service.url,
+        redis_keys,
+        unique,
         max_wait_ms=5,
     )
     sim = SimSettings(
@@ -309,7 +307,7 @@ def test_drift_panel_and_sensor_channels(
                 page,
                 f"window.__iotstream.selected === '{chosen}'"
                 " && window.__iotstream.channels.names.length > 0"
-                " && (window.__iotstream.chartData() || [[]])[0].length >= 10",
+                " && (window.__iotstream.chartData() || [[]]).every(a => a.length >= 10)",
             )
             chart: dict[str, Any] = page.evaluate(
                 """() => { const s = window.__iotstream; return {

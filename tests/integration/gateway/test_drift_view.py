@@ -10,7 +10,6 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -19,14 +18,13 @@ import pytest
 from device_sim.app import run as run_sim
 from device_sim.settings import SimSettings
 from inference_worker.app import running_worker
-from inference_worker.settings import WorkerSettings
 from iot_contract import RedisKeys
 from tests.component.gateway.support import SECRET, token
+from tests.harness.pipeline import bundled_worker_settings
 from tests.harness.services import Service
 
 pytestmark = pytest.mark.integration
 
-MODELS = Path(__file__).resolve().parents[3] / "models"
 WITHIN_S = 30.0
 
 
@@ -36,13 +34,11 @@ def drifting_fleet(
 ) -> Iterator[None]:
     """A worker measuring drift every second and 200 simulated machines, half of them with
     bearing temperature reading 15 °C high from the start."""
-    worker = WorkerSettings(
-        worker_id=f"w-{unique}",
-        mqtt_url=mosquitto.url,
-        redis_url=redis_service.url,
-        redis_prefix=redis_keys.prefix,
-        share_group=f"g{unique}",
-        models_dir=MODELS,
+    worker = bundled_worker_settings(
+        mosquitto.url,
+        redis_service.url,
+        redis_keys,
+        unique,
         models=["fault-clf"],
         drift_window=1500,
         drift_min_window=1000,

@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from inference_worker.app import running_worker
-from inference_worker.settings import WorkerSettings
 from iot_contract import Reading, RedisKeys
 from iot_models.sensors import Machine
 from tests.component.gateway.support import token
+from tests.harness.pipeline import bundled_worker_settings
 from tests.harness.services import Service
 from tests.integration.gateway.conftest import stream_through_pipeline
 
@@ -56,14 +56,11 @@ def test_rest_and_streaming_give_identical_predictions(
     redis_keys: RedisKeys,
     unique: str,
 ) -> None:
-    worker_settings = WorkerSettings(
-        worker_id=f"w-{unique}",
-        mqtt_url=mosquitto.url,
-        redis_url=redis_service.url,
-        redis_prefix=redis_keys.prefix,
-        share_group=f"g{unique}",
-        models_dir=MODELS,
-        default_model="fault-clf",
+    worker_settings = bundled_worker_settings(
+        mosquitto.url,
+        redis_service.url,
+        redis_keys,
+        unique,
         max_wait_ms=5,
     )
     gw = start_gateway(models_dir=str(MODELS))
