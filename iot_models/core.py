@@ -49,12 +49,15 @@ class BatchResult:
         indices: for each record, the index of its reading in the input.
         rejected: ``(index, error)`` for each reading refused, in input order.
         by_version: records per ``(model name, version)`` (per-version metrics).
+        seconds_by_version: seconds spent in the model call per ``(model name, version)``
+            (one timing per group, for per-version latency metrics).
     """
 
     records: list[PredictionRecord] = field(default_factory=list)
     indices: list[int] = field(default_factory=list)
     rejected: list[tuple[int, ContractError]] = field(default_factory=list)
     by_version: dict[tuple[str, str], int] = field(default_factory=dict)
+    seconds_by_version: dict[tuple[str, str], float] = field(default_factory=dict)
 
     @cached_property
     def predictions(self) -> list[Prediction]:
@@ -251,7 +254,9 @@ class InferenceCore:
             batch, group, idx = batch[keep], [group[k] for k in keep], [idx[k] for k in keep]
         if not group:
             return
+        started = time.perf_counter()
         outputs = self._lanes[name].predict(batch)
+        took = time.perf_counter() - started
         inferred_ts = self._clock()
         ref = self._refs[name]
         before = len(produced)
@@ -279,6 +284,7 @@ class InferenceCore:
             produced.append((i, record))
         key = (ref["name"], ref["version"])
         result.by_version[key] = result.by_version.get(key, 0) + len(produced) - before
+        result.seconds_by_version[key] = result.seconds_by_version.get(key, 0.0) + took
 
 
 def _finite_output(out: Output) -> bool:
