@@ -105,6 +105,10 @@
     feed: [], rate: 0,
     view: { query: "", sort: "severity", model: "", label: "", status: "", page: 0 },
     counts: { healthy: 0, anomaly: 0, silent: 0 },
+    // Models with more than one version live (a canary), per version: devices whose newest
+    // prediction it made, how many of those are anomalous, their mean score.
+    // [{model, versions: [{version, devices, anomalous, share, meanScore}]}]
+    versions: [],
     missing() {          // seq numbers missing per device run (window + those that left it)
       const gaps = {};
       for (const [run, w] of this.runs) { const m = w.missing(); if (m.count) gaps[run] = m.seqs; }
@@ -369,10 +373,16 @@
     const v = state.view, match = matcher(v.query);
     const counts = { healthy: 0, anomaly: 0, silent: 0 };
     const models = new Set(), labels = new Set(), rows = [];
+    const byVersion = new Map();  // model -> version -> [devices, anomalous, score sum]
     for (const [id, e] of state.devices) {
       const st = status(e, now);
       counts[st]++;
       models.add(e.p.model.name);
+      let vs = byVersion.get(e.p.model.name);
+      if (!vs) byVersion.set(e.p.model.name, (vs = new Map()));
+      const agg = vs.get(e.p.model.version) || [0, 0, 0];
+      agg[0]++; agg[1] += e.p.anomaly ? 1 : 0; agg[2] += e.p.score;
+      vs.set(e.p.model.version, agg);
       const label = describe(e.p);
       labels.add(e.p.label || (e.p.anomaly ? "anomaly" : "normal"));
       if (v.status && st !== v.status) continue;
@@ -394,6 +404,14 @@
       rows.sort(byName);
     }
     state.counts = counts;
+    state.versions = [...byVersion].filter(([, vs]) => vs.size > 1)
+      .sort((a, b) => (a[0] < b[0] ? -1 : 1))
+      .map(([model, vs]) => ({
+        model,
+        versions: [...vs].sort((a, b) => a[0].localeCompare(b[0], undefined, { numeric: true }))
+          .map(([version, [devices, anomalous, sum]]) =>
+            ({ version, devices, anomalous, share: anomalous / devices, meanScore: sum / devices })),
+      }));
     return { rows, models, labels };
   }
 
@@ -459,6 +477,7 @@
       ? `${start + 1}–${start + shown.length} of ${rows.length}` : "no device matches");
     $("page-prev").disabled = v.page === 0;
     $("page-next").disabled = v.page >= pages - 1;
+    renderVersions();
     syncOptions($("filter-model"), models, "all models");
     syncOptions($("filter-label"), labels, "all labels");
     const c = state.counts;
@@ -471,6 +490,46 @@
     for (const b of document.querySelectorAll(".counts button")) {
       b.setAttribute("aria-pressed", String(b.dataset.status === v.status));
     }
+  }
+
+  // Side by side: each version of a model that has more than one live (a canary), from the
+  // newest prediction of each device. Redrawn only when a figure changes.
+  let versionsKey = "";
+  function renderVersions() {
+    const list = state.versions, box = $("versions");
+    const key = JSON.stringify(list.map((m) => [m.model, m.versions.map((v) =>
+      [v.version, v.devices, v.anomalous, v.meanScore.toFixed(3)])]));
+    if (key === versionsKey) return;
+    versionsKey = key;
+    box.hidden = !list.length;
+    $("versions-models").replaceChildren(...list.map((m) => {
+      const total = m.versions.reduce((n, v) => n + v.devices, 0);
+      const table = el("table", "versions-table");
+      table.dataset.model = m.model;
+      const cap = el("caption");
+      cap.append(el("b", "", m.model), ` · ${m.versions.length} versions on ${total} devices`);
+      const head = el("thead"), hr = el("tr");
+      for (const h of ["version", "devices", "anomalous", "mean score"]) {
+        const th = el("th", "", h);
+        th.scope = "col";
+        hr.append(th);
+      }
+      head.append(hr);
+      const body = el("tbody");
+      for (const v of m.versions) {
+        const tr = el("tr");
+        tr.dataset.version = v.version;
+        const th = el("th", "", `v${v.version}`);
+        th.scope = "row";
+        tr.append(th,
+          el("td", "devices", `${v.devices} (${Math.round((100 * v.devices) / total)}%)`),
+          el("td", v.anomalous ? "anomalous" : "", `${v.anomalous} (${(100 * v.share).toFixed(0)}%)`),
+          el("td", "score", num(v.meanScore)));
+        body.append(tr);
+      }
+      table.append(cap, head, body);
+      return table;
+    }));
   }
 
   // The selected device's sensor channels: names from its model's manifest, else from the
