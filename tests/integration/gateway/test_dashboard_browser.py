@@ -307,7 +307,9 @@ def test_drift_panel_and_sensor_channels(
                 page,
                 f"window.__iotstream.selected === '{chosen}'"
                 " && window.__iotstream.channels.names.length > 0"
-                " && (window.__iotstream.chartData() || [[]]).every(a => a.length >= 10)",
+                " && (window.__iotstream.chartData() || [[]]).every(a => a.length >= 10)"
+                # drawn from this device's series, not the previously selected one's
+                " && window.__iotstream.chartData()[0][0] === window.__iotstream.series.t[0]",
             )
             chart: dict[str, Any] = page.evaluate(
                 """() => { const s = window.__iotstream; return {
