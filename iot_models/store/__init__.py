@@ -14,7 +14,6 @@ One :class:`ModelStore` protocol, two implementations, chosen by URL scheme in
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from iot_models.store.alias import Alias, Canary
 from iot_models.store.base import (
@@ -29,6 +28,7 @@ from iot_models.store.base import (
     StoreUnavailableError,
     VersionExistsError,
     VersionNotFoundError,
+    local_path,
 )
 
 __all__ = [
@@ -60,20 +60,11 @@ def open_store(url: str | Path, *, timeout: float = 5.0) -> ModelStore:
         StoreError: an unknown scheme or a malformed URL.
     """
     text = str(url)
-    scheme = urlsplit(text).scheme.lower()
-    if scheme == "s3":
+    path = local_path(text, "model store")
+    if path is None:
         from iot_models.store.s3 import S3ModelStore
 
         return S3ModelStore(text, timeout=timeout)
     from iot_models.store.file import FileModelStore
 
-    if scheme == "file":
-        parts = urlsplit(text)
-        if parts.netloc not in ("", "localhost"):
-            raise StoreError(f"{text!r}: file URLs name a local path (file:///path)")
-        return FileModelStore(Path(unquote(parts.path)))
-    if scheme == "":
-        return FileModelStore(Path(text))
-    raise StoreError(
-        f"unknown model store {text!r}: use s3://bucket/prefix, file:///path or a folder path"
-    )
+    return FileModelStore(path)

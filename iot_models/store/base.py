@@ -39,6 +39,7 @@ __all__ = [
     "alias_key",
     "alias_missing",
     "first_error",
+    "local_path",
     "version_exists",
     "version_files",
     "version_key",
@@ -180,6 +181,31 @@ class ModelStore(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+def local_path(url: str, what: str) -> Path | None:
+    """Where a store URL points on this machine: the folder of ``file:///path`` or of a plain
+    path; ``None`` for ``s3://`` (the caller opens its S3 implementation).
+
+    Raises:
+        StoreError: another scheme, or a file URL naming a host (``what``: "model store",
+            "object store", for the message).
+    """
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "s3":
+        return None
+    if scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise StoreError(f"{url!r}: file URLs name a local path (file:///path)")
+        return Path(unquote(parts.path))
+    if scheme == "":
+        return Path(url)
+    raise StoreError(
+        f"unknown {what} {url!r}: use s3://bucket/prefix, file:///path or a folder path"
+    )
 
 
 def version_key(version: str) -> tuple[tuple[int, int | str], ...]:

@@ -14,9 +14,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import unquote, urlsplit
 
-from iot_models.store.base import StoreError
+from iot_models.store.base import StoreError, local_path
 
 __all__ = [
     "FileObjectStore",
@@ -146,18 +145,9 @@ def open_objects(url: str | Path, *, timeout: float = 5.0) -> ObjectStore:
         StoreError: an unknown scheme or a malformed URL.
     """
     text = str(url)
-    parts = urlsplit(text)
-    scheme = parts.scheme.lower()
-    if scheme == "s3":
+    path = local_path(text, "object store")
+    if path is None:
         from iot_models.store.s3_objects import S3ObjectStore
 
         return S3ObjectStore(text, timeout=timeout)
-    if scheme == "file":
-        if parts.netloc not in ("", "localhost"):
-            raise StoreError(f"{text!r}: file URLs name a local path (file:///path)")
-        return FileObjectStore(Path(unquote(parts.path)))
-    if scheme == "":
-        return FileObjectStore(Path(text))
-    raise StoreError(
-        f"unknown object store {text!r}: use s3://bucket/prefix, file:///path or a folder path"
-    )
+    return FileObjectStore(path)
