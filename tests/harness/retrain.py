@@ -18,25 +18,29 @@ from iot_models.store.objects import FileObjectStore
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 MODEL = "fault-clf"
+RECEIVED_AT = 1_764_460_800.0
+"""2025-11-30 00:00 UTC: when the captured readings were received."""
 
 
 def capture_readings(capture: Path, rows: int, *, labelled_every: int = 2, seed: int = 9) -> int:
     """Score ``rows`` generated readings with the bundled model and capture them all into the
-    folder ``capture`` (received an hour ago); every ``labelled_every``-th carries its true
-    label. Returns the number of labelled rows."""
+    folder ``capture`` (received at :data:`RECEIVED_AT`, a fixed time: the files, hence the
+    dataset id that seeds the pipeline's splits, are the same in every run, so the gate's
+    verdict is too); every ``labelled_every``-th carries its true label. Returns the number
+    of labelled rows."""
     core = build_core(WorkerSettings(models_dir=MODELS, models=[MODEL], worker_id="w-retrain"))
     x, y = make_dataset(rows, seed)
     readings = [
         Reading(
             device_id=f"pump-{i % 16:04d}",
             seq=i,
-            ts=time.time() - 3600 + i * 0.01,
+            ts=RECEIVED_AT - 0.005 + i * 0.01,
             features=[float(v) for v in x[i]],
             label=LABELS[int(y[i])] if i % labelled_every == 0 else None,
         )
         for i in range(rows)
     ]
-    t0 = time.time() - 3600
+    t0 = RECEIVED_AT
     config = CaptureConfig(flush_rows=max(1, rows // 2), retention_hours=None)
     with CaptureWriter(FileObjectStore(capture), config, worker_id="w-retrain") as writer:
         for start in range(0, rows, 64):
