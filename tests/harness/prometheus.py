@@ -32,7 +32,26 @@ BLACKBOX_HINT = (
 T = TypeVar("T")
 
 
-class PrometheusProcess(LocalProcess):
+class _HttpProcess(LocalProcess):
+    """A server on ``127.0.0.1:<port>`` that is ready once ``GET <ready_path>`` answers 200."""
+
+    ready_path = "/"
+
+    def _probe(self) -> bool:
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"{self.url}{self.ready_path}", timeout=0.5) as response,
+        ):
+            return bool(response.status == 200)
+        return False
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return f"http://{self.host}:{self.port}"
+
+
+class PrometheusProcess(_HttpProcess):
     """``prometheus`` on ``127.0.0.1:<port>`` with ``config`` (a prometheus.yml as a mapping)
     and the rule files it names, its TSDB in ``workdir/data``.
 
@@ -63,18 +82,7 @@ class PrometheusProcess(LocalProcess):
             "--log.level=warn",
         ]
 
-    def _probe(self) -> bool:
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(f"{self.url}/-/ready", timeout=0.5) as response,
-        ):
-            return bool(response.status == 200)
-        return False
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:<port>``."""
-        return f"http://{self.host}:{self.port}"
+    ready_path = "/-/ready"
 
     def api(self, path: str, **params: str) -> Any:
         """GET ``/api/v1/<path>`` and return its ``data`` (raises on an error answer)."""
@@ -102,7 +110,7 @@ class PrometheusProcess(LocalProcess):
         return alerts
 
 
-class BlackboxProcess(LocalProcess):
+class BlackboxProcess(_HttpProcess):
     """``prometheus-blackbox-exporter`` on ``127.0.0.1:<port>`` with a modules file.
 
     Raises:
@@ -126,18 +134,7 @@ class BlackboxProcess(LocalProcess):
             f"--web.listen-address={self.host}:{self.port}",
         ]
 
-    def _probe(self) -> bool:
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(f"{self.url}/-/healthy", timeout=0.5) as response,
-        ):
-            return bool(response.status == 200)
-        return False
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:<port>``."""
-        return f"http://{self.host}:{self.port}"
+    ready_path = "/-/healthy"
 
     def probe(self, module: str, target: str) -> float:
         """Run ``module`` against ``target`` once and return ``probe_success`` (1.0 or 0.0)."""

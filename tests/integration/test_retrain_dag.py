@@ -65,14 +65,7 @@ def airflow_env(airflow_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         IOTSTREAM_CLI=str(Path(sys.executable).parent / "iotstream"),
         IOTSTREAM_RUNS_DIR=str(home / "runs"),
     )
-    proc = subprocess.run(
-        [str(airflow_bin), "db", "migrate"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        check=False,
-    )
+    proc = airflow(airflow_bin, env, "db", "migrate")
     assert proc.returncode == 0, f"airflow db migrate failed: {proc.stderr[-2000:]}"
     return env
 
@@ -84,15 +77,26 @@ def capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def dags_test(airflow_bin: Path, env: dict[str, str], conf: dict[str, object]) -> tuple[int, str]:
-    proc = subprocess.run(
-        [str(airflow_bin), "dags", "test", DAG, "--conf", json.dumps(conf)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        check=False,
+def airflow(airflow_bin: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``airflow <args>`` of the Airflow venv with ``env`` (output captured, 10 min)."""
+    return subprocess.run(
+        [str(airflow_bin), *args], capture_output=True, text=True, timeout=600, env=env, check=False
     )
+
+
+def run_conf(store_dir: Path, capture: Path, **params: object) -> dict[str, object]:
+    """The DAG run's ``--conf``: the model, both stores, 3,000 rows, and ``params``."""
+    return {
+        "model": MODEL,
+        "store": str(store_dir),
+        "capture": str(capture),
+        "min_rows": 3000,
+        **params,
+    }
+
+
+def dags_test(airflow_bin: Path, env: dict[str, str], conf: dict[str, object]) -> tuple[int, str]:
+    proc = airflow(airflow_bin, env, "dags", "test", DAG, "--conf", json.dumps(conf))
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -112,14 +116,7 @@ def test_dag_run_publishes_a_canary_with_provenance(
 ) -> None:
     store_dir = tmp_path / "store"
     store_with_production(store_dir)
-    conf = {
-        "model": MODEL,
-        "store": str(store_dir),
-        "capture": str(capture),
-        "min_rows": 3000,
-        "canary_percent": 20,
-        "parity": "required",
-    }
+    conf = run_conf(store_dir, capture, canary_percent=20, parity="required")
     started = time.monotonic()
     code, output = dags_test(airflow_bin, airflow_env, conf)
     assert code == 0, output[-5000:]
@@ -144,15 +141,13 @@ def test_dag_run_with_a_failing_gate_publishes_nothing(
 ) -> None:
     store_dir = tmp_path / "store"
     store_with_production(store_dir)
-    conf = {
-        "model": MODEL,
-        "store": str(store_dir),
-        "capture": str(capture),
-        "min_rows": 3000,
-        "parity": "off",
+    conf = run_conf(
+        store_dir,
+        capture,
+        parity="off",
         # int8 never reproduces fp32's scores exactly: this limit cannot be met
-        "gate_limits": {"max_score_rel_mae": 0.0},
-    }
+        gate_limits={"max_score_rel_mae": 0.0},
+    )
     code, output = dags_test(airflow_bin, airflow_env, conf)
     assert code != 0
     log = gate_log(output)
@@ -166,14 +161,7 @@ def test_dag_run_with_a_failing_gate_publishes_nothing(
 
 
 def test_drift_trigger_queues_a_dag_run(airflow_bin: Path, airflow_env: dict[str, str]) -> None:
-    reserialize = subprocess.run(
-        [str(airflow_bin), "dags", "reserialize"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=airflow_env,
-        check=False,
-    )
+    reserialize = airflow(airflow_bin, airflow_env, "dags", "reserialize")
     assert reserialize.returncode == 0, reserialize.stderr[-2000:]
     conf = {"store": "s3://models/fleet", "capture": "s3://captures/fleet"}
     trigger = airflow_trigger(airflow_bin, conf, env=airflow_env)
