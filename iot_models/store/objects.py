@@ -49,8 +49,22 @@ class ObjectStore(Protocol):
         ...
 
     def list(self, prefix: str = "") -> list[str]:
-        """Every key that starts with ``prefix``, sorted (empty when the root is missing)."""
-        ...
+        """Keys of the regular files under the root (temporary files excluded).
+
+        Safe beside a concurrent :meth:`delete`: a folder removed while the
+        walk is under way is skipped (``os.walk`` ignores the scan error)
+        rather than failing the listing.
+        """
+        keys: list[str] = []
+        for folder, _dirs, files in os.walk(self.root):
+            base = Path(folder).relative_to(self.root)
+            for name in files:
+                if name.startswith(".tmp-"):
+                    continue
+                key = (base / name).as_posix()
+                if key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
 
     def sizes(self, prefix: str = "") -> dict[str, int]:
         """Every key that starts with ``prefix`` with its size in bytes (one listing)."""
@@ -130,8 +144,11 @@ class FileObjectStore:
         path = self.root / _check_key(key)
         path.unlink(missing_ok=True)
         folder = path.parent
-        while folder != self.root and folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
+        while folder != self.root:
+            try:
+                folder.rmdir()  # only an empty folder goes
+            except OSError:  # not empty (a writer's new file), or gone already
+                return
             folder = folder.parent
 
     def close(self) -> None:
