@@ -49,22 +49,8 @@ class ObjectStore(Protocol):
         ...
 
     def list(self, prefix: str = "") -> list[str]:
-        """Keys of the regular files under the root (temporary files excluded).
-
-        Safe beside a concurrent :meth:`delete`: a folder removed while the
-        walk is under way is skipped (``os.walk`` ignores the scan error)
-        rather than failing the listing.
-        """
-        keys: list[str] = []
-        for folder, _dirs, files in os.walk(self.root):
-            base = Path(folder).relative_to(self.root)
-            for name in files:
-                if name.startswith(".tmp-"):
-                    continue
-                key = (base / name).as_posix()
-                if key.startswith(prefix):
-                    keys.append(key)
-        return sorted(keys)
+        """Every key that starts with ``prefix``, sorted (empty when the root is missing)."""
+        ...
 
     def sizes(self, prefix: str = "") -> dict[str, int]:
         """Every key that starts with ``prefix`` with its size in bytes (one listing)."""
@@ -119,15 +105,22 @@ class FileObjectStore:
             raise ObjectNotFoundError(f"no object {key!r} in {self.url}") from exc
 
     def list(self, prefix: str = "") -> list[str]:
-        """Keys of the regular files under the root (temporary files excluded)."""
-        if not self.root.is_dir():
-            return []
-        keys = (
-            path.relative_to(self.root).as_posix()
-            for path in self.root.rglob("*")
-            if path.is_file() and not path.name.startswith(".tmp-")
-        )
-        return sorted(key for key in keys if key.startswith(prefix))
+        """Keys of the regular files under the root (temporary files excluded).
+
+        Safe beside a concurrent :meth:`delete`: a folder removed while the
+        walk is under way is skipped (``os.walk`` ignores the scan error)
+        rather than failing the listing.
+        """
+        keys: list[str] = []
+        for folder, _dirs, files in os.walk(self.root):
+            base = Path(folder).relative_to(self.root)
+            for name in files:
+                if name.startswith(".tmp-"):
+                    continue
+                key = (base / name).as_posix()
+                if key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
 
     def sizes(self, prefix: str = "") -> dict[str, int]:
         """Sizes of the files :meth:`list` names (a file deleted meanwhile is left out)."""
