@@ -206,6 +206,11 @@ def test_broker_mounts_exist_and_its_rights_come_from_make_passwd(compose: dict[
         src = volume.split(":")[0]
         if src.startswith("."):
             assert (COMPOSE.parent / src).exists(), volume
+    # mqtt-auth runs the one make-passwd.sh, the Kubernetes base's (kustomize reads only k8s/).
+    auth = compose["services"]["mqtt-auth"]
+    script, mount = auth["volumes"][0].split(":")[:2]
+    assert (COMPOSE.parent / script).resolve() == ROOT / "k8s/base/mosquitto/make-passwd.sh"
+    assert auth["entrypoint"] == ["/bin/sh", mount]
 
 
 STORE_USERS = ("worker-1", "worker-2", "gateway")

@@ -1,7 +1,8 @@
-"""The compose broker for real: compose/mosquitto/make-passwd.sh writes the password file,
-a real Mosquitto runs compose/mosquitto/mosquitto.conf (paths and port moved to a temp dir)
-with the rights make-passwd.sh wrote, and the compose health check, the workers' shared
-subscription and the simulated devices' publishes behave as the compose file assumes."""
+"""The compose broker for real: make-passwd.sh (k8s/base/mosquitto/, which compose mounts)
+writes the password file, a real Mosquitto runs compose/mosquitto/mosquitto.conf (paths and
+port moved to a temp dir) with the rights make-passwd.sh wrote, and the compose health check,
+the workers' shared subscription and the simulated devices' publishes behave as the compose
+file assumes."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def broker(work: Path) -> Iterator[MosquittoProcess]:
         "PASSWD_OWNER": f"{os.getuid()}:{os.getgid()}",
     }
     subprocess.run(
-        ["sh", str(ROOT / "compose" / "mosquitto" / "make-passwd.sh")], env=env, check=True
+        ["sh", str(ROOT / "k8s" / "base" / "mosquitto" / "make-passwd.sh")], env=env, check=True
     )
     port = free_port()
     conf = (ROOT / "compose" / "mosquitto" / "mosquitto.conf").read_text()

@@ -326,14 +326,27 @@ def _mem_mib(value: str) -> float:
     return float(value[:-2]) * units[value[-2:]]
 
 
-def test_copies_of_broker_files_are_in_sync() -> None:
-    """kustomize may not read outside k8s/ (load restrictor), so base keeps copies."""
+def test_every_broker_runs_the_one_make_passwd(built: dict[str, Path]) -> None:
+    """make-passwd.sh has one home, the base's ConfigMap mosquitto-config: the central and the
+    edge brokers' init containers both mount it (the edge's reference is rewritten to the
+    base's hash-suffixed name) and run it from there."""
+    script = (ROOT / "k8s" / "base" / "mosquitto" / "make-passwd.sh").read_text()
+    docs = _docs(built["edge"])
+    for kind, name in (("StatefulSet", "mosquitto"), ("DaemonSet", "mosquitto-edge")):
+        pod = _find(docs, kind, name)["spec"]["template"]["spec"]
+        init = pod["initContainers"][0]
+        mount = next(m for m in init["volumeMounts"] if m["name"] == "config")
+        assert f"{mount['mountPath']}/make-passwd.sh" in " ".join(init["command"]), name
+        volume = next(v for v in pod["volumes"] if v["name"] == "config")
+        data = _find(docs, "ConfigMap", volume["configMap"]["name"])["data"]
+        assert data["make-passwd.sh"] == script, name
+    assert not list((ROOT / "k8s" / "overlays").rglob("make-passwd.sh"))
+
+
+def test_compose_broker_settings_match_the_base() -> None:
+    """kustomize may not read outside k8s/ (load restrictor), so base keeps its own
+    mosquitto.conf: the same settings as compose's (comments differ)."""
     base = ROOT / "k8s" / "base" / "mosquitto"
-    edge = ROOT / "k8s" / "overlays" / "edge"
-    for folder in (base, edge):
-        assert (folder / "make-passwd.sh").read_text() == (
-            ROOT / "compose" / "mosquitto" / "make-passwd.sh"
-        ).read_text()
     settings = [
         ln for ln in (base / "mosquitto.conf").read_text().splitlines() if ln[:1] not in ("#", "")
     ]
