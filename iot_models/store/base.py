@@ -13,14 +13,22 @@ repository's ``models/`` folder plus the aliases::
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from pydantic import ValidationError
 
-from iot_models.manifest import MANIFEST_FILE, Manifest, ModelError, ModelNotFoundError
+from iot_models.manifest import (
+    MANIFEST_FILE,
+    HashMismatchError,
+    Manifest,
+    ManifestError,
+    ModelError,
+    ModelNotFoundError,
+    sha256_bytes,
+)
 from iot_models.store.alias import Alias
 
 __all__ = [
@@ -36,10 +44,13 @@ __all__ = [
     "StoreUnavailableError",
     "VersionExistsError",
     "VersionNotFoundError",
+    "alias_conflict",
     "alias_key",
     "alias_missing",
+    "copy_variants",
     "first_error",
     "local_path",
+    "parse_alias",
     "version_exists",
     "version_files",
     "version_key",
@@ -225,7 +236,7 @@ def version_files(source: Path) -> tuple[Manifest, dict[str, bytes]]:
     Raises:
         PublishError: anything missing, invalid or different from the manifest.
     """
-    from iot_models.manifest import read_manifest, sha256_bytes
+    from iot_models.manifest import read_manifest
 
     if not (source / MANIFEST_FILE).is_file():
         raise PublishError(
@@ -283,3 +294,65 @@ def alias_missing(store: ModelStore, name: str, alias: str) -> AliasNotFoundErro
         f"{name} has no alias {alias!r} in {store.url}; set it with "
         f"`iotstream models alias {name} {alias} VERSION`"
     )
+
+
+def alias_conflict(alias: Alias) -> AliasConflictError:
+    """The error for an alias that moved between reading and writing it."""
+    return AliasConflictError(
+        f"{alias.model}@{alias.alias} changed while this change was prepared "
+        "(someone else moved it); read it again and retry"
+    )
+
+
+def parse_alias(raw: bytes, token: str, where: str) -> AliasState:
+    """The alias document ``raw`` read from ``where`` (for the message), with its token.
+
+    Raises:
+        ManifestError: not a valid alias document.
+    """
+    try:
+        return AliasState(Alias.model_validate_json(raw), token)
+    except ValidationError as exc:
+        raise ManifestError(f"{where} is not a valid alias document: {first_error(exc)}") from exc
+
+
+def copy_variants(
+    manifest: Manifest,
+    dest: Path,
+    variants: Collection[str] | None,
+    read: Callable[[str], bytes | None],
+    where: str,
+) -> None:
+    """Write the files of ``variants`` (all when ``None``) of a published version into the
+    new folder ``dest``, each checked against the manifest's sha256 (the manifest itself is
+    the caller's to copy).
+
+    Args:
+        manifest: the version's manifest.
+        dest: the folder to create.
+        variants: the variants to copy.
+        read: a file of the version by name: its bytes, or ``None`` when it is missing.
+        where: the version's location, prefixed to a file name in messages.
+
+    Raises:
+        VersionNotFoundError: a variant not in the version, or its file missing.
+        HashMismatchError: a file differs from its manifest entry.
+    """
+    wanted = list(manifest.variants) if variants is None else list(variants)
+    dest.mkdir(parents=True)
+    for variant in wanted:
+        entry = manifest.variants.get(variant)
+        if entry is None:
+            raise VersionNotFoundError(
+                f"{manifest.name}/{manifest.version} has no variant {variant!r}; "
+                f"have {sorted(manifest.variants)}"
+            )
+        data = read(entry.file)
+        if data is None:
+            raise VersionNotFoundError(f"{where}{entry.file} is in the manifest but missing")
+        if sha256_bytes(data) != entry.sha256:
+            raise HashMismatchError(
+                f"{where}{entry.file} differs from its manifest's sha256: the stored copy is "
+                "corrupt; publish the build again under a new version"
+            )
+        (dest / entry.file).write_bytes(data)

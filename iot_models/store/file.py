@@ -19,31 +19,19 @@ import uuid
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from iot_models.manifest import (
     MANIFEST_FILE,
-    HashMismatchError,
     Manifest,
-    ManifestError,
     ModelNotFoundError,
     read_manifest,
     sha256_bytes,
 )
+from iot_models.store import base
 from iot_models.store.alias import Alias
 from iot_models.store.base import (
     ALIASES_DIR,
-    AliasConflictError,
     AliasState,
     StoreNotFoundError,
-    VersionNotFoundError,
-    alias_key,
-    alias_missing,
-    first_error,
-    version_exists,
-    version_files,
-    version_key,
-    version_missing,
 )
 
 __all__ = ["FileModelStore"]
@@ -82,7 +70,7 @@ class FileModelStore:
         if not folder.is_dir():
             return []
         found = [v.name for v in folder.iterdir() if (v / MANIFEST_FILE).is_file()]
-        return sorted(found, key=version_key)
+        return sorted(found, key=base.version_key)
 
     def manifest(self, name: str, version: str) -> Manifest:
         """The manifest of a published version."""
@@ -90,7 +78,7 @@ class FileModelStore:
         try:
             return read_manifest(self.root / name / version / MANIFEST_FILE)
         except ModelNotFoundError as exc:
-            raise version_missing(self, name, version) from exc
+            raise base.version_missing(self, name, version) from exc
 
     def download(
         self, name: str, version: str, dest: Path, variants: Collection[str] | None = None
@@ -98,36 +86,23 @@ class FileModelStore:
         """Copy a version (manifest + the files of ``variants``) into the new folder ``dest``."""
         manifest = self.manifest(name, version)
         source = self.root / name / version
-        wanted = list(manifest.variants) if variants is None else list(variants)
-        dest.mkdir(parents=True)
-        for variant in wanted:
-            entry = manifest.variants.get(variant)
-            if entry is None:
-                raise VersionNotFoundError(
-                    f"{name}/{version} has no variant {variant!r}; have {sorted(manifest.variants)}"
-                )
-            try:
-                data = (source / entry.file).read_bytes()
-            except FileNotFoundError as exc:
-                raise VersionNotFoundError(
-                    f"{source / entry.file} is in the manifest but missing from {self.url}"
-                ) from exc
-            if sha256_bytes(data) != entry.sha256:
-                raise HashMismatchError(
-                    f"{source / entry.file} differs from its manifest's sha256 in {self.url}: "
-                    "the store copy is corrupt; publish the version again under a new number"
-                )
-            (dest / entry.file).write_bytes(data)
+
+        def read(file_name: str) -> bytes | None:
+            with contextlib.suppress(FileNotFoundError):
+                return (source / file_name).read_bytes()
+            return None
+
+        base.copy_variants(manifest, dest, variants, read, f"{source}/")
         shutil.copyfile(source / MANIFEST_FILE, dest / MANIFEST_FILE)
         return manifest
 
     def publish(self, source: Path) -> Manifest:
         """Copy the version folder ``source`` in, atomically; never overwrites."""
-        manifest, files = version_files(source)
+        manifest, files = base.version_files(source)
         folder = self.root / manifest.name
         final = folder / manifest.version
         if (final / MANIFEST_FILE).exists():
-            raise version_exists(self, manifest)
+            raise base.version_exists(self, manifest)
         folder.mkdir(parents=True, exist_ok=True)
         staging = folder / f".publish-{uuid.uuid4().hex}"
         staging.mkdir()
@@ -140,7 +115,7 @@ class FileModelStore:
                 staging.rename(final)
             except OSError as exc:
                 if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                    raise version_exists(self, manifest) from exc
+                    raise base.version_exists(self, manifest) from exc
                 raise
             _fsync_dir(folder)
         finally:
@@ -148,7 +123,7 @@ class FileModelStore:
         return manifest
 
     def _alias_path(self, name: str, alias: str) -> Path:
-        return self.root / alias_key(name, alias)
+        return self.root / base.alias_key(name, alias)
 
     def read_alias(self, name: str, alias: str) -> AliasState:
         """The alias document and its token (a digest of the file)."""
@@ -157,13 +132,8 @@ class FileModelStore:
         try:
             raw = path.read_bytes()
         except FileNotFoundError as exc:
-            raise alias_missing(self, name, alias) from exc
-        try:
-            return AliasState(Alias.model_validate_json(raw), sha256_bytes(raw)[:32])
-        except ValidationError as exc:
-            raise ManifestError(
-                f"{path} is not a valid alias document: {first_error(exc)}"
-            ) from exc
+            raise base.alias_missing(self, name, alias) from exc
+        return base.parse_alias(raw, sha256_bytes(raw)[:32], str(path))
 
     def poll_alias(self, name: str, alias: str, token: str | None) -> AliasState | None:
         """The alias, or ``None`` when its digest is still ``token`` (reading a file of a
@@ -175,7 +145,7 @@ class FileModelStore:
         """Replace the alias document if it is still at ``expect`` (``None``: absent)."""
         for version in alias.versions():
             if not (self.root / alias.model / version / MANIFEST_FILE).is_file():
-                raise version_missing(self, alias.model, version)
+                raise base.version_missing(self, alias.model, version)
         path = self._alias_path(alias.model, alias.alias)
         path.parent.mkdir(parents=True, exist_ok=True)
         data = alias.model_dump_json(indent=2).encode() + b"\n"
@@ -185,10 +155,7 @@ class FileModelStore:
             except FileNotFoundError:
                 current = None
             if current != expect:
-                raise AliasConflictError(
-                    f"{alias.model}@{alias.alias} changed while this change was prepared "
-                    "(someone else moved it); read it again and retry"
-                )
+                raise base.alias_conflict(alias)
             tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
             _write_synced(tmp, data)
             os.replace(tmp, path)

@@ -28,29 +28,20 @@ from pydantic import ValidationError
 
 from iot_models.manifest import (
     MANIFEST_FILE,
-    HashMismatchError,
     Manifest,
     ManifestError,
     sha256_bytes,
 )
+from iot_models.store import base
 from iot_models.store.alias import Alias
 from iot_models.store.base import (
     ALIASES_DIR,
-    AliasConflictError,
     AliasState,
     StoreAuthError,
     StoreError,
     StoreNotFoundError,
     StoreUnavailableError,
     VersionExistsError,
-    VersionNotFoundError,
-    alias_key,
-    alias_missing,
-    first_error,
-    version_exists,
-    version_files,
-    version_key,
-    version_missing,
 )
 
 if TYPE_CHECKING:
@@ -220,7 +211,7 @@ class S3ModelStore:
             for parts in (k.split("/") for k in self._keys(f"{name}/"))
             if len(parts) == 3 and parts[2] == MANIFEST_FILE
         ]
-        return sorted(found, key=version_key)
+        return sorted(found, key=base.version_key)
 
     def manifest(self, name: str, version: str) -> Manifest:
         """The manifest of a published version."""
@@ -230,7 +221,7 @@ class S3ModelStore:
         try:
             got = self._get(f"{name}/{version}/{MANIFEST_FILE}")
         except _MissingError:
-            raise version_missing(self, name, version) from None
+            raise base.version_missing(self, name, version) from None
         assert got is not None
         try:
             return Manifest.model_validate_json(got[0]), got[0]
@@ -244,52 +235,42 @@ class S3ModelStore:
     ) -> Manifest:
         """Copy a version (manifest + the files of ``variants``) into the new folder ``dest``."""
         manifest, raw = self._manifest(name, version)
-        wanted = list(manifest.variants) if variants is None else list(variants)
-        dest.mkdir(parents=True)
-        for variant in wanted:
-            entry = manifest.variants.get(variant)
-            if entry is None:
-                raise VersionNotFoundError(
-                    f"{name}/{version} has no variant {variant!r}; have {sorted(manifest.variants)}"
-                )
-            key = f"{name}/{version}/{entry.file}"
+
+        def read(file_name: str) -> bytes | None:
             try:
-                got = self._get(key)
+                got = self._get(f"{name}/{version}/{file_name}")
             except _MissingError:
-                raise VersionNotFoundError(
-                    f"{self.url}{key} is in the manifest but missing"
-                ) from None
+                return None
             assert got is not None
-            if sha256_bytes(got[0]) != entry.sha256:
-                raise HashMismatchError(
-                    f"{self.url}{key} differs from its manifest's sha256: the stored copy is "
-                    "corrupt; publish the build again under a new version"
-                )
-            (dest / entry.file).write_bytes(got[0])
+            return got[0]
+
+        base.copy_variants(manifest, dest, variants, read, f"{self.url}{name}/{version}/")
         (dest / MANIFEST_FILE).write_bytes(raw)
         return manifest
 
     def publish(self, source: Path) -> Manifest:
         """Upload the version folder ``source``: files first, the manifest last, each only if
         absent."""
-        manifest, files = version_files(source)
-        base = f"{manifest.name}/{manifest.version}/"
-        exists = version_exists(self, manifest)
-        if self._head_sha(base + MANIFEST_FILE) is not None:
+        manifest, files = base.version_files(source)
+        folder = f"{manifest.name}/{manifest.version}/"
+        exists = base.version_exists(self, manifest)
+        if self._head_sha(folder + MANIFEST_FILE) is not None:
             raise exists
         for file_name, data in files.items():
             try:
-                self._put(base + file_name, data, IfNoneMatch="*")
+                self._put(folder + file_name, data, IfNoneMatch="*")
             except _PreconditionError:
                 # left by an interrupted publish of this very build: fine; another build's: no
-                if self._head_sha(base + file_name) != sha256_bytes(data):
+                if self._head_sha(folder + file_name) != sha256_bytes(data):
                     raise VersionExistsError(
-                        f"{self.url}{base}{file_name} already holds another build's file: "
+                        f"{self.url}{folder}{file_name} already holds another build's file: "
                         f"{manifest.name} {manifest.version} is being (or was partly) published "
                         "by another build; give this build another version"
                     ) from None
         try:
-            self._put(base + MANIFEST_FILE, (source / MANIFEST_FILE).read_bytes(), IfNoneMatch="*")
+            self._put(
+                folder + MANIFEST_FILE, (source / MANIFEST_FILE).read_bytes(), IfNoneMatch="*"
+            )
         except _PreconditionError:
             raise exists from None
         return manifest
@@ -302,34 +283,26 @@ class S3ModelStore:
 
     def poll_alias(self, name: str, alias: str, token: str | None) -> AliasState | None:
         """The alias, or ``None`` when its ETag is still ``token`` (a 304, no body)."""
-        key = alias_key(name, alias)
+        key = base.alias_key(name, alias)
         try:
             got = self._get(key, if_none_match=token)
         except _MissingError:
-            raise alias_missing(self, name, alias) from None
+            raise base.alias_missing(self, name, alias) from None
         if got is None:
             return None
-        try:
-            return AliasState(Alias.model_validate_json(got[0]), got[1])
-        except ValidationError as exc:
-            raise ManifestError(
-                f"{self.url}{key} is not a valid alias document: {first_error(exc)}"
-            ) from exc
+        return base.parse_alias(got[0], got[1], f"{self.url}{key}")
 
     def write_alias(self, alias: Alias, expect: str | None) -> str:
         """Replace the alias object if its ETag is still ``expect`` (``None``: absent)."""
         for version in alias.versions():
             if self._head_sha(f"{alias.model}/{version}/{MANIFEST_FILE}") is None:
-                raise version_missing(self, alias.model, version)
+                raise base.version_missing(self, alias.model, version)
         data = alias.model_dump_json(indent=2).encode() + b"\n"
         condition = {"IfMatch": expect} if expect is not None else {"IfNoneMatch": "*"}
         try:
-            return self._put(alias_key(alias.model, alias.alias), data, **condition)
+            return self._put(base.alias_key(alias.model, alias.alias), data, **condition)
         except (_PreconditionError, _MissingError):
-            raise AliasConflictError(
-                f"{alias.model}@{alias.alias} changed while this change was prepared "
-                "(someone else moved it); read it again and retry"
-            ) from None
+            raise base.alias_conflict(alias) from None
 
     def aliases(self, name: str) -> list[str]:
         """Alias names of ``name``, sorted."""
