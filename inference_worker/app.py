@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from inference_worker.bus import open_sink, open_source
 from inference_worker.health import HealthServer, fresh
 from inference_worker.metrics import WorkerMetrics
+from inference_worker.model_follow import core_for, following_models
 from inference_worker.observers import open_observers
 from inference_worker.service import Worker, describe
 from inference_worker.settings import WorkerSettings
@@ -38,13 +39,7 @@ def build_core(settings: WorkerSettings, worker_id: str | None = None) -> Infere
     )
     for name, model in models.items():
         log.info("model %s %s variant %s ready", name, model.info.version, model.info.variant)
-    return InferenceCore(
-        models,
-        default_model=settings.default_model,
-        worker_id=worker_id or settings.worker_id,
-        routes=settings.routes,
-        record_features=settings.record_features,
-    )
+    return core_for(settings, models, worker_id=worker_id)
 
 
 @contextlib.contextmanager
@@ -75,8 +70,6 @@ def _assemble(settings: WorkerSettings, core: Scorer | None, stack: contextlib.E
     follower thread lives as long as ``stack``); else on the models in ``models_dir``."""
     metrics = WorkerMetrics()
     if core is None and settings.model_store is not None:
-        from inference_worker.model_follow import following_models
-
         core = stack.enter_context(following_models(settings, metrics.registry)).core
     core = core or build_core(settings)
     observers = open_observers(settings, metrics.registry, stack)

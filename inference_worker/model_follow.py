@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -25,7 +25,7 @@ from iot_models.core import BatchResult, InferenceCore
 from iot_models.follow import Canaries, FollowConfig, Following, ModelFollower
 from iot_models.model import Model
 
-__all__ = ["SCORE_BUCKETS", "ModelMetrics", "VersionScores", "following_models"]
+__all__ = ["SCORE_BUCKETS", "ModelMetrics", "VersionScores", "core_for", "following_models"]
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +176,25 @@ class ModelMetrics:
             self.info.labels(i.name, i.version, i.variant, "canary").set(1)
 
 
+def core_for(
+    settings: WorkerSettings,
+    models: Mapping[str, Model],
+    *,
+    worker_id: str | None = None,
+    canaries: Canaries | None = None,
+) -> InferenceCore:
+    """An inference core on loaded ``models``, configured by ``settings`` (default model,
+    routes, feature recording) and scoring as ``worker_id`` (default ``settings.worker_id``)."""
+    return InferenceCore(
+        models,
+        default_model=settings.default_model,
+        worker_id=worker_id or settings.worker_id,
+        routes=settings.routes,
+        record_features=settings.record_features,
+        canaries=canaries,
+    )
+
+
 def following_models(
     settings: WorkerSettings, registry: CollectorRegistry, worker_id: str | None = None
 ) -> Following:
@@ -189,14 +208,7 @@ def following_models(
     assert settings.model_store is not None
 
     def make_core(models: dict[str, Model], canaries: Canaries) -> InferenceCore:
-        return InferenceCore(
-            models,
-            default_model=settings.default_model,
-            worker_id=worker_id or settings.worker_id,
-            routes=settings.routes,
-            record_features=settings.record_features,
-            canaries=canaries,
-        )
+        return core_for(settings, models, worker_id=worker_id, canaries=canaries)
 
     config = FollowConfig(
         store=settings.model_store,
