@@ -28,25 +28,18 @@ def fit(spec: ModelSpec, train: Split) -> Any:
     """
     rows = train.x[: spec.train_rows]
     labels = train.y[: spec.train_rows]
-    if spec.kind == "classifier":
-        mlp: Any = MLPClassifier(
-            hidden_layer_sizes=spec.hidden,
-            activation=spec.activation,
-            max_iter=spec.max_iter,
-            batch_size=256,
-            random_state=_SEED,
-        )
-        target = labels
-    else:
+    classifier = spec.kind == "classifier"
+    mlp: Any = (MLPClassifier if classifier else MLPRegressor)(
+        hidden_layer_sizes=spec.hidden,
+        activation=spec.activation,
+        max_iter=spec.max_iter,
+        batch_size=256,
+        random_state=_SEED,
+    )
+    # The autoencoder learns normal rows only, to reconstruct them (its target is its input).
+    target = labels if classifier else None
+    if not classifier:
         rows = rows[labels == 0]
-        mlp = MLPRegressor(
-            hidden_layer_sizes=spec.hidden,
-            activation=spec.activation,
-            max_iter=spec.max_iter,
-            batch_size=256,
-            random_state=_SEED,
-        )
-        target = None
     pipeline = Pipeline([("scaler", StandardScaler()), ("mlp", mlp)])
     with threadpool_limits(limits=1), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
