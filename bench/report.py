@@ -274,48 +274,34 @@ def _rest_section(runs: list[dict[str, Any]], out: Path) -> list[str]:
     return [*lines, ""]
 
 
+_Panel = tuple[str, list[str], list[list[float]]]
+"""A chart panel: title, legend, one bar group per legend entry."""
+
+
+def _panel(runs: Runs, name: str, title: str, series: dict[str, str]) -> _Panel:
+    """Bars of benchmark ``name`` over its runs, one group per ``{legend: figure}``."""
+    return title, list(series), [_values(runs[name], name, f) for f in series.values()]
+
+
 def _batched_section(runs: Runs, out: Path) -> list[str]:
-    panels: list[tuple[str, list[str], list[list[float]]]] = []
+    panels: list[_Panel] = []
     if "pipeline" in runs:
-        rs = runs["pipeline"]
-        panels.append(
-            (
-                "worker: readings/s",
-                ["micro-batched", "per-message"],
-                [
-                    _values(rs, "pipeline", "saturate_readings_per_s"),
-                    _values(rs, "pipeline", "per_message_readings_per_s"),
-                ],
-            )
-        )
+        series = {
+            "micro-batched": "saturate_readings_per_s",
+            "per-message": "per_message_readings_per_s",
+        }
+        panels.append(_panel(runs, "pipeline", "worker: readings/s", series))
     if "gateway" in runs:
         rs = runs["gateway"]
         n = max(
             (x["clients"] for r in rs for x in r["results"] if x["scenario"] == "throughput"),
             default=0,
         )
-        panels.append(
-            (
-                f"gateway: deliveries/s, {n} clients",
-                ["batched", "per-item"],
-                [
-                    _values(rs, "gateway", f"deliveries_per_s_{n}"),
-                    _values(rs, "gateway", f"deliveries_per_s_per-item_{n}"),
-                ],
-            )
-        )
+        series = {"batched": f"deliveries_per_s_{n}", "per-item": f"deliveries_per_s_per-item_{n}"}
+        panels.append(_panel(runs, "gateway", f"gateway: deliveries/s, {n} clients", series))
     if "oip" in runs:
-        rs = runs["oip"]
-        panels.append(
-            (
-                "OIP gRPC: readings/s",
-                ["batched", "off"],
-                [
-                    _values(rs, "oip", "batched_readings_per_s"),
-                    _values(rs, "oip", "off_readings_per_s"),
-                ],
-            )
-        )
+        series = {"batched": "batched_readings_per_s", "off": "off_readings_per_s"}
+        panels.append(_panel(runs, "oip", "OIP gRPC: readings/s", series))
     if not panels:
         return []
     fig = Figure(figsize=(3.3 * len(panels), 3.4))
