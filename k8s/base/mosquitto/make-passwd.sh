@@ -1,6 +1,7 @@
 #!/bin/sh
 # Write the broker's password file and its dynamic security file (who may do what) from the
-# environment (compose: the mqtt-auth service; Kubernetes: the broker's init container).
+# environment (compose: the mqtt-auth service mounts this file; Kubernetes: the central and
+# edge brokers' init containers, from the ConfigMap mosquitto-config). The only copy.
 # Accounts and their roles (the same as iotstream/broker_tools/dynsec.py; a test compares):
 #   worker            MQTT_WORKER_PASSWORD   the inference workers (one account, own client ids)
 #   ingest            MQTT_INGEST_PASSWORD   the staged intake (`iotstream ingest`): subscribes
