@@ -38,6 +38,9 @@ class MemorySink:
         self.latest: dict[str, PredictionRecord] = {}
         self.batches: list[int] = []
         """Size (predictions + dead letters) of each successful write."""
+        self.writers: list[str] = []
+        """The name of the thread that made each successful write (the run loop's own, or
+        the writer thread's under load)."""
         self.down = False
         """While true every write raises :class:`SinkError` (a store outage)."""
         self.failed_writes = 0
@@ -82,6 +85,7 @@ class MemorySink:
                 stored += 1
             self.deadletters.extend(deadletters)
             self.batches.append(len(predictions) + len(deadletters))
+            self.writers.append(threading.current_thread().name)
             return WriteResult(stored, len(predictions) - stored, len(deadletters))
 
     def close(self) -> None:

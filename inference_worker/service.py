@@ -1,8 +1,11 @@
 """The worker's run loop: reading source -> batcher -> inference core -> prediction sink -> ack.
 
 The loop knows the source and sink only through :mod:`inference_worker.bus` (MQTT and Redis
-in production, the in-memory pair in component tests). It runs on one thread, the sink's
-writes on a second; the source's intake (paho's network thread) is a third. ONNX Runtime
+in production, the in-memory pair in component tests). It runs on one thread; the source's
+intake (paho's network thread) is a second. A batch is stored and acknowledged on the loop's
+own thread when nothing else is being stored and less than a batch is waiting (moderate
+rates: no hand-off, one thread woken per batch instead of two); under load it goes to a
+writer thread, so the next batch is scored while Redis runs the previous write. ONNX Runtime
 releases the GIL while it computes, so the intake keeps receiving meanwhile.
 """
 
@@ -91,6 +94,11 @@ class Worker:
         self._report_at = time.monotonic() + settings.report_every
         self._reported = (0.0, 0.0, 0.0)
         self._jobs: BoundedBuffer[_Job | None] = BoundedBuffer(2)
+        self._handed = 0
+        """Batches given to the writer thread (written by the run loop only)."""
+        self._written = 0
+        """Batches the writer thread has finished (written by the writer only)."""
+        self._stop = threading.Event()
         self.failed = False
         """Set when the writer died of an unexpected error (the run then ends)."""
         self._stopping_since: float | None = None
@@ -110,9 +118,12 @@ class Worker:
         """Process readings until ``stop`` is set; then unsubscribe, finish what was received,
         store and acknowledge it, and return (the caller disconnects).
 
-        Batches are stored by a writer thread, so the next batch is decoded and scored
-        while Redis executes the previous write; at most two batches wait for it.
+        A batch is stored on this thread when the writer is idle and less than a batch is
+        waiting in the source; otherwise by the writer thread, so the next batch is decoded
+        and scored while Redis executes the previous write (at most two batches wait for
+        it). Either way batches are stored and acknowledged in the order they were cut.
         """
+        self._stop = stop
         writer = threading.Thread(
             target=self._write_loop, args=(stop,), name="redis-writer", daemon=True
         )
@@ -176,8 +187,8 @@ class Worker:
             self.process(batch)
 
     def process(self, batch: list[Incoming]) -> None:
-        """Decode and score one batch, then hand it to the writer (waits while two batches
-        are already waiting for Redis: backpressure)."""
+        """Decode and score one batch, then store it here or hand it to the writer (see
+        :meth:`run`; waits while two batches are already waiting for Redis: backpressure)."""
         m = self.metrics
         m.received.inc(len(batch))
         m.batches.inc()
@@ -205,24 +216,37 @@ class Worker:
         for index, error in result.rejected:
             deadletters.append(self._deadletter(origin[index], error, readings[index].device_id))
         m.inference_seconds.observe(time.perf_counter() - started)
-        self._jobs.put(_Job(batch, result.records, deadletters))
+        job = _Job(batch, result.records, deadletters)
+        if self._handed == self._written and self.source.pending() < self._batcher.max_size:
+            # the writer has nothing in hand and little is waiting: store it here, with no
+            # thread hand-off (the writer only ever gets work from this thread, so it
+            # stays idle meanwhile and the order of batches is kept)
+            self._commit_guarded(job)
+        else:
+            self._handed += 1
+            self._jobs.put(job)
 
     def _write_loop(self, stop: threading.Event) -> None:
         while True:
             for job in self._jobs.take(1, timeout=1.0):
                 if job is None:
                     return
-                if self.failed:
-                    continue  # left unacknowledged: the broker redelivers after a restart
-                try:
-                    self._commit(job, stop)
-                except Exception:  # a dead writer must stop the worker, not hang it
-                    log.exception(
-                        "the Redis writer failed; stopping (unacknowledged readings "
-                        "will be redelivered)"
-                    )
-                    self.failed = True
-                    stop.set()
+                self._commit_guarded(job)
+                self._written += 1
+
+    def _commit_guarded(self, job: _Job) -> None:
+        """Store and acknowledge ``job``; an unexpected error stops the worker (a dead
+        writer must stop it, not hang it) and leaves the batch unacknowledged."""
+        if self.failed:
+            return  # left unacknowledged: the broker redelivers after a restart
+        try:
+            self._commit(job, self._stop)
+        except Exception:
+            log.exception(
+                "the Redis writer failed; stopping (unacknowledged readings will be redelivered)"
+            )
+            self.failed = True
+            self._stop.set()
 
     def _commit(self, job: _Job, stop: threading.Event) -> None:
         if self._store(job.records, job.deadletters, stop):

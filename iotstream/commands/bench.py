@@ -15,6 +15,10 @@ _BENCHES = {
     "oip": ("bench.oip_bench", "gRPC V2 clients: dynamic batching on vs off"),
     "swap": ("bench.swap_bench", "latency and loss while the model alias moves"),
     "batching": ("bench.batching_bench", "fixed vs adaptive batch-cut policy per offered rate"),
+    "batch-cost": (
+        "bench.batch_cost",
+        "CPU one micro-batch costs (score, store), warm vs after a sleep",
+    ),
     "e2e": ("bench.e2e_bench", "device -> ... -> WebSocket clients: per-hop latency, loss, CPU"),
     "rest": ("bench.rest_bench", "course-style FastAPI /predict vs /v1/predict vs streaming"),
     "all": ("bench.runner", "every scenario, repeated (--repeat 3, --quick for CI)"),

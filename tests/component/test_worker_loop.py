@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,26 @@ def test_a_partial_batch_is_cut_at_its_deadline(
         publish(source, [reading(rows, seq) for seq in (1, 2, 3)])
         until(lambda: len(sink.predictions) == 3)
         assert sink.batches == [3]
+
+
+def test_batches_are_stored_on_the_loop_s_thread_at_a_trickle_and_by_the_writer_under_load(
+    bus: tuple[MemorySource, MemorySink, dict[str, Any]], core: InferenceCore, rows: np.ndarray
+) -> None:
+    """Little waiting: the run loop stores the batch itself (no hand-off). A backlog of
+    many batches: the writer thread stores while the loop scores the next. Either way
+    every batch is stored in the order it was cut and acknowledged."""
+    source, sink, urls = bus
+    with running_worker(settings_for(urls, max_wait_ms=2), core):
+        for seq in range(1, 4):  # a trickle: one reading per batch, nothing queued behind
+            publish(source, [reading(rows, seq)])
+            until(partial(lambda n: len(sink.predictions) == n, seq))
+        assert set(sink.writers) == {"worker"}, sink.writers
+        backlog = [reading(rows, seq) for seq in range(4, 804)]
+        publish(source, backlog)  # 100 batches at once: far more than one is waiting
+        until(lambda: len(sink.predictions) == 803)
+    assert "redis-writer" in sink.writers, "under a backlog the writer thread stores"
+    assert [p["seq"] for p in sink.predictions] == list(range(1, 804)), "in cut order"
+    assert source.unacked == 0 and len(source.acked) == 803
 
 
 def test_nothing_is_acknowledged_before_it_is_stored(
