@@ -30,6 +30,11 @@ class BoundedBuffer(Generic[T]):
         self._producers_waiting = 0
         self._wanted = 0
         """How many items the waiting consumer needs before it wakes (0: none waiting)."""
+        self._within: float | None = None
+        """... or how long the oldest item may wait before it wakes (None: no such limit)."""
+        self._first_at = 0.0
+        """When the oldest item in the buffer was put (``time.monotonic()``; approximate
+        once a take has left some behind: the time of the take)."""
 
     def __len__(self) -> int:
         return len(self._items)
@@ -69,14 +74,34 @@ class BoundedBuffer(Generic[T]):
                 waited = time.monotonic() - started
             if self._closed or not n:
                 return waited
+            if not self._items:
+                self._first_at = time.monotonic()
             self._items.extend(items)
-            if self._wanted and len(self._items) >= self._wanted:
+            if self._wanted and (
+                len(self._items) >= self._wanted
+                or (self._within is not None and time.monotonic() - self._first_at >= self._within)
+            ):
                 self._cond.notify_all()
             return waited
 
-    def take(self, max_items: int, timeout: float, *, wait_for: int = 1) -> list[T]:
+    def take(
+        self,
+        max_items: int,
+        timeout: float,
+        *,
+        wait_for: int = 1,
+        first_within: float | None = None,
+    ) -> list[T]:
         """Up to ``max_items`` items, once ``wait_for`` of them are there or ``timeout``
-        seconds have passed (then whatever there is, possibly nothing)."""
+        seconds have passed (then whatever there is, possibly nothing).
+
+        With ``first_within`` the consumer also wakes once the oldest item has waited that
+        long, and a first item alone does not wake it: the producer checks the age at each
+        put, and the consumer looks again at least every ``first_within`` seconds while
+        the buffer is empty, so no item waits longer unnoticed. A caller that would open a
+        batch with the first item and then wait for more (the worker's run loop) is woken
+        once per batch instead of twice.
+        """
         wanted = max(1, min(wait_for, self.maxsize))
         with self._cond:
             if (
@@ -87,23 +112,33 @@ class BoundedBuffer(Generic[T]):
             ):
                 deadline = time.monotonic() + timeout
                 self._wanted = wanted
+                self._within = first_within
                 try:
                     while (
                         len(self._items) < wanted
                         and not self._closed
                         and not self._producers_waiting
                     ):
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
+                        now = time.monotonic()
+                        if first_within is None:
+                            until = deadline
+                        elif self._items:
+                            until = self._first_at + first_within
+                        else:
+                            until = min(deadline, now + first_within)
+                        if now >= until:
                             break
-                        self._cond.wait(remaining)
+                        self._cond.wait(until - now)
                 finally:
                     self._wanted = 0
+                    self._within = None
             n = min(max_items, len(self._items))
             if not n:
                 return []
             popleft = self._items.popleft
             out = [popleft() for _ in range(n)]
+            if self._items:
+                self._first_at = time.monotonic()
             if self._producers_waiting:
                 self._cond.notify_all()
             return out

@@ -74,6 +74,9 @@ class Incoming:
     """Connection it arrived on: a packet id is only meaningful on its own connection."""
     entry_id: bytes | None = None
     """Staging-stream entry id (``stream`` source only)."""
+    queued_at: float = 0.0
+    """When the source put it in its hand-over buffer (``time.monotonic()``; 0: unknown). A
+    batch opened by this reading counts its wait from then."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +114,18 @@ class ReadingSource(Protocol):
         """Readings received and not yet taken."""
         ...
 
-    def take(self, max_items: int, timeout: float, *, wait_for: int = 1) -> list[Incoming]:
+    def take(
+        self,
+        max_items: int,
+        timeout: float,
+        *,
+        wait_for: int = 1,
+        first_within: float | None = None,
+    ) -> list[Incoming]:
         """Up to ``max_items`` readings, once ``wait_for`` are there or ``timeout`` seconds
-        have passed (then whatever there is, possibly nothing)."""
+        have passed (then whatever there is, possibly nothing); with ``first_within``, also
+        once the oldest has waited that long, and not at a first reading alone (see
+        :meth:`~inference_worker.buffer.BoundedBuffer.take`)."""
         ...
 
     def ack(self, items: Iterable[Incoming]) -> int:

@@ -74,7 +74,16 @@ class MemorySource:
         with self._lock:
             mid = self._next_mid
             self._next_mid += 1
-            item = Incoming(topic, payload, content_type, mid, qos, time.time(), self._generation)
+            item = Incoming(
+                topic,
+                payload,
+                content_type,
+                mid,
+                qos,
+                time.time(),
+                self._generation,
+                queued_at=time.monotonic(),
+            )
             if qos:
                 self._unacked[mid] = item
         self.blocked_seconds += self.buffer.put(item)
@@ -86,8 +95,11 @@ class MemorySource:
         with self._lock:
             self._generation += 1
             g = self._generation
+            now = time.monotonic()
             items = [
-                Incoming(i.topic, i.payload, i.content_type, i.mid, i.qos, i.received_ts, g)
+                Incoming(
+                    i.topic, i.payload, i.content_type, i.mid, i.qos, i.received_ts, g, None, now
+                )
                 for i in self._unacked.values()
             ]
             self._unacked = {item.mid: item for item in items}
@@ -116,9 +128,16 @@ class MemorySource:
         """Readings in the buffer."""
         return len(self.buffer)
 
-    def take(self, max_items: int, timeout: float, *, wait_for: int = 1) -> list[Incoming]:
+    def take(
+        self,
+        max_items: int,
+        timeout: float,
+        *,
+        wait_for: int = 1,
+        first_within: float | None = None,
+    ) -> list[Incoming]:
         """Up to ``max_items`` readings (see :meth:`BoundedBuffer.take`)."""
-        return self.buffer.take(max_items, timeout, wait_for=wait_for)
+        return self.buffer.take(max_items, timeout, wait_for=wait_for, first_within=first_within)
 
     def ack(self, items: Iterable[Incoming]) -> int:
         """Acknowledge readings of the current delivery; older deliveries are ignored (as

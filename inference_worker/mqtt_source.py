@@ -157,10 +157,17 @@ class MqttSource:
         """Publish at QoS 0 (a device that is offline misses it: the next one replaces it)."""
         self.client.publish(topic, payload, qos=0)
 
-    def take(self, max_items: int, timeout: float, *, wait_for: int = 1) -> list[Incoming]:
+    def take(
+        self,
+        max_items: int,
+        timeout: float,
+        *,
+        wait_for: int = 1,
+        first_within: float | None = None,
+    ) -> list[Incoming]:
         """Up to ``max_items`` received messages, once ``wait_for`` are there or ``timeout``
         seconds have passed."""
-        return self.buffer.take(max_items, timeout, wait_for=wait_for)
+        return self.buffer.take(max_items, timeout, wait_for=wait_for, first_within=first_within)
 
     def ack(self, items: Iterable[Incoming]) -> int:
         """Acknowledge QoS 1 messages; those from an earlier connection are left alone
@@ -235,10 +242,12 @@ class MqttSource:
             )
 
     def _on_publishes(self, publishes: list[Publish]) -> None:
-        now = time.time()
+        now, queued_at = time.time(), time.monotonic()
         generation = self.generation
         items = [
-            Incoming(p.topic, p.payload, p.content_type, p.mid, p.qos, now, generation)
+            Incoming(
+                p.topic, p.payload, p.content_type, p.mid, p.qos, now, generation, None, queued_at
+            )
             for p in publishes
         ]
         # Backpressure: when the buffer is full the network thread waits for room, so it

@@ -171,7 +171,18 @@ class Worker:
         if now >= self._report_at:
             self._report(now)
         wait = self._batcher.wait(now, self.source.pending())
-        if wait is None:  # wait for a first reading
+        if wait is None and (ahead := self._batcher.ahead(now)) is not None:
+            # no batch open, and readings are coming: sleep through the first one and be
+            # woken once the batch it opens is full or due (one wake-up per batch, not two;
+            # each costs the CPU of cold caches); an empty input is looked at every
+            # first_within, so the max_wait bound holds if the traffic stops
+            items = self.source.take(
+                self._batcher.max_size,
+                idle_timeout,
+                wait_for=ahead.items + 1,
+                first_within=max(0.0, ahead.until - now),
+            )
+        elif wait is None:  # idle or trickle: wake at the first reading
             items = self.source.take(self._batcher.max_size, idle_timeout)
         else:  # sleep until the open batch can be cut (full, due, or what the policy
             # wants to see has arrived), waking at least every idle_timeout to see a stop
@@ -183,7 +194,10 @@ class Worker:
         # everything taken joins the open batch before it is judged: cutting an overdue
         # batch at its first new item left the rest to wait a whole deadline more
         now = time.monotonic()
-        for batch in self._batcher.add_many(items, now, self.source.pending()):
+        first = items[0].queued_at if items and not len(self._batcher) else 0.0
+        for batch in self._batcher.add_many(
+            items, now, self.source.pending(), first_arrived=first or None
+        ):
             self.process(batch)
 
     def process(self, batch: list[Incoming]) -> None:

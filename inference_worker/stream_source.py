@@ -88,9 +88,16 @@ class StreamSource:
         """Entries read into the buffer and not yet taken."""
         return len(self.buffer)
 
-    def take(self, max_items: int, timeout: float, *, wait_for: int = 1) -> list[Incoming]:
+    def take(
+        self,
+        max_items: int,
+        timeout: float,
+        *,
+        wait_for: int = 1,
+        first_within: float | None = None,
+    ) -> list[Incoming]:
         """Up to ``max_items`` readings (see :meth:`BoundedBuffer.take`)."""
-        return self.buffer.take(max_items, timeout, wait_for=wait_for)
+        return self.buffer.take(max_items, timeout, wait_for=wait_for, first_within=first_within)
 
     def ack(self, items: Iterable[Incoming]) -> int:
         """``XACK`` the entries. A failed ack is logged and leaves them pending: they are
@@ -203,14 +210,16 @@ class StreamSource:
             self.client.xtrim(self.stream, minid=floor, approximate=True)
 
     def _deliver(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        now = time.time()
+        now, queued_at = time.time(), time.monotonic()
         items = []
         for entry_id, fields in entries:
             try:
                 topic, payload, content_type, received = parse_staged(fields)
             except (KeyError, ValueError, UnicodeDecodeError):
                 topic, payload, content_type, received = _BAD_ENTRY_TOPIC, b"", None, now
-            items.append(Incoming(topic, payload, content_type, 0, 1, received, 0, entry_id))
+            items.append(
+                Incoming(topic, payload, content_type, 0, 1, received, 0, entry_id, queued_at)
+            )
         self.blocked_seconds += self.buffer.put_many(items)
 
 

@@ -50,16 +50,29 @@ class Batcher(Generic[T]):
         closed = self.add_many((item,), now, queued)
         return closed[0] if closed else None
 
-    def add_many(self, items: Iterable[T], now: float, queued: int = 0) -> list[list[T]]:
+    def add_many(
+        self,
+        items: Iterable[T],
+        now: float,
+        queued: int = 0,
+        *,
+        first_arrived: float | None = None,
+    ) -> list[list[T]]:
         """Add items that arrived by ``now``, in order; ``queued`` more are waiting in the
         input. Returns the batches this closed: every one that filled, then the open one if
         the policy closes it now. Items taken together join the open batch before it is
-        judged, so a batch found overdue leaves with everything that arrived meanwhile."""
+        judged, so a batch found overdue leaves with everything that arrived meanwhile.
+
+        ``first_arrived``: when the first of ``items`` arrived, if earlier than ``now``; a
+        batch it opens counts its age from then (a caller woken once per batch, see
+        :meth:`ahead`, takes its items some time after the first came)."""
         closed: list[list[T]] = []
         added = 0
         for item in items:
             if not self._items:
-                self._opened_at = now
+                self._opened_at = (
+                    min(first_arrived, now) if first_arrived is not None and not added else now
+                )
             self._items.append(item)
             added += 1
             if len(self._items) >= self.max_size:
@@ -76,6 +89,19 @@ class Batcher(Generic[T]):
         if not self._items:
             return None
         return self.policy.decide(self._state(now, queued), now) or Wait(now, 0)
+
+    def ahead(self, now: float) -> Wait | None:
+        """What a batch that a first item opened at ``now`` would wait for, so that a caller
+        with no batch open can sleep through the first arrival and be woken once per batch
+        (``until``: when that batch would be due; ``items``: how many more would fill it).
+        ``None`` when that first item should wake the caller: the policy would close the
+        batch at once, or fewer than one more item is expected before it is due (idle or
+        trickle: a timer would cost a wake-up per item anyway)."""
+        rate = self.rate.per_second(now)
+        wait = self.policy.decide(BatchState(1, now, 0, rate), now)
+        if wait is None or rate * (wait.until - now) < 1:
+            return None
+        return wait
 
     def poll(self, now: float, queued: int = 0) -> list[T] | None:
         """Return the open batch if the policy closes it at ``now``, else ``None``."""

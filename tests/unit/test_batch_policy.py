@@ -40,6 +40,41 @@ def feed(b: Batcher[int], rate: float, seconds: float, clump: float = 0.001) -> 
     return out
 
 
+# --- sleeping through the first item (Batcher.ahead, first_arrived) ----------------------
+
+
+def test_ahead_idle_or_trickle_the_first_item_wakes_the_caller() -> None:
+    fixed = Batcher[int](FixedPolicy(MAX, MAX_WAIT))
+    assert fixed.ahead(0.0) is None, "no rate yet: nothing else is expected"
+    assert adaptive().ahead(0.0) is None
+    b = adaptive()
+    feed(b, 100.0, 1.0)  # a trickle: one reading per 10 ms
+    assert b.ahead(1.0) is None
+
+
+def test_ahead_under_steady_load_says_what_the_batch_would_wait_for() -> None:
+    fixed = Batcher[int](FixedPolicy(MAX, MAX_WAIT))
+    feed(fixed, 5000.0, 0.2)
+    t = 0.2
+    assert fixed.ahead(t) == Wait(t + MAX_WAIT, MAX - 1)
+    b = adaptive()
+    feed(b, 5000.0, 0.2)
+    wait = b.ahead(t)
+    assert wait is not None and wait.items == MAX - 1
+    assert t < wait.until <= t + 2 * TARGET
+
+
+def test_first_arrived_opens_the_batch_when_its_first_item_came() -> None:
+    b = Batcher[int](FixedPolicy(MAX, MAX_WAIT))
+    assert b.add_many([1, 2], now=0.004, first_arrived=0.001) == []
+    wait = b.wait(0.004)
+    assert wait is not None and wait.until == pytest.approx(0.001 + MAX_WAIT)
+    assert b.add_many([3], now=0.0065) == [[1, 2, 3]], "due 5 ms after the first arrived"
+    b.add_many([4], now=0.010, first_arrived=0.020)  # never later than now
+    wait = b.wait(0.010)
+    assert wait is not None and wait.until == pytest.approx(0.010 + MAX_WAIT)
+
+
 # --- idle ------------------------------------------------------------------------------
 
 

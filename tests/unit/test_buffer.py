@@ -134,3 +134,52 @@ def test_a_blocked_producer_releases_a_consumer_waiting_for_more() -> None:
     assert time.monotonic() - started < 1
     producer.join(2)
     assert buf.take(10, 0) == [4, 5]
+
+
+def test_first_within_a_lone_first_item_wakes_the_consumer_only_once_it_has_waited() -> None:
+    buf = BoundedBuffer[int](100)
+    got: list[tuple[list[int], float]] = []
+
+    def consume() -> None:
+        items = buf.take(10, 5.0, wait_for=10, first_within=0.3)
+        got.append((items, time.monotonic()))
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    time.sleep(0.02)
+    put_at = time.monotonic()
+    buf.put(1)
+    time.sleep(0.1)
+    assert consumer.is_alive(), "a first item alone does not wake the consumer"
+    consumer.join(3)
+    assert got and got[0][0] == [1]
+    assert got[0][1] - put_at >= 0.29, "woken when the first item had waited first_within"
+
+
+def test_first_within_a_full_batch_still_wakes_the_consumer_at_once() -> None:
+    buf = BoundedBuffer[int](100)
+    got: list[list[int]] = []
+    consumer = threading.Thread(
+        target=lambda: got.append(buf.take(10, 5.0, wait_for=3, first_within=5.0))
+    )
+    consumer.start()
+    time.sleep(0.02)
+    buf.put_many([1, 2, 3])
+    consumer.join(2)
+    assert got == [[1, 2, 3]]
+
+
+def test_first_within_counts_from_the_oldest_item_already_there() -> None:
+    buf = BoundedBuffer[int](100)
+    buf.put(1)
+    time.sleep(0.2)
+    started = time.monotonic()
+    assert buf.take(10, 5.0, wait_for=10, first_within=0.1) == [1]
+    assert time.monotonic() - started < 0.05, "the item there had waited long enough"
+
+
+def test_first_within_on_an_empty_buffer_returns_nothing_at_the_timeout() -> None:
+    buf = BoundedBuffer[int](100)
+    started = time.monotonic()
+    assert buf.take(10, 0.1, wait_for=5, first_within=0.03) == []
+    assert time.monotonic() - started >= 0.09
