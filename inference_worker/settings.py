@@ -161,7 +161,8 @@ class WorkerSettings(BaseSettings):
     ``batch_target_wait_ms`` (idle, trickle), at ``batch_target_wait_ms`` when the batch
     would not fill within twice that at the recent arrival rate, and like ``fixed`` (full
     batches) under load. Lower latency below ~16k readings/s for more CPU per reading
-    (each extra batch cost 0.6-0.8 ms of worker CPU: docs/streaming.md)."""
+    (each extra batch costs 0.5-0.8 ms of worker CPU here, mostly thread wake-ups:
+    docs/streaming.md)."""
     batch_target_wait_ms: float = Field(default=2.0, ge=0)
     """``adaptive``: the longest a reading waits for a batch that is not going to fill
     (capped at ``max_wait_ms``). Lower: less latency, more batches per second (CPU)."""
