@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Protocol, Self, TypeVar
 from urllib.parse import urlsplit
 
+from inference_worker.buffer import BoundedBuffer
 from iot_contract import DeadLetter, RedisKeys
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MEMORY_SCHEME",
+    "BufferedIntake",
     "DeadLetters",
     "Incoming",
     "MemoryRegistry",
@@ -89,6 +91,28 @@ class WriteResult:
     """Predictions whose reading had been stored before (redeliveries)."""
     deadletters: int
     """Dead-letter records appended."""
+
+
+class BufferedIntake:
+    """``pending`` and ``take`` of a source whose intake hands readings over through a
+    :class:`~inference_worker.buffer.BoundedBuffer` (``self.buffer``): every source here."""
+
+    buffer: BoundedBuffer[Incoming]
+
+    def pending(self) -> int:
+        """Readings in the hand-over buffer, not yet taken."""
+        return len(self.buffer)
+
+    def take(
+        self,
+        max_items: int,
+        timeout: float,
+        *,
+        wait_for: int = 1,
+        first_within: float | None = None,
+    ) -> list[Incoming]:
+        """See :meth:`ReadingSource.take` and :meth:`BoundedBuffer.take`."""
+        return self.buffer.take(max_items, timeout, wait_for=wait_for, first_within=first_within)
 
 
 class ReadingSource(Protocol):

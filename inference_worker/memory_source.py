@@ -18,12 +18,12 @@ from collections.abc import Iterable
 from typing import ClassVar, Self
 
 from inference_worker.buffer import BoundedBuffer
-from inference_worker.bus import Incoming, MemoryRegistry
+from inference_worker.bus import BufferedIntake, Incoming, MemoryRegistry
 
 __all__ = ["MemorySource"]
 
 
-class MemorySource:
+class MemorySource(BufferedIntake):
     """Readings in memory; overflow policy **block the publisher** (like MQTT's
     backpressure), with ``maxsize`` readings at most waiting to be taken."""
 
@@ -123,21 +123,6 @@ class MemorySource:
     def ready(self) -> bool:
         """Subscribed."""
         return self._subscribed
-
-    def pending(self) -> int:
-        """Readings in the buffer."""
-        return len(self.buffer)
-
-    def take(
-        self,
-        max_items: int,
-        timeout: float,
-        *,
-        wait_for: int = 1,
-        first_within: float | None = None,
-    ) -> list[Incoming]:
-        """Up to ``max_items`` readings (see :meth:`BoundedBuffer.take`)."""
-        return self.buffer.take(max_items, timeout, wait_for=wait_for, first_within=first_within)
 
     def ack(self, items: Iterable[Incoming]) -> int:
         """Acknowledge readings of the current delivery; older deliveries are ignored (as

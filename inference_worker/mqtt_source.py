@@ -20,7 +20,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from inference_worker.buffer import BoundedBuffer
-from inference_worker.bus import Incoming, SourceError
+from inference_worker.bus import BufferedIntake, Incoming, SourceError
 from inference_worker.settings import WorkerSettings
 from iot_contract import shared_subscription, telemetry_filter
 from iot_mqtt.connection import MqttEndpoint, make_client
@@ -36,7 +36,7 @@ class MqttSourceError(SourceError):
     """The broker could not be reached or refused the worker."""
 
 
-class MqttSource:
+class MqttSource(BufferedIntake):
     """Receives telemetry through ``$share/<group>/devices/+/telemetry`` (``shared=False``:
     through ``devices/+/telemetry``, every reading, as the staged intake does).
 
@@ -149,25 +149,9 @@ class MqttSource:
         """Connected to the broker (paho renews the subscription on every connect)."""
         return self.connected.is_set()
 
-    def pending(self) -> int:
-        """Readings in the hand-over buffer."""
-        return len(self.buffer)
-
     def reply(self, topic: str, payload: bytes) -> None:
         """Publish at QoS 0 (a device that is offline misses it: the next one replaces it)."""
         self.client.publish(topic, payload, qos=0)
-
-    def take(
-        self,
-        max_items: int,
-        timeout: float,
-        *,
-        wait_for: int = 1,
-        first_within: float | None = None,
-    ) -> list[Incoming]:
-        """Up to ``max_items`` received messages, once ``wait_for`` are there or ``timeout``
-        seconds have passed."""
-        return self.buffer.take(max_items, timeout, wait_for=wait_for, first_within=first_within)
 
     def ack(self, items: Iterable[Incoming]) -> int:
         """Acknowledge QoS 1 messages; those from an earlier connection are left alone

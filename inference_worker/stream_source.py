@@ -29,7 +29,7 @@ from typing import Any, Self
 import redis
 
 from inference_worker.buffer import BoundedBuffer
-from inference_worker.bus import Incoming
+from inference_worker.bus import BufferedIntake, Incoming
 from inference_worker.settings import WorkerSettings
 from iot_contract import RedisKeys
 from iot_contract.staging import parse_staged
@@ -42,7 +42,7 @@ _BAD_ENTRY_TOPIC = "$staging/unreadable"
 """Topic given to a staging entry that does not parse (the worker dead-letters it)."""
 
 
-class StreamSource:
+class StreamSource(BufferedIntake):
     """Consumer ``settings.worker_id`` of group ``settings.share_group`` on the staging
     stream. Use as a context manager: entering creates the group if needed and starts the
     reader thread; exiting stops it (pending entries stay for this id or the others)."""
@@ -83,21 +83,6 @@ class StreamSource:
     def ready(self) -> bool:
         """The group exists and the last read worked."""
         return self._connected.is_set()
-
-    def pending(self) -> int:
-        """Entries read into the buffer and not yet taken."""
-        return len(self.buffer)
-
-    def take(
-        self,
-        max_items: int,
-        timeout: float,
-        *,
-        wait_for: int = 1,
-        first_within: float | None = None,
-    ) -> list[Incoming]:
-        """Up to ``max_items`` readings (see :meth:`BoundedBuffer.take`)."""
-        return self.buffer.take(max_items, timeout, wait_for=wait_for, first_within=first_within)
 
     def ack(self, items: Iterable[Incoming]) -> int:
         """``XACK`` the entries. A failed ack is logged and leaves them pending: they are
