@@ -182,6 +182,23 @@ class PredictionSink(Protocol):
         """
         ...
 
+    def send(self, predictions: Records, deadletters: DeadLetters, at: float) -> None:
+        """Begin storing one batch without waiting for the store's answer (:meth:`collect`
+        reads it); one batch at a time.
+
+        Raises:
+            SinkError: it could not be sent; :meth:`write` it instead.
+        """
+        ...
+
+    def collect(self) -> WriteResult:
+        """Finish the batch :meth:`send` began.
+
+        Raises:
+            SinkError: nothing is certain; :meth:`write` the same batch.
+        """
+        ...
+
     def close(self) -> None:
         """Release connections."""
         ...

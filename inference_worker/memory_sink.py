@@ -48,6 +48,7 @@ class MemorySink:
         """Dedup slots as the Redis script keeps them: a bit, or a ``ts`` fingerprint."""
         self._epoch: str | None = None
         self._lock = threading.Lock()
+        self._sent: tuple[Records, DeadLetters, float] | None = None
 
     @classmethod
     def named(cls, url: str, keys: RedisKeys | None = None) -> MemorySink:
@@ -87,6 +88,19 @@ class MemorySink:
             self.batches.append(len(predictions) + len(deadletters))
             self.writers.append(threading.current_thread().name)
             return WriteResult(stored, len(predictions) - stored, len(deadletters))
+
+    def send(self, predictions: Records, deadletters: DeadLetters, at: float) -> None:
+        """Hold the batch until :meth:`collect` (which stores it as :meth:`write` does)."""
+        if self._sent is not None:
+            raise RuntimeError("collect() the batch sent before")
+        self._sent = (predictions, deadletters, at)
+
+    def collect(self) -> WriteResult:
+        """Store the batch :meth:`send` held; raises :class:`SinkError` while :attr:`down`."""
+        if self._sent is None:
+            raise RuntimeError("nothing was sent")
+        sent, self._sent = self._sent, None
+        return self.write(*sent)
 
     def close(self) -> None:
         """Nothing to release."""

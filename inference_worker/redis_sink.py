@@ -90,6 +90,10 @@ class RedisSink:
         self.deadletter_maxlen = deadletter_maxlen
         self.dedup_ttl = dedup_ttl
         self._sha = hashlib.sha1(_STORE.encode()).hexdigest()  # noqa: S324 - Redis's script id
+        self._conn: Any = None
+        """The connection :meth:`send` and :meth:`collect` use (out of the pool meanwhile)."""
+        self._sent: tuple[int, int] | None = None
+        """Predictions and dead letters of the batch sent and not yet collected."""
 
     @classmethod
     def from_url(cls, url: str, keys: RedisKeys, **options: Any) -> RedisSink:
@@ -101,7 +105,75 @@ class RedisSink:
 
     def close(self) -> None:
         """Close the client's connections."""
+        self._drop_connection()
         self.client.close()
+
+    def send(self, predictions: Records, deadletters: DeadLetters, at: float) -> None:
+        """Send one batch's commands (the EVALSHA, the dead letters' XADDs) in one write and
+        return at once; :meth:`collect` reads the replies, by when they are usually there:
+        the caller does not sleep on the round trip. Raises :class:`SinkError` when they
+        could not be sent (:meth:`write` the batch then)."""
+        if self._sent is not None:
+            raise RuntimeError("collect() the batch sent before")
+        commands: list[tuple[Any, ...]] = []
+        if predictions:
+            args = self._script_args(predictions, at)
+            commands.append(
+                ("EVALSHA", self._sha, 2, self.keys.predictions, self.keys.latest, *args)
+            )
+        for record in deadletters:
+            commands.append(
+                (
+                    "XADD",
+                    self.keys.deadletter,
+                    "MAXLEN",
+                    "~",
+                    self.deadletter_maxlen,
+                    "*",
+                    RECORD_FIELD,
+                    _CODEC.encode(record),
+                )
+            )
+        try:
+            if self._conn is None:
+                self._conn = self.client.connection_pool.get_connection()
+            self._conn.send_packed_command(self._conn.pack_commands(commands))
+        except redis.RedisError as exc:
+            self._drop_connection()
+            raise SinkError(f"{type(exc).__name__}: {exc}") from exc
+        self._sent = (len(predictions), len(deadletters))
+
+    def collect(self) -> WriteResult:
+        """Read the replies of the batch :meth:`send` sent. Raises :class:`SinkError` when
+        its outcome is not certain, a script Redis lost in a restart included: :meth:`write`
+        the same batch then (the deduplication makes that safe)."""
+        if self._sent is None:
+            raise RuntimeError("nothing was sent")
+        (n_predictions, n_deadletters), self._sent = self._sent, None
+        replies: list[Any] = []
+        try:
+            for _ in range((1 if n_predictions else 0) + n_deadletters):
+                try:
+                    replies.append(self._conn.read_response())
+                except redis.ResponseError as exc:  # an error reply; read the others too
+                    replies.append(exc)
+        except redis.RedisError as exc:
+            self._drop_connection()
+            raise SinkError(f"{type(exc).__name__}: {exc}") from exc
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise SinkError(f"{type(reply).__name__}: {reply}")
+        stored = int(replies[0]) if n_predictions else 0
+        return WriteResult(stored, n_predictions - stored, n_deadletters)
+
+    def _drop_connection(self) -> None:
+        """Disconnect the send/collect connection (a half-read reply must not be read by
+        the next command) and give it back to the pool."""
+        self._sent = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.disconnect()
+            self.client.connection_pool.release(conn)
 
     def ensure_epoch(self) -> str:
         """The stream epoch, created (``SET NX``) if this is a fresh deployment."""
@@ -124,12 +196,7 @@ class RedisSink:
         deadletters: Sequence[DeadLetter],
         published_ts: float,
     ) -> WriteResult:
-        args: list[Any] = [self.stream_maxlen, self.dedup_ttl]
-        for record in predictions:
-            slot = self.keys.seen_slot_of(record)
-            mark = "" if slot.fingerprint is None else slot.fingerprint
-            raw = encode_record(record, published_ts)
-            args += (slot.key, slot.offset, mark, record["device_id"], raw)
+        args = self._script_args(predictions, published_ts)
         replies = self._execute(args, predictions, deadletters)
         if predictions and isinstance(replies[0], redis.exceptions.NoScriptError):
             # Redis restarted (or SCRIPT FLUSH): load the script and store the predictions
@@ -143,6 +210,16 @@ class RedisSink:
                 raise reply
         stored = int(replies[0]) if predictions else 0
         return WriteResult(stored, len(predictions) - stored, len(deadletters))
+
+    def _script_args(self, predictions: Sequence[PredictionRecord], at: float) -> list[Any]:
+        """The store script's ARGV: the caps, then per record its dedup slot, mark, device
+        and encoded record."""
+        args: list[Any] = [self.stream_maxlen, self.dedup_ttl]
+        for record in predictions:
+            slot = self.keys.seen_slot_of(record)
+            mark = "" if slot.fingerprint is None else slot.fingerprint
+            args += (slot.key, slot.offset, mark, record["device_id"], encode_record(record, at))
+        return args
 
     def _execute(
         self,

@@ -22,7 +22,7 @@ import orjson
 
 from inference_worker.bootless import BootlessReadings
 from inference_worker.buffer import BoundedBuffer
-from inference_worker.bus import Incoming, PredictionSink, ReadingSource, SinkError
+from inference_worker.bus import Incoming, PredictionSink, ReadingSource, SinkError, WriteResult
 from inference_worker.health import readiness
 from inference_worker.metrics import WorkerMetrics
 from inference_worker.observers import BatchObserver
@@ -99,6 +99,8 @@ class Worker:
         self._written = 0
         """Batches the writer thread has finished (written by the writer only)."""
         self._stop = threading.Event()
+        self._sent: _Job | None = None
+        """The batch sent to the sink by this thread whose answer is not read yet."""
         self.failed = False
         """Set when the writer died of an unexpected error (the run then ends)."""
         self._stopping_since: float | None = None
@@ -119,9 +121,11 @@ class Worker:
         store and acknowledge it, and return (the caller disconnects).
 
         A batch is stored on this thread when the writer is idle and less than a batch is
-        waiting in the source; otherwise by the writer thread, so the next batch is decoded
-        and scored while Redis executes the previous write (at most two batches wait for
-        it). Either way batches are stored and acknowledged in the order they were cut.
+        waiting in the source: sent at once, its answer read (and the batch acknowledged)
+        when this thread next wakes, so it never sleeps on the round trip. Otherwise the
+        writer thread stores it, so the next batch is decoded and scored while Redis
+        executes the previous write (at most two batches wait for it). Either way batches
+        are stored and acknowledged in the order they were cut.
         """
         self._stop = stop
         writer = threading.Thread(
@@ -165,8 +169,11 @@ class Worker:
                 self.process(closed)
         if batch := self._batcher.flush():
             self.process(batch)
+        self._settle()
 
     def _step(self, idle_timeout: float) -> None:
+        if self._sent is not None:  # wake in time to acknowledge it if nothing else comes
+            idle_timeout = min(idle_timeout, self._batcher.policy.max_wait)
         now = self.last_tick = time.monotonic()
         if now >= self._report_at:
             self._report(now)
@@ -193,6 +200,8 @@ class Worker:
             )
         # everything taken joins the open batch before it is judged: cutting an overdue
         # batch at its first new item left the rest to wait a whole deadline more
+        if not items:
+            self._settle()
         now = time.monotonic()
         first = items[0].queued_at if items and not len(self._batcher) else 0.0
         for batch in self._batcher.add_many(
@@ -231,14 +240,49 @@ class Worker:
             deadletters.append(self._deadletter(origin[index], error, readings[index].device_id))
         m.inference_seconds.observe(time.perf_counter() - started)
         job = _Job(batch, result.records, deadletters)
+        self._settle()  # the batch sent before goes first
         if self._handed == self._written and self.source.pending() < self._batcher.max_size:
-            # the writer has nothing in hand and little is waiting: store it here, with no
-            # thread hand-off (the writer only ever gets work from this thread, so it
+            # the writer has nothing in hand and little is waiting: store it from here, with
+            # no thread hand-off (the writer only ever gets work from this thread, so it
             # stays idle meanwhile and the order of batches is kept)
-            self._commit_guarded(job)
+            self._begin(job)
         else:
             self._handed += 1
             self._jobs.put(job)
+
+    def _begin(self, job: _Job) -> None:
+        """Send ``job`` to the sink without waiting for the answer (:meth:`_settle` reads
+        it); if it cannot be sent, store it now with the usual retries."""
+        if self.failed:
+            return  # left unacknowledged: the broker redelivers after a restart
+        try:
+            self.sink.send(job.records, job.deadletters, self._clock())
+        except SinkError:
+            self._commit_guarded(job)
+            return
+        self._sent = job
+
+    def _settle(self) -> None:
+        """Read the answer for the batch sent before and acknowledge it; if its outcome is
+        not certain, write it again with the usual retries (deduplicated)."""
+        job, self._sent = self._sent, None
+        if job is None:
+            return
+        try:
+            result = self.sink.collect()
+        except SinkError as exc:
+            self.metrics.redis_retries.inc()
+            log.warning("Redis write failed (%s); writing the batch again", exc)
+            self._commit_guarded(job)
+            return
+        except Exception:
+            log.exception(
+                "the Redis writer failed; stopping (unacknowledged readings will be redelivered)"
+            )
+            self.failed = True
+            self._stop.set()
+            return
+        self._done(job, result)
 
     def _write_loop(self, stop: threading.Event) -> None:
         while True:
@@ -263,11 +307,18 @@ class Worker:
             self._stop.set()
 
     def _commit(self, job: _Job, stop: threading.Event) -> None:
-        if self._store(job.records, job.deadletters, stop):
-            self.source.ack(job.batch)
-            self.metrics.acks_pending.dec(len(job.batch))
-            if self.settings.publish_inference:
-                self._publish_back(job.records)
+        if (result := self._store(job.records, job.deadletters, stop)) is not None:
+            self._done(job, result)
+
+    def _done(self, job: _Job, result: WriteResult) -> None:
+        """``job`` is stored: count it, acknowledge its readings, send predictions back."""
+        self.redis_ok = True
+        self.metrics.stored.inc(result.stored)
+        self.metrics.duplicates.inc(result.duplicates)
+        self.source.ack(job.batch)
+        self.metrics.acks_pending.dec(len(job.batch))
+        if self.settings.publish_inference:
+            self._publish_back(job.records)
 
     def _decode(self, item: Incoming) -> Reading:
         device_id, kind = parse_device_topic(item.topic)
@@ -307,8 +358,8 @@ class Worker:
         predictions: list[PredictionRecord],
         deadletters: list[DeadLetter],
         stop: threading.Event,
-    ) -> bool:
-        """Write one batch, retrying with backoff. Gives up (returns False, nothing is
+    ) -> WriteResult | None:
+        """Write one batch, retrying with backoff. Gives up (returns None, nothing is
         acknowledged, the broker keeps the readings) only when Redis is still failing
         ``shutdown_grace`` seconds after a stop was asked for."""
         delay = 0.1
@@ -332,15 +383,12 @@ class Worker:
                         "readings unacknowledged for redelivery",
                         len(predictions),
                     )
-                    return False
+                    return None
                 if stop.wait(delay):  # stopping: keep retrying until the grace period ends
                     time.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            self.redis_ok = True
-            self.metrics.stored.inc(result.stored)
-            self.metrics.duplicates.inc(result.duplicates)
-            return True
+            return result
 
     def _report(self, now: float) -> None:
         m = self.metrics

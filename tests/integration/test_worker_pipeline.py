@@ -11,16 +11,20 @@ import pytest
 import redis
 
 from inference_worker.app import running_worker
+from inference_worker.bus import SinkError
 from inference_worker.mqtt_source import MqttSource
 from inference_worker.redis_sink import RedisSink
 from inference_worker.settings import WorkerSettings
 from iot_contract import (
     MSGPACK_CONTENT_TYPE,
+    ContractError,
+    DeadLetter,
     Reading,
     RedisKeys,
     RejectReason,
     telemetry_topic,
 )
+from iot_models.core import PredictionRecord
 from iot_mqtt.connection import MqttEndpoint, make_client
 from iotstream.localservices import find_binary
 from tests.harness.models import linear_core
@@ -213,6 +217,55 @@ def test_sink_deduplicates_redelivered_readings(
         (r.device_id, r.seq) for r in readings
     )
     assert all(p.hops.published_ts in (3.0, 4.0) for p in stored)
+
+
+def test_send_then_collect_stores_like_write_and_fails_safe(
+    redis_service: Service, rclient: redis.Redis, redis_keys: RedisKeys, unique: str
+) -> None:
+    """The run loop's split write (send now, read the answer at the next wake-up): the same
+    records, dedup and dead letters as ``write``; a lost script or a dropped connection is
+    a SinkError, after which ``write`` of the same batch works."""
+    sink = RedisSink.from_url(redis_service.url, redis_keys)
+    readings = fleet(unique, 30, devices=3)
+    core = linear_core("w")
+    records = core.infer(readings[:20], received_ts=1.0).records
+    bad = DeadLetter.from_error(
+        ContractError(RejectReason.MALFORMED, "not JSON"),
+        topic=telemetry_topic("pump-x"),
+        payload=b"{",
+        received_ts=1.0,
+        worker_id="w",
+        content_type=None,
+        device_id="pump-x",
+    )
+    sink.write(records[:5], [], at=2.0)  # loads the script
+    sink.send(records, [bad], at=3.0)
+    result = sink.collect()
+    assert (result.stored, result.duplicates, result.deadletters) == (15, 5, 1)
+    assert len(predictions(rclient, redis_keys)) == 20
+    assert [d.reason for d in deadletters(rclient, redis_keys)] == [RejectReason.MALFORMED]
+
+    more = core.infer(readings[20:25], received_ts=1.0).records
+    rclient.script_flush()  # as after a Redis restart
+    sink.send(more, [], at=4.0)
+    with pytest.raises(SinkError, match="NoScript"):
+        sink.collect()
+    assert sink.write(more, [], at=4.0).stored == 5  # write loads the script again
+
+    last = core.infer(readings[25:], received_ts=1.0).records
+    sink.send(last[:1], [], at=5.0)
+    sink.collect()
+    rclient.client_kill_filter(_type="normal", skipme=True)  # the sink's connection drops
+    with pytest.raises(SinkError):  # at the send or at the collect, as the kernel has it
+        _send_and_collect(sink, last, 5.0)
+    assert sink.write(last, [], at=5.0).stored == 4
+    assert len(predictions(rclient, redis_keys)) == 30
+    sink.close()
+
+
+def _send_and_collect(sink: RedisSink, records: list[PredictionRecord], at: float) -> None:
+    sink.send(records, [], at)
+    sink.collect()
 
 
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
