@@ -275,12 +275,8 @@ class Worker:
             log.warning("Redis write failed (%s); writing the batch again", exc)
             self._commit_guarded(job)
             return
-        except Exception:
-            log.exception(
-                "the Redis writer failed; stopping (unacknowledged readings will be redelivered)"
-            )
-            self.failed = True
-            self._stop.set()
+        except Exception:  # noqa: BLE001 - see _fail
+            self._fail()
             return
         self._done(job, result)
 
@@ -299,12 +295,17 @@ class Worker:
             return  # left unacknowledged: the broker redelivers after a restart
         try:
             self._commit(job, self._stop)
-        except Exception:
-            log.exception(
-                "the Redis writer failed; stopping (unacknowledged readings will be redelivered)"
-            )
-            self.failed = True
-            self._stop.set()
+        except Exception:  # noqa: BLE001 - see _fail
+            self._fail()
+
+    def _fail(self) -> None:
+        """An unexpected error while storing: stop the worker (a dead writer must stop it,
+        not hang it); what is unacknowledged is redelivered after a restart."""
+        log.exception(
+            "the Redis writer failed; stopping (unacknowledged readings will be redelivered)"
+        )
+        self.failed = True
+        self._stop.set()
 
     def _commit(self, job: _Job, stop: threading.Event) -> None:
         if (result := self._store(job.records, job.deadletters, stop)) is not None:
