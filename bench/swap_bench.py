@@ -63,16 +63,24 @@ def _publish_versions(store_root: Path, model: str, work: Path) -> None:
 def _toggle(
     store_root: Path, model: str, ready_log: Path, every: float, seconds: float
 ) -> list[float]:
-    """Once the worker is ready, move the alias between 1 and 2 every ``every`` s for
-    ``seconds`` (the load's duration); returns when each move was written."""
+    """Once the load has started (the simulators say so in their logs, beside the worker's
+    ``ready_log``), move the alias between 1 and 2 every ``every`` s, the last move a
+    whole ``every`` before the load's ``seconds`` end, so that each move has time to show
+    in the stream; returns when each move was written."""
     deadline = time.monotonic() + 120
     while not (ready_log.exists() and "ready: consuming" in ready_log.read_text()):
         if time.monotonic() > deadline:
             return []
         time.sleep(0.05)
+    while not any(
+        "simulating" in log.read_text() for log in ready_log.parent.glob("sim*.log")
+    ):  # the simulators' interpreters start after the worker is ready
+        if time.monotonic() > deadline:
+            return []
+        time.sleep(0.05)
     store = open_store(store_root)
     moves: list[float] = []
-    version, end = "1", time.monotonic() + seconds - every / 2
+    version, end = "1", time.monotonic() + seconds - every
     while time.monotonic() + every < end:
         time.sleep(every)
         version = "2" if version == "1" else "1"

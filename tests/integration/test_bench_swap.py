@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 def test_a_tiny_swap_bench_swaps_and_loses_nothing(tmp_path: Path) -> None:
     out = tmp_path / "swap.json"
-    args = ["--seconds", "3", "--rate", "500", "--every", "1", "--model", "fault-clf"]
+    args = ["--seconds", "4", "--rate", "500", "--every", "1", "--model", "fault-clf"]
     assert main([*args, "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     for name in ("steady", "swapping"):
