@@ -27,7 +27,6 @@ import multiprocessing.synchronize
 import os
 import random
 import secrets
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,13 +36,17 @@ from typing import Any
 
 import pytest
 import redis
-from playwright.sync_api import CDPSession, Page, sync_playwright
+from playwright.sync_api import CDPSession, Page
 
 from iot_contract import RECORD_FIELD, Hops, JsonCodec, ModelRef, Prediction, RedisKeys
 from tests.component.gateway.support import SECRET
 from tests.harness.processes import ROOT, CliProcess
 from tests.harness.services import Service
-from tests.integration.gateway.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, wait
+from tests.integration.gateway.test_dashboard_browser import (
+    open_dashboard,
+    require_chromium,
+    wait,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -353,77 +356,68 @@ def run_fleet_view(
     """Open the dashboard on a fleet of ``n_devices``, select one device, measure over two
     periods of ``minute_s``; stop the last device during the second one; screenshots into
     ``shots``. Returns the figures."""
-    if shutil.which(CHROMIUM) is None:
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium", pytrace=False)
+    require_chromium()
     fleet = fleet_feed(n_devices, per_device)
     gw = start_gateway(dev_mode=True, jwt_secret=SECRET)
     selected = fleet.devices[123 % n_devices]
     figures: dict[str, Any] = {"devices": n_devices, "rate_target": fleet.rate}
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page: Page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(gw.url + "/")
-            page.evaluate(f"window.__iotstream.silentAfter = {silent_after}")
-            wait(page, f"window.__iotstream.devices.size >= {n_devices}", 60)
-            # Find the device the way a user would: type its id, press Enter.
-            page.fill("#search", selected)
-            page.press("#search", "Enter")
-            wait(page, f"window.__iotstream.selected === '{selected}'")
-            wait(page, "window.__iotstream.received() > 5")
-            page.fill("#search", "")
+    with open_dashboard(gw.url, viewport={"width": 1400, "height": 1000}) as (page, errors):
+        page.evaluate(f"window.__iotstream.silentAfter = {silent_after}")
+        wait(page, f"window.__iotstream.devices.size >= {n_devices}", 60)
+        # Find the device the way a user would: type its id, press Enter.
+        page.fill("#search", selected)
+        page.press("#search", "Enter")
+        wait(page, f"window.__iotstream.selected === '{selected}'")
+        wait(page, "window.__iotstream.received() > 5")
+        page.fill("#search", "")
 
-            cdp = page.context.new_cdp_session(page)
-            cdp.send("Performance.enable")
-            begin, t0, written0 = metrics(cdp), time.monotonic(), fleet.written_count()
-            page.wait_for_timeout(minute_s * 1000)
-            heap1 = heap_after_gc(cdp)
-            mid = metrics(cdp)
-            page.wait_for_timeout(minute_s * 500)
-            fleet.silence_now()
-            silenced_at = time.monotonic()
-            # look where a user would: the "silent" count filters the grid to silent devices
-            # (sorted by severity, a fleet with many anomalies pushes them past the first page)
-            page.click(".counts button.silent")
-            wait(
-                page,
-                f"document.querySelector('.device.silent[data-device=\"{fleet.silenced}\"]')",
-                silent_after + 10,
-            )
-            figures["silent_shown_after_s"] = round(time.monotonic() - silenced_at, 2)
-            page.click(".counts button.silent")
-            page.wait_for_timeout(max(0.0, t0 + 2 * minute_s - time.monotonic()) * 1000)
-            end = metrics(cdp)
-            heap2 = heap_after_gc(cdp)
-            wall = time.monotonic() - t0
-            figures.update(page.evaluate(PAGE_FIGURES))
-            figures["rate_achieved"] = round((fleet.written_count() - written0) / wall)
-            figures["task_share"] = round((end["TaskDuration"] - begin["TaskDuration"]) / wall, 3)
-            figures["task_share_2nd"] = round(
-                (end["TaskDuration"] - mid["TaskDuration"]) / (end["Timestamp"] - mid["Timestamp"]),
-                3,
-            )
-            figures["heap_mb"] = (round(heap1 / 2**20, 2), round(heap2 / 2**20, 2))
-            figures["heap_growth"] = round(heap2 / heap1 - 1, 3)
-            figures["wall_s"] = round(wall, 1)
-            figures["silent_counted"] = figures["counts"]["silent"]
-            page.fill("#search", "")
-            page.wait_for_timeout(600)
-            figures["errors"] = errors
-            print("fleet view figures:", {k: v for k, v in figures.items() if k != "errors"})
-            if ui_checks:
-                check_finding_and_access(page, fleet)
-            shots.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(shots / "dashboard-fleet.png"))
-            page.click(f'.device[data-device="{fleet.devices[7]}"]')
-            wait(page, f"window.__iotstream.selected === '{fleet.devices[7]}'")
-            wait(page, "window.__iotstream.received() > 60", 30)
-            page.wait_for_timeout(1200)
-            page.locator("section.chart").screenshot(path=str(shots / "dashboard-device.png"))
-        finally:
-            browser.close()
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("Performance.enable")
+        begin, t0, written0 = metrics(cdp), time.monotonic(), fleet.written_count()
+        page.wait_for_timeout(minute_s * 1000)
+        heap1 = heap_after_gc(cdp)
+        mid = metrics(cdp)
+        page.wait_for_timeout(minute_s * 500)
+        fleet.silence_now()
+        silenced_at = time.monotonic()
+        # look where a user would: the "silent" count filters the grid to silent devices
+        # (sorted by severity, a fleet with many anomalies pushes them past the first page)
+        page.click(".counts button.silent")
+        wait(
+            page,
+            f"document.querySelector('.device.silent[data-device=\"{fleet.silenced}\"]')",
+            silent_after + 10,
+        )
+        figures["silent_shown_after_s"] = round(time.monotonic() - silenced_at, 2)
+        page.click(".counts button.silent")
+        page.wait_for_timeout(max(0.0, t0 + 2 * minute_s - time.monotonic()) * 1000)
+        end = metrics(cdp)
+        heap2 = heap_after_gc(cdp)
+        wall = time.monotonic() - t0
+        figures.update(page.evaluate(PAGE_FIGURES))
+        figures["rate_achieved"] = round((fleet.written_count() - written0) / wall)
+        figures["task_share"] = round((end["TaskDuration"] - begin["TaskDuration"]) / wall, 3)
+        figures["task_share_2nd"] = round(
+            (end["TaskDuration"] - mid["TaskDuration"]) / (end["Timestamp"] - mid["Timestamp"]),
+            3,
+        )
+        figures["heap_mb"] = (round(heap1 / 2**20, 2), round(heap2 / 2**20, 2))
+        figures["heap_growth"] = round(heap2 / heap1 - 1, 3)
+        figures["wall_s"] = round(wall, 1)
+        figures["silent_counted"] = figures["counts"]["silent"]
+        page.fill("#search", "")
+        page.wait_for_timeout(600)
+        figures["errors"] = errors
+        print("fleet view figures:", {k: v for k, v in figures.items() if k != "errors"})
+        if ui_checks:
+            check_finding_and_access(page, fleet)
+        shots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shots / "dashboard-fleet.png"))
+        page.click(f'.device[data-device="{fleet.devices[7]}"]')
+        wait(page, f"window.__iotstream.selected === '{fleet.devices[7]}'")
+        wait(page, "window.__iotstream.received() > 60", 30)
+        page.wait_for_timeout(1200)
+        page.locator("section.chart").screenshot(path=str(shots / "dashboard-device.png"))
     return figures
 
 

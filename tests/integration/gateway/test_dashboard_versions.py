@@ -6,15 +6,17 @@ is on one version again (the canary promoted)."""
 
 from __future__ import annotations
 
-import shutil
 from typing import Any
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from iot_contract import ModelRef, Prediction
 from tests.component.gateway.support import SECRET, Feeder, prediction
-from tests.integration.gateway.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, wait
+from tests.integration.gateway.test_dashboard_browser import (
+    open_dashboard,
+    require_chromium,
+    wait,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -28,8 +30,7 @@ def scored(device: str, seq: int, model: str, version: str, score: float) -> Pre
 
 
 def test_two_versions_of_a_model_side_by_side(start_gateway: Any, feeder: Feeder) -> None:
-    if shutil.which(CHROMIUM) is None:
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium", pytrace=False)
+    require_chromium()
     stable = [scored(f"pump-{i:02d}", 1, "fault-clf", "1", 0.9 if i < 2 else 0.1) for i in range(8)]
     canary = [
         scored(f"pump-{i:02d}", 1, "fault-clf", "2", 0.8 if i < 10 else 0.2) for i in (8, 9, 10)
@@ -37,31 +38,23 @@ def test_two_versions_of_a_model_side_by_side(start_gateway: Any, feeder: Feeder
     other = [scored(f"fan-{i}", 1, "vib-ae", "1", 0.3) for i in range(2)]
     feeder.write(stable + canary + other)
     gw = start_gateway(dev_mode=True, jwt_secret=SECRET)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(gw.url + "/")
-            wait(page, "window.__iotstream.devices.size === 13")
-            wait(page, "!document.getElementById('versions').hidden")
-            versions: list[dict[str, Any]] = page.evaluate("window.__iotstream.versions")
-            rows: list[list[str]] = page.evaluate(
-                """() => [...document.querySelectorAll('#versions tbody tr')].map((tr) =>
-                    [...tr.children].map((c) => c.textContent))"""
-            )
-            tables = page.evaluate(
-                "[...document.querySelectorAll('#versions table')].map((t) => t.dataset.model)"
-            )
-            caption = page.locator("#versions caption").inner_text()
+    with open_dashboard(gw.url, viewport={"width": 1400, "height": 1000}) as (page, errors):
+        wait(page, "window.__iotstream.devices.size === 13")
+        wait(page, "!document.getElementById('versions').hidden")
+        versions: list[dict[str, Any]] = page.evaluate("window.__iotstream.versions")
+        rows: list[list[str]] = page.evaluate(
+            """() => [...document.querySelectorAll('#versions tbody tr')].map((tr) =>
+                [...tr.children].map((c) => c.textContent))"""
+        )
+        tables = page.evaluate(
+            "[...document.querySelectorAll('#versions table')].map((t) => t.dataset.model)"
+        )
+        caption = page.locator("#versions caption").inner_text()
 
-            # every device of fault-clf on version 1 again: the comparison goes away
-            feeder.write([scored(p.device_id, 2, "fault-clf", "1", 0.1) for p in canary])
-            wait(page, "document.getElementById('versions').hidden")
-            assert page.evaluate("window.__iotstream.versions") == []
-        finally:
-            browser.close()
+        # every device of fault-clf on version 1 again: the comparison goes away
+        feeder.write([scored(p.device_id, 2, "fault-clf", "1", 0.1) for p in canary])
+        wait(page, "document.getElementById('versions').hidden")
+        assert page.evaluate("window.__iotstream.versions") == []
     assert tables == ["fault-clf"], "vib-ae has one version: no comparison"
     assert "fault-clf" in caption and "2 versions on 11 devices" in caption
     (model,) = versions
