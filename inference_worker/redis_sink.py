@@ -135,7 +135,9 @@ class RedisSink:
                 )
             )
         try:
-            if self._conn is None:
+            if self._conn is None:  # first send, or after a dropped connection: a fresh or
+                # restarted Redis has not seen the script yet
+                self.client.script_load(_STORE)
                 self._conn = self.client.connection_pool.get_connection()
             self._conn.send_packed_command(self._conn.pack_commands(commands))
         except redis.RedisError as exc:

@@ -303,7 +303,12 @@ def test_drift_panel_and_sensor_channels(
         # Chart a device in fault: the picture shows channels leaving the training range.
         wait(page, "document.querySelector('.device.anomaly') !== null")
         chosen = page.get_attribute(".device.anomaly", "data-device")
-        page.click(f".device[data-device='{chosen}']")
+        # select it by its id (type it, press Enter): a click can land on another tile when
+        # the grid re-sorts under it on a loaded machine
+        page.fill("#search", chosen or "")
+        page.press("#search", "Enter")
+        wait(page, f"window.__iotstream.selected === '{chosen}'")
+        page.fill("#search", "")
         wait(
             page,
             f"window.__iotstream.selected === '{chosen}'"
