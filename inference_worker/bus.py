@@ -33,6 +33,7 @@ __all__ = [
     "Incoming",
     "MemoryRegistry",
     "PredictionSink",
+    "Pump",
     "ReadingSource",
     "Records",
     "SinkError",
@@ -47,6 +48,9 @@ T = TypeVar("T")
 Records = Sequence["PredictionRecord"]
 """A batch of prediction records (:func:`iot_contract.prediction_record`)."""
 DeadLetters = Sequence[DeadLetter]
+Pump = Callable[[], "float | None"]
+"""The worker's step run on a source's intake thread (:meth:`ReadingSource.drive`):
+returns the seconds until it must run again if no reading comes first, or None."""
 
 
 class SourceError(RuntimeError):
@@ -114,6 +118,11 @@ class BufferedIntake:
         """See :meth:`ReadingSource.take` and :meth:`BoundedBuffer.take`."""
         return self.buffer.take(max_items, timeout, wait_for=wait_for, first_within=first_within)
 
+    def drive(self, pump: Pump | None) -> bool:
+        """See :meth:`ReadingSource.drive`; a source whose intake has no thread of its own
+        to lend (the in-memory one: the caller's thread feeds it) says no."""
+        return False
+
 
 class ReadingSource(Protocol):
     """Readings in, acknowledgements back.
@@ -150,6 +159,14 @@ class ReadingSource(Protocol):
         have passed (then whatever there is, possibly nothing); with ``first_within``, also
         once the oldest has waited that long, and not at a first reading alone (see
         :meth:`~inference_worker.buffer.BoundedBuffer.take`)."""
+        ...
+
+    def drive(self, pump: Pump | None) -> bool:
+        """Run ``pump`` on the intake's own thread after each hand-over of readings, and
+        again once the seconds it returned have passed with nothing received (None: stop
+        doing so). Returns whether this source does: the worker then cuts, scores and
+        stores batches on the thread that is awake anyway, instead of waking its own for
+        each batch."""
         ...
 
     def ack(self, items: Iterable[Incoming]) -> int:

@@ -47,6 +47,11 @@ class WorkerMetrics:
         self.queue_depth = Gauge(
             "worker_queue_depth", "Readings waiting between MQTT and inference", registry=r
         )
+        self.takeovers = Counter(
+            "worker_takeovers",
+            "Times the load moved batch work from the MQTT thread to the worker's own thread",
+            registry=r,
+        )
         self.backpressure_seconds = Gauge(
             "worker_backpressure_seconds",
             "Time the MQTT thread waited for queue room",

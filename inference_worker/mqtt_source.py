@@ -20,7 +20,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from inference_worker.buffer import BoundedBuffer
-from inference_worker.bus import BufferedIntake, Incoming, SourceError
+from inference_worker.bus import BufferedIntake, Incoming, Pump, SourceError
 from inference_worker.settings import WorkerSettings
 from iot_contract import shared_subscription, telemetry_filter
 from iot_mqtt.connection import MqttEndpoint, make_client
@@ -87,6 +87,7 @@ class MqttSource(BufferedIntake):
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_unsubscribe = lambda *_args: self._unsubscribed.set()
         self._endpoint = endpoint
+        self._pump: Pump | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
     def __enter__(self) -> Self:
@@ -161,6 +162,15 @@ class MqttSource(BufferedIntake):
         return self.client.ack_many(
             item.mid for item in items if item.qos == 1 and item.generation == generation
         )
+
+    def drive(self, pump: Pump | None) -> bool:
+        """Run ``pump`` on paho's network thread after each socket read's hand-over and at
+        the times it asks for (the client's ``select`` waits no longer); None: stop."""
+        self._pump = pump
+        self.client.on_timer = pump
+        if pump is None:
+            self.client.timer_at = None
+        return True
 
     @property
     def _filter(self) -> str:
@@ -237,6 +247,8 @@ class MqttSource(BufferedIntake):
         # Backpressure: when the buffer is full the network thread waits for room, so it
         # stops reading and unacknowledged readings stay with the broker.
         self.blocked_seconds += self.buffer.put_many(items)
+        if (pump := self._pump) is not None:
+            self.client.set_timer(pump())
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         """The few messages paho's own handlers deliver (see iot_mqtt.wire.Control)."""

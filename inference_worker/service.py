@@ -55,6 +55,9 @@ class _Job:
 
 log = logging.getLogger(__name__)
 
+_RETRY_TURN = 0.001
+"""Seconds after which the intake tries again to take the work while the run loop has it."""
+
 
 class Worker:
     """Runs until ``stop`` is set, then shuts down gracefully (see :meth:`run`)."""
@@ -101,9 +104,20 @@ class Worker:
         self._stop = threading.Event()
         self._sent: _Job | None = None
         """The batch sent to the sink by this thread whose answer is not read yet."""
+        self._sent_at = 0.0
         self.failed = False
         """Set when the writer died of an unexpected error (the run then ends)."""
         self._stopping_since: float | None = None
+        self._turn = threading.Lock()
+        """Held while cutting, scoring and storing, when the source's intake thread does it
+        too (:meth:`_pump`): one of the two threads at a time."""
+        self._pumping = False
+        self._takeover = threading.Event()
+        """Set by the intake under load: the run loop's thread takes the work over."""
+        self._intake_waiting = False
+        """The intake found the work taken (it tries again within ``_RETRY_TURN``)."""
+        self._pump_error: Exception | None = None
+        """What made :meth:`_pump` fail (re-raised by :meth:`run`, as its own errors are)."""
 
     def _gave_up(self, now: float) -> bool:
         """Whether the stop grace period has run out (counted from when the writer first
@@ -132,10 +146,28 @@ class Worker:
             target=self._write_loop, args=(stop,), name="redis-writer", daemon=True
         )
         writer.start()
+        self._pumping = self.settings.score_on_intake  # before drive(): it may pump at once
+        if self._pumping and not self.source.drive(self._pump):
+            self._pumping = False
+        pumping = self._pumping
+        if pumping:
+            log.info("batches are cut, scored and stored on the source's network thread")
+            # this thread has the work until the intake comes for it: readings may have
+            # arrived before the intake had a pump to run
+            self._takeover.set()
         try:
             while not stop.is_set():
-                self._step(idle_timeout=0.1)
-            self._finish()
+                if pumping:
+                    self._watch(stop, idle_timeout=0.1)
+                else:
+                    self._step(idle_timeout=0.1)
+            if pumping:
+                self._pumping = False
+                self.source.drive(None)
+            with self._turn:  # a pump under way finishes first
+                if self._pump_error is not None:
+                    raise self._pump_error
+                self._finish()
         finally:
             self._jobs.put(None)  # no more batches
             writer.join()
@@ -209,6 +241,91 @@ class Worker:
         ):
             self.process(batch)
 
+    def _pump(self) -> float | None:
+        """The run loop's work on the source's intake thread, after a hand-over or when the
+        delay it returned has passed: cut what is due, score it, send it to the sink, and
+        acknowledge what the sink has answered for. Never waits: under load (a batch or
+        more waiting, or the writer busy) it hands the work to the run loop's own thread
+        (:meth:`_watch`), which reads and scores in parallel with the intake. Returns the
+        seconds until it must run again if nothing arrives first (the open batch's
+        deadline, the answer of a batch sent, or a retry while the run loop has the work),
+        or None."""
+        if not self._pumping:
+            return None
+        if not self._turn.acquire(blocking=False):
+            self._intake_waiting = True  # the run loop hands the work back when it can
+            return _RETRY_TURN
+        try:
+            if self._loaded():
+                self.metrics.takeovers.inc()
+                self._takeover.set()
+                return _RETRY_TURN
+            return self._cut(time.monotonic())
+        except Exception as exc:  # not on the intake's thread: end the run
+            log.exception("the run loop failed on the source's intake thread; stopping")
+            self._pump_error = exc
+            self._pumping = False
+            self._stop.set()
+            return None
+        finally:
+            self._turn.release()
+
+    def _loaded(self) -> bool:
+        """More than the intake's thread should take on: more than a batch waiting, or the
+        writer busy (storing would mean waiting for it)."""
+        return self.source.pending() > self._batcher.max_size or self._handed != self._written
+
+    def _watch(self, stop: threading.Event, idle_timeout: float) -> None:
+        """The run loop's own thread while the intake pumps: reports and liveness, and
+        under load the whole work (as without pumping) until the load has passed and the
+        intake is there to take it back; also a batch the intake left due (the connection
+        dropped with a batch open)."""
+        self._takeover.wait(idle_timeout)
+        if not self._turn.acquire(timeout=idle_timeout):
+            return  # the intake has it (or waits for room in the writer's buffer)
+        try:
+            now = self.last_tick = time.monotonic()
+            if now >= self._report_at:
+                self._report(now)
+            if self._takeover.is_set():
+                self._takeover.clear()
+                self._intake_waiting = False
+                while not stop.is_set() and (self._loaded() or not self._intake_waiting):
+                    self._step(idle_timeout)
+            elif not stop.is_set() and self._overdue(now, idle_timeout):
+                self._cut(now)
+        finally:
+            self._turn.release()
+
+    def _overdue(self, now: float, slack: float) -> bool:
+        """Whether the intake has left work undone ``slack`` seconds past its time (its
+        thread is reconnecting, say): an open batch past its deadline, or a batch's answer
+        not read."""
+        late = self._batcher.opened_at is not None and (
+            now - self._batcher.opened_at > self._batcher.policy.max_wait + slack
+        )
+        return late or (self._sent is not None and now - self._sent_at > slack)
+
+    def _cut(self, now: float) -> float | None:
+        """Take what the intake handed over, process the batches that closes, read the
+        answer of a batch sent before if no new one went; returns when to come back."""
+        items = self.source.take(self.source.pending() or 1, 0.0)
+        first = items[0].queued_at if items and not len(self._batcher) else 0.0
+        closed = self._batcher.add_many(items, now, 0, first_arrived=first or None)
+        for batch in closed:
+            self.process(batch)
+        if not closed:
+            self._settle()
+        wait = self._batcher.wait(now)
+        delay = None if wait is None else max(0.0, wait.until - now)
+        if self._sent is not None:  # its answer is read when this runs next
+            delay = (
+                min(delay, self._batcher.policy.max_wait)
+                if delay is not None
+                else (self._batcher.policy.max_wait)
+            )
+        return delay
+
     def process(self, batch: list[Incoming]) -> None:
         """Decode and score one batch, then store it here or hand it to the writer (see
         :meth:`run`; waits while two batches are already waiting for Redis: backpressure)."""
@@ -260,7 +377,7 @@ class Worker:
         except SinkError:
             self._commit_guarded(job)
             return
-        self._sent = job
+        self._sent, self._sent_at = job, time.monotonic()
 
     def _settle(self) -> None:
         """Read the answer for the batch sent before and acknowledge it; if its outcome is

@@ -45,6 +45,12 @@ class Batcher(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def opened_at(self) -> float | None:
+        """When the open batch was opened (the caller's clock; None: no batch open). Every
+        batch closes by ``opened_at + policy.max_wait``."""
+        return self._opened_at if self._items else None
+
     def add(self, item: T, now: float, queued: int = 0) -> list[T] | None:
         """Add one item; return the batch if that closed it."""
         closed = self.add_many((item,), now, queued)

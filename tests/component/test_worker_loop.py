@@ -6,38 +6,20 @@ checked against real Mosquitto and Redis in tests/integration/."""
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 import pytest
 
-from inference_worker.app import build_core, running_worker
+from inference_worker.app import running_worker
 from inference_worker.memory_sink import MemorySink
 from inference_worker.memory_source import MemorySource
-from inference_worker.service import Worker
-from inference_worker.settings import WorkerSettings
-from iot_contract import Reading, RejectReason, encode_reading, telemetry_topic
+from iot_contract import RejectReason, encode_reading, telemetry_topic
 from iot_models.core import InferenceCore
-from iot_models.sensors import make_dataset
-
-MODELS = Path(__file__).resolve().parents[2] / "models"
-
-
-@pytest.fixture(scope="module")
-def core() -> InferenceCore:
-    settings = WorkerSettings(models_dir=MODELS, models=["fault-clf"], worker_id="w-mem")
-    return build_core(settings)
-
-
-@pytest.fixture(scope="module")
-def rows() -> np.ndarray:
-    x, _ = make_dataset(64, seed=7)
-    return x
+from tests.component.worker_support import publish, reading, sample, settings_for, until
 
 
 @pytest.fixture
@@ -46,41 +28,6 @@ def bus(unique: str) -> Iterator[tuple[MemorySource, MemorySink, dict[str, Any]]
     yield MemorySource.named(urls["mqtt_url"]), MemorySink.named(urls["redis_url"]), urls
     MemorySource.forget(urls["mqtt_url"])
     MemorySink.forget(urls["redis_url"])
-
-
-def settings_for(urls: dict[str, Any], **overrides: Any) -> WorkerSettings:
-    fields: dict[str, Any] = {
-        "worker_id": "w-mem",
-        "models_dir": MODELS,
-        "models": ["fault-clf"],
-        "max_batch": 8,
-        "max_wait_ms": 5.0,
-        "shutdown_grace": 0.5,
-    }
-    return WorkerSettings(**(fields | urls | overrides))
-
-
-def reading(rows: np.ndarray, seq: int, device: str = "pump-1") -> Reading:
-    row = rows[seq % len(rows)]
-    return Reading(device_id=device, seq=seq, ts=1.7e9 + seq, features=[float(v) for v in row])
-
-
-def publish(source: MemorySource, readings: list[Reading]) -> None:
-    for r in readings:
-        source.publish(telemetry_topic(r.device_id), encode_reading(r))
-
-
-def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met within the deadline")
-        time.sleep(0.005)
-
-
-def sample(worker: Worker, name: str, **labels: str) -> float:
-    value = worker.metrics.registry.get_sample_value(name, labels)
-    return 0.0 if value is None else value
 
 
 def test_full_batches_are_cut_at_max_batch_and_scored_like_the_core(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import threading
 import time
@@ -49,6 +50,13 @@ def settings(
     return worker_settings(mosquitto.url, redis_service.url, redis_keys, unique, max_batch=16)
 
 
+@pytest.fixture(params=[True, False], ids=["score-on-intake", "score-on-worker-thread"])
+def either_thread(request: pytest.FixtureRequest, settings: WorkerSettings) -> WorkerSettings:
+    """``settings`` with batches cut, scored and stored on the MQTT network thread (the
+    default), and on the worker's own thread."""
+    return settings.model_copy(update={"score_on_intake": request.param})
+
+
 def fleet(unique: str, n: int, devices: int = 5) -> list[Reading]:
     return [
         Reading(
@@ -63,14 +71,19 @@ def fleet(unique: str, n: int, devices: int = 5) -> list[Reading]:
 
 
 def test_every_reading_gets_exactly_one_prediction_equal_to_a_direct_run(
-    settings: WorkerSettings,
+    either_thread: WorkerSettings,
     mosquitto: Service,
     rclient: redis.Redis,
     redis_keys: RedisKeys,
     unique: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    settings = either_thread
     sent = fleet(unique, 300)
-    with running_worker(settings, linear_core(settings.worker_id)):
+    with (
+        caplog.at_level(logging.INFO, "inference_worker.service"),
+        running_worker(settings, linear_core(settings.worker_id)),
+    ):
         half = len(sent) // 2
         publish(mosquitto, reading_messages(sent[:half]), client_id=f"p1{unique}")
         publish(
@@ -95,6 +108,8 @@ def test_every_reading_gets_exactly_one_prediction_equal_to_a_direct_run(
         assert p.hops.received_ts <= p.hops.inferred_ts <= (p.hops.published_ts or 0)
     latest = rclient.hgetall(redis_keys.latest)
     assert len(latest) == 5
+    on_intake = "batches are cut, scored and stored on the source's network thread"
+    assert (on_intake in caplog.text) == settings.score_on_intake
 
 
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
@@ -335,7 +350,7 @@ def test_restarting_the_only_worker_of_a_group(
 
 
 def test_a_graceful_restart_under_load_keeping_the_subscription_loses_nothing(
-    settings: WorkerSettings,
+    either_thread: WorkerSettings,
     mosquitto: Service,
     rclient: redis.Redis,
     redis_keys: RedisKeys,
@@ -343,7 +358,7 @@ def test_a_graceful_restart_under_load_keeping_the_subscription_loses_nothing(
 ) -> None:
     """Readings keep coming while the only worker stops (finishing what it holds, leaving
     the rest unacknowledged) and starts again: each is stored exactly once."""
-    settings = settings.model_copy(update={"unsubscribe_on_stop": False})
+    settings = either_thread.model_copy(update={"unsubscribe_on_stop": False})
     sent = fleet(unique, 1500)
     messages = reading_messages(sent)
 

@@ -10,6 +10,8 @@ import random
 import re
 import select
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -136,6 +138,55 @@ def test_acks_for_a_batch_go_out_in_one_write(wired: Wired) -> None:
     assert wired.client.ack_many([1, 2, 300]) == 3
     assert wired.broker.recv(100) == b"\x40\x02\x00\x01\x40\x02\x00\x02\x40\x02\x01\x2c"
     assert wired.client.ack_many([]) == 0
+
+
+def on_network_thread() -> bool:
+    return threading.current_thread().name.startswith("paho-mqtt-client-")
+
+
+def test_the_timer_runs_on_the_network_thread_when_nothing_arrives(wired: Wired) -> None:
+    """The select waits no longer than ``timer_at``; ``on_timer``'s answer sets the next."""
+    client = wired.client
+    calls: list[tuple[bool, float]] = []
+    done = threading.Event()
+
+    def on_timer() -> float | None:
+        calls.append((on_network_thread(), time.monotonic()))
+        if len(calls) < 2:
+            return 0.01
+        done.set()
+        return None
+
+    client.on_timer = on_timer
+    due = client.timer_at = time.monotonic() + 0.02
+    client.loop_start()
+    try:
+        assert done.wait(10), "the timer did not run"
+    finally:
+        client.loop_stop()
+    assert [on_thread for on_thread, _ in calls] == [True, True]
+    assert calls[0][1] >= due and calls[1][1] >= calls[0][1] + 0.01, "not before it was due"
+    assert wired.got == [], "nothing was read"
+    assert client.timer_at is None, "None: no further call"
+
+
+def test_acks_on_the_network_thread_are_written_at_once(wired: Wired) -> None:
+    """Not queued for paho's next loop turn (which another thread's acks still are)."""
+    client = wired.client
+    queued: list[bool] = []
+
+    def on_timer() -> None:
+        assert client.ack_many([5, 6]) == 2
+        queued.append(client.want_write())
+
+    client.on_timer = on_timer
+    client.timer_at = time.monotonic()
+    client.loop_start()
+    try:
+        assert wired.broker.recv(100) == b"\x40\x02\x00\x05\x40\x02\x00\x06"
+    finally:
+        client.loop_stop()
+    assert queued == [False]
 
 
 def test_what_paho_handles_reaches_the_source_buffer_too(tmp_path: Path) -> None:
