@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch", type=int, default=64, help="WORKER_MAX_BATCH")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="WORKER_MAX_WAIT_MS")
     parser.add_argument(
-        "--target-wait-ms", type=float, default=2.0, help="WORKER_BATCH_TARGET_WAIT_MS"
+        "--target-wait-ms", type=float, default=1.5, help="WORKER_BATCH_TARGET_WAIT_MS"
     )
     parser.add_argument("--inflight", type=int, default=256, help="broker max_inflight")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "batching.json")

@@ -271,9 +271,10 @@ class Worker:
             self._turn.release()
 
     def _loaded(self) -> bool:
-        """More than the intake's thread should take on: more than a batch waiting, or the
-        writer busy (storing would mean waiting for it)."""
-        return self.source.pending() > self._batcher.max_size or self._handed != self._written
+        """More than the intake's thread should take on: more than two batches waiting (a
+        backlog: the run loop's thread then scores while the intake reads), or the writer
+        busy (storing would mean waiting for it)."""
+        return self.source.pending() > 2 * self._batcher.max_size or self._handed != self._written
 
     def _watch(self, stop: threading.Event, idle_timeout: float) -> None:
         """The run loop's own thread while the intake pumps: reports and liveness, and
@@ -516,7 +517,7 @@ class Worker:
         elapsed = self.settings.report_every + (now - self._report_at)
         log.info(
             "%.0f readings/s | stored %d (+%d) | dead-lettered %d (+%d) | duplicates %d | "
-            "buffer %d",
+            "buffer %d | worker thread took over %d times",
             (received - prev_received) / elapsed,
             stored,
             stored - prev_stored,
@@ -524,6 +525,7 @@ class Worker:
             rejected - prev_rejected,
             m.duplicates._value.get(),
             self.source.pending(),
+            m.takeovers._value.get(),
         )
         self._reported = (received, stored, rejected)
         self._report_at = now + self.settings.report_every

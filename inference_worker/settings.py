@@ -160,19 +160,20 @@ class WorkerSettings(BaseSettings):
     waiting is not expected to pay: at once when no other reading is expected within
     ``batch_target_wait_ms`` (idle, trickle), at ``batch_target_wait_ms`` when the batch
     would not fill within twice that at the recent arrival rate, and like ``fixed`` (full
-    batches) under load. Lower latency below ~16k readings/s for more CPU per reading
-    (each extra batch costs 0.5-0.8 ms of worker CPU here, mostly thread wake-ups:
-    docs/streaming.md)."""
-    batch_target_wait_ms: float = Field(default=2.0, ge=0)
+    batches) under load. Lower latency below ~20k readings/s for more CPU per reading
+    (each extra batch costs ~0.4 ms of worker CPU on the 2-vCPU test machine, mostly ONNX
+    Runtime and the Redis client running on cold caches: docs/streaming.md)."""
+    batch_target_wait_ms: float = Field(default=1.5, ge=0)
     """``adaptive``: the longest a reading waits for a batch that is not going to fill
     (capped at ``max_wait_ms``). Lower: less latency, more batches per second (CPU)."""
     score_on_intake: bool = True
     """Cut, score and store micro-batches on the MQTT network thread, which wakes for each
-    socket read anyway, instead of waking the worker's own thread for each batch (saves
-    ~0.4 ms of CPU per batch here: docs/streaming.md). The worker's thread then only
-    watches (stop, reports, a batch the network thread left overdue). Sources without a
-    network thread of their own (``memory://``, the staged ``stream`` intake) always use
-    the worker's thread."""
+    socket read anyway, instead of waking the worker's own thread for each batch (7-16 %
+    less worker CPU per reading at 5k-20k readings/s, and lower latency:
+    docs/streaming.md). Under load (more than two batches waiting, or the Redis writer
+    busy) the worker's thread takes the work over until the load has passed. Sources
+    without a network thread of their own (``memory://``, the staged ``stream`` intake)
+    always use the worker's thread."""
     queue_size: int = Field(default=2048, ge=1)
     """Readings buffered between the MQTT thread and inference. When full the MQTT thread
     stops reading (backpressure: unacknowledged readings stay with the broker)."""

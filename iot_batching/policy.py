@@ -106,7 +106,7 @@ class AdaptivePolicy:
 
     max_size: int
     max_wait: float
-    target_wait: float = 0.002
+    target_wait: float = 0.0015
     """Seconds after the first item at which a batch that will not fill closes."""
 
     def __post_init__(self) -> None:
@@ -136,7 +136,7 @@ def make_policy(
     name: Literal["fixed", "adaptive"],
     max_size: int,
     max_wait: float,
-    target_wait: float = 0.002,
+    target_wait: float = 0.0015,
 ) -> FixedPolicy | AdaptivePolicy:
     """The policy a setting names (``fixed`` or ``adaptive``)."""
     if name == "fixed":
