@@ -7,7 +7,6 @@ rows, failing clearly when a file changed or went missing."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from iot_models.sensors import LABELS, make_dataset
 from iot_models.store.base import StoreAuthError, StoreUnavailableError
 from iot_models.store.objects import FileObjectStore, ObjectNotFoundError, ObjectStore
 from iotstream.cli import main
+from tests.component.worker_support import until
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 T0 = datetime(2025, 6, 30, 10, 15, tzinfo=UTC).timestamp()  # in the past: retention
@@ -65,14 +65,6 @@ def feed(writer: CaptureWriter, core: InferenceCore, readings: list[Reading], t0
         batch = readings[start : start + 64]
         received = [t0 + start + k for k in range(len(batch))]
         writer.observe(batch, received, core.infer(batch, received))
-
-
-def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met within the deadline")
-        time.sleep(0.01)
 
 
 def value(registry: CollectorRegistry, name: str) -> float:

@@ -11,6 +11,8 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Self
 
@@ -61,26 +63,31 @@ class IntakeThreadSource(MemorySource):
 
     def _intake(self) -> None:
         timer_at: float | None = None
-        while True:
-            wait = 0.1 if timer_at is None else max(0.0, timer_at - time.monotonic())
-            try:
-                message = self._inbox.get(timeout=wait)
-            except queue.Empty:
-                message = ()  # type: ignore[assignment]
-            if message is None:
-                return
-            while message:  # everything there is, as one read
-                self.publish(*message)
-                try:
-                    message = self._inbox.get_nowait()
-                except queue.Empty:
-                    break
-                if message is None:
-                    return
-            pump = self._pump
-            if pump is not None and (message or (timer_at and time.monotonic() >= timer_at)):
+        while (
+            read := self._read(0.1 if timer_at is None else timer_at - time.monotonic())
+        ) is not None:
+            for topic, payload in read:
+                self.publish(topic, payload)
+            due = timer_at is not None and time.monotonic() >= timer_at
+            if (pump := self._pump) is not None and (read or due):
                 delay = pump()
                 timer_at = None if delay is None else time.monotonic() + delay
+
+    def _read(self, wait: float) -> list[tuple[str, bytes]] | None:
+        """What arrives within ``wait`` seconds, with all that follows it at once (one
+        socket read's worth); None once closed."""
+        out: list[tuple[str, bytes]] = []
+        try:
+            message = self._inbox.get(timeout=max(0.0, wait))
+        except queue.Empty:
+            return out
+        while message is not None:
+            out.append(message)
+            try:
+                message = self._inbox.get_nowait()
+            except queue.Empty:
+                return out
+        return None
 
 
 def hand_over(
@@ -98,80 +105,90 @@ def hand_over(
     return seq
 
 
+@dataclass
+class Rig:
+    """An intake-thread source and an in-memory sink on their own ``memory://`` URLs, the
+    bundled model, and feature rows."""
+
+    source: IntakeThreadSource
+    sink: MemorySink
+    urls: dict[str, Any]
+    core: InferenceCore
+    rows: np.ndarray
+
+    def worker(self, **settings: Any) -> AbstractContextManager[tuple[Worker, threading.Event]]:
+        """The worker running on this rig (``settings`` over :func:`settings_for`'s)."""
+        return running_worker(settings_for(self.urls, **settings), self.core)
+
+    def hand_over(self, seq: int, n: int = 1) -> int:
+        """See :func:`hand_over`."""
+        return hand_over(self.source, self.sink, self.rows, seq, n)
+
+    def arrive(self, seqs: range) -> None:
+        """Readings ``seqs`` reach the intake together."""
+        self.source.arrive([reading(self.rows, seq) for seq in seqs])
+
+
 @pytest.fixture
-def driven(unique: str) -> Iterator[tuple[IntakeThreadSource, MemorySink, dict[str, Any]]]:
+def rig(unique: str, core: InferenceCore, rows: np.ndarray) -> Iterator[Rig]:
     urls = {"mqtt_url": f"memory://src-{unique}", "redis_url": f"memory://sink-{unique}"}
     source = MemorySource.registry.get(urls["mqtt_url"], IntakeThreadSource)
     assert isinstance(source, IntakeThreadSource)
-    yield source, MemorySink.named(urls["redis_url"], RedisKeys("t")), urls
+    yield Rig(source, MemorySink.named(urls["redis_url"], RedisKeys("t")), urls, core, rows)
     MemorySource.forget(urls["mqtt_url"])
     MemorySink.forget(urls["redis_url"])
 
 
-def test_at_a_trickle_the_intake_thread_cuts_scores_and_stores(
-    driven: tuple[IntakeThreadSource, MemorySink, dict[str, Any]],
-    core: InferenceCore,
-    rows: np.ndarray,
-) -> None:
-    source, sink, urls = driven
-    with running_worker(settings_for(urls, max_wait_ms=2), core) as (worker, _):
-        start = hand_over(source, sink, rows, 0)
+def test_at_a_trickle_the_intake_thread_cuts_scores_and_stores(rig: Rig) -> None:
+    sink = rig.sink
+    with rig.worker(max_wait_ms=2) as (worker, _):
+        start = rig.hand_over(0)
         for seq in range(start + 1, start + 6):
-            source.arrive([reading(rows, seq)])
+            rig.arrive(range(seq, seq + 1))
             until(partial(lambda n: len(sink.predictions) == n, seq))
-        until(lambda: source.unacked == 0)
+        until(lambda: rig.source.unacked == 0)
         assert sample(worker, "worker_takeovers_total") == 0
     assert sink.writers[start - 1 :] == [INTAKE] * 6, sink.writers
     assert [p["seq"] for p in sink.predictions] == list(range(1, start + 6))
 
 
 def test_a_batch_nothing_more_comes_for_is_cut_at_its_deadline_by_the_intake_s_timer(
-    driven: tuple[IntakeThreadSource, MemorySink, dict[str, Any]],
-    core: InferenceCore,
-    rows: np.ndarray,
+    rig: Rig,
 ) -> None:
     """Fixed policy, 64 readings a batch: three readings wait for their 50 ms deadline,
     and the intake (woken by the delay its pump returned, not by a reading) cuts them."""
-    source, sink, urls = driven
-    with running_worker(settings_for(urls, max_batch=64, max_wait_ms=50), core):
-        start = hand_over(source, sink, rows, 0)
-        source.arrive([reading(rows, seq) for seq in range(start + 1, start + 4)])
-        until(lambda: len(sink.predictions) == start + 3)
-        until(lambda: source.unacked == 0)
-    assert sink.batches[-1] == 3
-    assert sink.writers[-1] == INTAKE
+    with rig.worker(max_batch=64, max_wait_ms=50):
+        start = rig.hand_over(0)
+        rig.arrive(range(start + 1, start + 4))
+        until(lambda: len(rig.sink.predictions) == start + 3)
+        until(lambda: rig.source.unacked == 0)
+    assert rig.sink.batches[-1] == 3
+    assert rig.sink.writers[-1] == INTAKE
 
 
-def test_under_load_the_worker_thread_takes_over_and_then_hands_back(
-    driven: tuple[IntakeThreadSource, MemorySink, dict[str, Any]],
-    core: InferenceCore,
-    rows: np.ndarray,
-) -> None:
-    source, sink, urls = driven
-    with running_worker(settings_for(urls, max_wait_ms=2), core) as (worker, _):
-        start = hand_over(source, sink, rows, 0)
+def test_under_load_the_worker_thread_takes_over_and_then_hands_back(rig: Rig) -> None:
+    sink = rig.sink
+    with rig.worker(max_wait_ms=2) as (worker, _):
+        start = rig.hand_over(0)
         writers = len(sink.writers)
-        source.arrive([reading(rows, seq) for seq in range(start + 1, start + 801)])  # a load
+        rig.arrive(range(start + 1, start + 801))  # a load: 100 batches at once
         until(lambda: len(sink.predictions) == start + 800)
         assert sample(worker, "worker_takeovers_total") >= 1
         took = set(sink.writers[writers:])
         assert {"worker", "redis-writer"} & took, "the worker's threads stored the load"
-        seq = hand_over(source, sink, rows, start + 800)  # a trickle: the intake takes it back
-        until(lambda: source.unacked == 0)
+        seq = rig.hand_over(start + 800)  # a trickle: the intake takes the work back
+        until(lambda: rig.source.unacked == 0)
     assert [p["seq"] for p in sink.predictions] == list(range(1, seq + 1)), "in cut order"
-    assert len(source.acked) == seq
+    assert len(rig.source.acked) == seq
 
 
 def test_a_graceful_stop_while_the_intake_drives_stores_and_acknowledges_everything(
-    driven: tuple[IntakeThreadSource, MemorySink, dict[str, Any]],
-    core: InferenceCore,
-    rows: np.ndarray,
+    rig: Rig,
 ) -> None:
-    source, sink, urls = driven
-    settings = settings_for(urls, max_batch=8, max_wait_ms=60_000, unsubscribe_on_stop=False)
-    with running_worker(settings, core) as (worker, _):
-        start = hand_over(source, sink, rows, 0, n=8)  # full batches: cut at once
-        source.arrive([reading(rows, seq) for seq in range(start + 1, start + 8)])
+    source, sink = rig.source, rig.sink
+    with rig.worker(max_batch=8, max_wait_ms=60_000, unsubscribe_on_stop=False) as (worker, _):
+        start = rig.hand_over(0, n=8)  # full batches: cut at once
+        rig.arrive(range(start + 1, start + 8))
         until(lambda: source.pending() == 0 and len(source.acked) + source.unacked == start + 7)
         assert len(sink.predictions) == start, "the 60 s deadline keeps the batch open"
     assert sorted(p["seq"] for p in sink.predictions) == list(range(1, start + 8))
@@ -180,17 +197,12 @@ def test_a_graceful_stop_while_the_intake_drives_stores_and_acknowledges_everyth
     assert sample(worker, "worker_acks_pending") == 0
 
 
-def test_without_score_on_intake_the_worker_thread_does_the_work(
-    driven: tuple[IntakeThreadSource, MemorySink, dict[str, Any]],
-    core: InferenceCore,
-    rows: np.ndarray,
-) -> None:
-    source, sink, urls = driven
-    with running_worker(settings_for(urls, score_on_intake=False), core):
+def test_without_score_on_intake_the_worker_thread_does_the_work(rig: Rig) -> None:
+    with rig.worker(score_on_intake=False):
         for seq in range(1, 4):
-            source.arrive([reading(rows, seq)])
-            until(partial(lambda n: len(sink.predictions) == n, seq))
-    assert set(sink.writers) == {"worker"}
+            rig.arrive(range(seq, seq + 1))
+            until(partial(lambda n: len(rig.sink.predictions) == n, seq))
+    assert set(rig.sink.writers) == {"worker"}
 
 
 class _Broken:
@@ -200,13 +212,8 @@ class _Broken:
         raise RuntimeError("a bug in scoring")
 
 
-def test_an_error_on_the_intake_thread_ends_the_run_with_that_error(
-    driven: tuple[IntakeThreadSource, MemorySink, dict[str, Any]],
-    core: InferenceCore,
-    rows: np.ndarray,
-) -> None:
-    source, sink, urls = driven
-    worker = Worker(settings_for(urls), core, source, sink)
+def test_an_error_on_the_intake_thread_ends_the_run_with_that_error(rig: Rig) -> None:
+    worker = Worker(settings_for(rig.urls), rig.core, rig.source, rig.sink)
     outcome: list[BaseException] = []
 
     def run() -> None:
@@ -215,14 +222,14 @@ def test_an_error_on_the_intake_thread_ends_the_run_with_that_error(
         except Exception as exc:
             outcome.append(exc)
 
-    with source:
+    with rig.source:
         thread = threading.Thread(target=run, name="worker", daemon=True)
         thread.start()
-        seq = hand_over(source, sink, rows, 0)
-        until(lambda: source.unacked == 0)
+        seq = rig.hand_over(0)
+        until(lambda: rig.source.unacked == 0)
         worker.core = _Broken()
-        source.arrive([reading(rows, seq + 1)])
+        rig.arrive(range(seq + 1, seq + 2))
         thread.join(10)
     assert not thread.is_alive(), "the run did not end"
     assert [str(e) for e in outcome] == ["a bug in scoring"]
-    assert len(source.acked) == seq and source.unacked == 1, "left for redelivery"
+    assert len(rig.source.acked) == seq and rig.source.unacked == 1, "left for redelivery"
