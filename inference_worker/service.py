@@ -365,24 +365,31 @@ class Worker:
             # stays idle meanwhile and the order of batches is kept)
             self._begin(job)
         else:
-            self._handed += 1
-            self._jobs.put(job)
+            self._to_writer(job)
+
+    def _to_writer(self, job: _Job) -> None:
+        """Hand ``job`` to the writer thread (it stores with retries and acknowledges); the
+        batches after it go there too until it is done, so their order is kept."""
+        self._handed += 1
+        self._jobs.put(job)
 
     def _begin(self, job: _Job) -> None:
         """Send ``job`` to the sink without waiting for the answer (:meth:`_settle` reads
-        it); if it cannot be sent, store it now with the usual retries."""
+        it); if it cannot be sent, the writer thread stores it with the usual retries."""
         if self.failed:
             return  # left unacknowledged: the broker redelivers after a restart
         try:
             self.sink.send(job.records, job.deadletters, self._clock())
         except SinkError:
-            self._commit_guarded(job)
+            self._to_writer(job)
             return
         self._sent, self._sent_at = job, time.monotonic()
 
     def _settle(self) -> None:
         """Read the answer for the batch sent before and acknowledge it; if its outcome is
-        not certain, write it again with the usual retries (deduplicated)."""
+        not certain, the writer thread writes it again with the usual retries
+        (deduplicated). Retrying here would keep a thread that reads the broker (when the
+        intake runs this) from its socket for the length of a Redis outage."""
         job, self._sent = self._sent, None
         if job is None:
             return
@@ -391,7 +398,7 @@ class Worker:
         except SinkError as exc:
             self.metrics.redis_retries.inc()
             log.warning("Redis write failed (%s); writing the batch again", exc)
-            self._commit_guarded(job)
+            self._to_writer(job)
             return
         except Exception:  # noqa: BLE001 - see _fail
             self._fail()

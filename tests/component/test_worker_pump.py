@@ -197,6 +197,24 @@ def test_a_graceful_stop_while_the_intake_drives_stores_and_acknowledges_everyth
     assert sample(worker, "worker_acks_pending") == 0
 
 
+def test_a_store_outage_is_retried_off_the_intake_thread_and_loses_nothing(rig: Rig) -> None:
+    """Retrying on the intake thread would keep it from the broker's socket (MQTT: no
+    reads, no keepalive) for as long as Redis is down."""
+    source, sink = rig.source, rig.sink
+    with rig.worker(max_wait_ms=2):
+        start = rig.hand_over(0)
+        sink.down = True
+        rig.arrive(range(start + 1, start + 4))
+        until(lambda: sink.failed_writes >= 2)
+        rig.arrive(range(start + 4, start + 6))
+        until(lambda: source.unacked == 5)  # the intake still takes readings in
+        assert len(sink.predictions) == start
+        sink.down = False
+        until(lambda: source.unacked == 0)
+    assert [p["seq"] for p in sink.predictions] == list(range(1, start + 6)), "in order"
+    assert "redis-writer" in sink.writers[start:]
+
+
 def test_without_score_on_intake_the_worker_thread_does_the_work(rig: Rig) -> None:
     with rig.worker(score_on_intake=False):
         for seq in range(1, 4):
