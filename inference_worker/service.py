@@ -1,12 +1,14 @@
 """The worker's run loop: reading source -> batcher -> inference core -> prediction sink -> ack.
 
 The loop knows the source and sink only through :mod:`inference_worker.bus` (MQTT and Redis
-in production, the in-memory pair in component tests). It runs on one thread; the source's
-intake (paho's network thread) is a second. A batch is stored and acknowledged on the loop's
-own thread when nothing else is being stored and less than a batch is waiting (moderate
-rates: no hand-off, one thread woken per batch instead of two); under load it goes to a
-writer thread, so the next batch is scored while Redis runs the previous write. ONNX Runtime
-releases the GIL while it computes, so the intake keeps receiving meanwhile.
+in production, the in-memory pair in component tests). Its work runs on one of two threads
+at a time: at moderate rates on the source's intake thread (paho's network thread, which
+wakes for each read anyway: :meth:`Worker._pump`, ``WORKER_SCORE_ON_INTAKE``), under load and
+for sources without an intake thread on the worker's own (:meth:`Worker._step`). A batch is
+stored and acknowledged on the thread that cut it when nothing else is being stored and
+little is waiting (no hand-off); under load it goes to a writer thread, so the next batch
+is scored while Redis runs the previous write. ONNX Runtime releases the GIL while it
+computes, so the intake keeps receiving meanwhile.
 """
 
 from __future__ import annotations
@@ -139,7 +141,9 @@ class Worker:
         when this thread next wakes, so it never sleeps on the round trip. Otherwise the
         writer thread stores it, so the next batch is decoded and scored while Redis
         executes the previous write (at most two batches wait for it). Either way batches
-        are stored and acknowledged in the order they were cut.
+        are stored and acknowledged in the order they were cut. With a source that lends its
+        intake thread (:meth:`ReadingSource.drive`) that thread does this work at moderate
+        rates, and this one only watches (:meth:`_watch`).
         """
         self._stop = stop
         writer = threading.Thread(
@@ -244,8 +248,8 @@ class Worker:
     def _pump(self) -> float | None:
         """The run loop's work on the source's intake thread, after a hand-over or when the
         delay it returned has passed: cut what is due, score it, send it to the sink, and
-        acknowledge what the sink has answered for. Never waits: under load (a batch or
-        more waiting, or the writer busy) it hands the work to the run loop's own thread
+        acknowledge what the sink has answered for. Never waits: under load (see
+        :meth:`_loaded`) it hands the work to the run loop's own thread
         (:meth:`_watch`), which reads and scores in parallel with the intake. Returns the
         seconds until it must run again if nothing arrives first (the open batch's
         deadline, the answer of a batch sent, or a retry while the run loop has the work),
