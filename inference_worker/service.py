@@ -58,7 +58,14 @@ class _Job:
 log = logging.getLogger(__name__)
 
 _RETRY_TURN = 0.001
-"""Seconds after which the intake tries again to take the work while the run loop has it."""
+"""Seconds after which the intake tries again to take the work while the run loop glances
+at it (:meth:`Worker._watch`) ..."""
+_RETRY_TAKEN = 0.005
+"""... and while the run loop has taken it over under load (reads come all the time then:
+a shorter timer would only wake the intake's thread for nothing)."""
+_SETTLE_WITHIN = 0.005
+"""Seconds after sending a batch at which the intake reads the answer if nothing else has
+woken it (Redis answers within a millisecond or two)."""
 
 
 class Worker:
@@ -117,7 +124,9 @@ class Worker:
         self._takeover = threading.Event()
         """Set by the intake under load: the run loop's thread takes the work over."""
         self._intake_waiting = False
-        """The intake found the work taken (it tries again within ``_RETRY_TURN``)."""
+        """The intake found the work taken (it tries again: :meth:`_retry_turn`)."""
+        self._taken = False
+        """The run loop's thread has taken the work over (under load)."""
         self._pump_error: Exception | None = None
         """What made :meth:`_pump` fail (re-raised by :meth:`run`, as its own errors are)."""
 
@@ -258,12 +267,12 @@ class Worker:
             return None
         if not self._turn.acquire(blocking=False):
             self._intake_waiting = True  # the run loop hands the work back when it can
-            return _RETRY_TURN
+            return self._retry_turn()
         try:
             if self._loaded():
                 self.metrics.takeovers.inc()
                 self._takeover.set()
-                return _RETRY_TURN
+                return self._retry_turn()
             return self._cut(time.monotonic())
         except Exception as exc:  # not on the intake's thread: end the run
             log.exception("the run loop failed on the source's intake thread; stopping")
@@ -273,6 +282,10 @@ class Worker:
             return None
         finally:
             self._turn.release()
+
+    def _retry_turn(self) -> float:
+        """When the intake should come for the work again if no reading brings it sooner."""
+        return _RETRY_TAKEN if self._taken or self._takeover.is_set() else _RETRY_TURN
 
     def _loaded(self) -> bool:
         """More than the intake's thread should take on: more than two batches waiting (a
@@ -294,9 +307,12 @@ class Worker:
                 self._report(now)
             if self._takeover.is_set():
                 self._takeover.clear()
-                self._intake_waiting = False
-                while not stop.is_set() and (self._loaded() or not self._intake_waiting):
-                    self._step(idle_timeout)
+                self._intake_waiting, self._taken = False, True
+                try:
+                    while not stop.is_set() and (self._loaded() or not self._intake_waiting):
+                        self._step(idle_timeout)
+                finally:
+                    self._taken = False
             elif not stop.is_set() and self._overdue(now, idle_timeout):
                 self._cut(now)
         finally:
@@ -324,11 +340,7 @@ class Worker:
         wait = self._batcher.wait(now)
         delay = None if wait is None else max(0.0, wait.until - now)
         if self._sent is not None:  # its answer is read when this runs next
-            delay = (
-                min(delay, self._batcher.policy.max_wait)
-                if delay is not None
-                else (self._batcher.policy.max_wait)
-            )
+            delay = _SETTLE_WITHIN if delay is None else min(delay, _SETTLE_WITHIN)
         return delay
 
     def process(self, batch: list[Incoming]) -> None:
