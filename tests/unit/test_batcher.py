@@ -56,6 +56,18 @@ def test_deadline_restarts_with_next_batch() -> None:
     assert wait.until == pytest.approx(5.01)
 
 
+def test_opened_at_is_the_open_batch_s_first_arrival() -> None:
+    b = fixed(3, 1.0)
+    opened: list[float | None] = [b.opened_at]
+    b.add_many([1, 2], now=5.0, first_arrived=4.5)  # counted from the first item's arrival
+    opened.append(b.opened_at)
+    b.add(3, 5.1)  # full: cut
+    opened.append(b.opened_at)
+    b.add(4, 6.0)
+    opened.append(b.opened_at)
+    assert opened == [None, 4.5, None, 6.0]
+
+
 def test_flush_returns_partial_batch() -> None:
     b = fixed(10, 10)
     assert b.flush() is None
