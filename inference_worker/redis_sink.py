@@ -115,25 +115,7 @@ class RedisSink:
         could not be sent (:meth:`write` the batch then)."""
         if self._sent is not None:
             raise RuntimeError("collect() the batch sent before")
-        commands: list[tuple[Any, ...]] = []
-        if predictions:
-            args = self._script_args(predictions, at)
-            commands.append(
-                ("EVALSHA", self._sha, 2, self.keys.predictions, self.keys.latest, *args)
-            )
-        for record in deadletters:
-            commands.append(
-                (
-                    "XADD",
-                    self.keys.deadletter,
-                    "MAXLEN",
-                    "~",
-                    self.deadletter_maxlen,
-                    "*",
-                    RECORD_FIELD,
-                    _CODEC.encode(record),
-                )
-            )
+        commands = self._commands(predictions, deadletters, at)
         try:
             if self._conn is None:  # first send, or after a dropped connection: a fresh or
                 # restarted Redis has not seen the script yet
@@ -198,48 +180,54 @@ class RedisSink:
         deadletters: Sequence[DeadLetter],
         published_ts: float,
     ) -> WriteResult:
-        args = self._script_args(predictions, published_ts)
-        replies = self._execute(args, predictions, deadletters)
+        commands = self._commands(predictions, deadletters, published_ts)
+        # EVALSHA straight in the pipeline: redis-py's Script objects would send a
+        # SCRIPT EXISTS round trip before every pipeline.
+        client: Any = self.client  # redis-py leaves execute_command untyped
+        with client.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            replies: list[Any] = pipe.execute(raise_on_error=False)
         if predictions and isinstance(replies[0], redis.exceptions.NoScriptError):
             # Redis restarted (or SCRIPT FLUSH): load the script and store the predictions
             # again; the dead letters of the pipeline did land.
             self.client.script_load(_STORE)
-            replies[0] = self.client.evalsha(
-                self._sha, 2, self.keys.predictions, self.keys.latest, *args
-            )
+            replies[0] = client.execute_command(*commands[0])
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
         stored = int(replies[0]) if predictions else 0
         return WriteResult(stored, len(predictions) - stored, len(deadletters))
 
-    def _script_args(self, predictions: Sequence[PredictionRecord], at: float) -> list[Any]:
-        """The store script's ARGV: the caps, then per record its dedup slot, mark, device
-        and encoded record."""
-        args: list[Any] = [self.stream_maxlen, self.dedup_ttl]
-        for record in predictions:
-            slot = self.keys.seen_slot_of(record)
-            mark = "" if slot.fingerprint is None else slot.fingerprint
-            args += (slot.key, slot.offset, mark, record["device_id"], encode_record(record, at))
-        return args
-
-    def _execute(
-        self,
-        args: list[Any],
-        predictions: Sequence[PredictionRecord],
-        deadletters: Sequence[DeadLetter],
-    ) -> list[Any]:
-        # EVALSHA straight in the pipeline: redis-py's Script objects would send a
-        # SCRIPT EXISTS round trip before every pipeline.
-        with self.client.pipeline(transaction=False) as pipe:
-            if predictions:
-                pipe.evalsha(self._sha, 2, self.keys.predictions, self.keys.latest, *args)
-            for record in deadletters:
-                pipe.xadd(
+    def _commands(
+        self, predictions: Sequence[PredictionRecord], deadletters: Sequence[DeadLetter], at: float
+    ) -> list[tuple[Any, ...]]:
+        """One batch's commands, as :meth:`write` pipelines them and :meth:`send` writes
+        them: the store script (``EVALSHA``; ARGV: the caps, then per record its dedup slot,
+        mark, device and encoded record) if there are predictions, then an ``XADD`` per dead
+        letter."""
+        commands: list[tuple[Any, ...]] = []
+        if predictions:
+            args: list[Any] = [self.stream_maxlen, self.dedup_ttl]
+            for record in predictions:
+                slot = self.keys.seen_slot_of(record)
+                mark = "" if slot.fingerprint is None else slot.fingerprint
+                raw = encode_record(record, at)
+                args += (slot.key, slot.offset, mark, record["device_id"], raw)
+            commands.append(
+                ("EVALSHA", self._sha, 2, self.keys.predictions, self.keys.latest, *args)
+            )
+        for letter in deadletters:
+            commands.append(
+                (
+                    "XADD",
                     self.keys.deadletter,
-                    {RECORD_FIELD: _CODEC.encode(record)},
-                    maxlen=self.deadletter_maxlen,
-                    approximate=True,
+                    "MAXLEN",
+                    "~",
+                    self.deadletter_maxlen,
+                    "*",
+                    RECORD_FIELD,
+                    _CODEC.encode(letter),
                 )
-            replies: list[Any] = pipe.execute(raise_on_error=False)
-        return replies
+            )
+        return commands
