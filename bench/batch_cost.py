@@ -17,7 +17,6 @@ same call costs more CPU after a sleep.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import redis
 
+from bench.cli import scenario_parser
 from bench.pipeline_bench import ROOT, write_report
 from inference_worker.app import build_core
 from inference_worker.redis_sink import RedisSink
@@ -38,11 +38,7 @@ SIZES = (1, 8, 32, 64)
 
 def main(argv: list[str] | None = None) -> int:
     """Measure, print the table, write the report."""
-    parser = argparse.ArgumentParser(
-        prog="iotstream bench batch-cost",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = scenario_parser("batch-cost", __doc__)
     parser.add_argument("--batches", type=int, default=1000, help="batches per point")
     parser.add_argument("--gaps-ms", default="0,2,5", help="sleep before each batch, ms")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "batch_cost.json")

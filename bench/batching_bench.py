@@ -14,11 +14,11 @@ saturate the worker (stored/s below the offered rate): there the throughputs com
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
+from bench.cli import scenario_parser
 from bench.pipeline_bench import ROOT, Result, run_scenario, write_report
 
 POLICIES = ("fixed", "adaptive")
@@ -26,11 +26,7 @@ POLICIES = ("fixed", "adaptive")
 
 def main(argv: list[str] | None = None) -> int:
     """Run every (source, rate, policy) and print one table."""
-    parser = argparse.ArgumentParser(
-        prog="iotstream bench batching",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = scenario_parser("batching", __doc__)
     parser.add_argument(
         "--rates",
         default="2000,5000,10000,20000,30000",

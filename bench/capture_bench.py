@@ -23,7 +23,6 @@ pipeline   (``--pipeline``) the pipeline bench's saturate scenario (simulator ->
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
@@ -33,6 +32,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from bench.cli import scenario_parser
 from bench.pipeline_bench import ROOT, run_scenario, write_report
 from inference_worker.app import build_core
 from inference_worker.settings import WorkerSettings
@@ -157,11 +157,7 @@ def observers(batches: list[Any], rounds: int) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the measurements and write the report."""
-    parser = argparse.ArgumentParser(
-        prog="iotstream bench capture",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = scenario_parser("capture", __doc__)
     parser.add_argument("--rates", default="1.0,0.1", help="capture rates of the hot path")
     parser.add_argument("--batches", type=int, default=500, help="64-reading batches per round")
     parser.add_argument("--rounds", type=int, default=7, help="rounds (the median is kept)")

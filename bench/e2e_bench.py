@@ -24,7 +24,6 @@ passing and the lowest failing rate (``found_by`` in the report says which).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -36,6 +35,7 @@ from typing import Any
 
 import redis
 
+from bench.cli import scenario_parser
 from bench.client_processes import LineProcesses
 from bench.e2e_clients import CLIENT_MODULE, HOPS
 from bench.machine import machine_info
@@ -313,11 +313,7 @@ def best_rate(results: list[E2EResult]) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the rates (and the search), print the figures, write the report."""
-    parser = argparse.ArgumentParser(
-        prog="iotstream bench e2e",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = scenario_parser("e2e", __doc__)
     parser.add_argument(
         "--rates", default=None, help="offered readings/s (default 2000,5000,10000,15000)"
     )

@@ -22,7 +22,6 @@ Worker CPU per reading is read from /proc/<pid>/stat (user + system) of the work
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -39,6 +38,7 @@ from typing import Any
 
 import redis
 
+from bench.cli import scenario_parser
 from iot_contract import RECORD_FIELD, JsonCodec, Prediction, RedisKeys
 from iotstream.localservices import MosquittoProcess, RedisProcess, free_port
 
@@ -354,11 +354,7 @@ def _percentiles(values: list[float]) -> tuple[float, float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the scenarios and write the report."""
-    parser = argparse.ArgumentParser(
-        prog="iotstream bench pipeline",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = scenario_parser("pipeline", __doc__)
     parser.add_argument("--quick", action="store_true", help="4 s per scenario")
     parser.add_argument("--seconds", type=float, default=10.0, help="load per scenario")
     parser.add_argument("--saturate-rate", type=float, default=30000, help="offered load")

@@ -12,7 +12,6 @@ streaming, batched vs per-message and fp32 vs int8 bars.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 from collections.abc import Iterable
@@ -21,6 +20,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from bench.cli import scenario_parser
 from bench.e2e_bench import hist_percentiles
 from bench.e2e_clients import HOPS
 from bench.figures import FIGURES, TARGETS, figures
@@ -393,11 +393,7 @@ def _newest_results() -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Read the runs, write the page, say where."""
-    parser = argparse.ArgumentParser(
-        prog="iotstream bench report",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = scenario_parser("report", __doc__)
     parser.add_argument("paths", nargs="*", type=Path, help="JSON files or folders of them")
     parser.add_argument("--out", type=Path, required=True, help="folder for benchmarks.md")
     args = parser.parse_args(argv)

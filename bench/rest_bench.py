@@ -38,6 +38,7 @@ from typing import Any
 
 import orjson
 
+from bench.cli import scenario_parser
 from bench.http_load import build_request
 from bench.machine import machine_info
 from bench.pipeline_bench import _cpu_seconds, run_scenario
@@ -313,11 +314,7 @@ def _ratio(a: RestResult, b: RestResult) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the four contenders, print the table and the ratios, write the report."""
-    parser = argparse.ArgumentParser(
-        prog="iotstream bench rest",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = scenario_parser("rest", __doc__)
     parser.add_argument("--seconds", type=float, default=8.0, help="load per contender")
     parser.add_argument("--connections", type=int, default=32, help="HTTP connections in all")
     parser.add_argument("--load-procs", type=int, default=2, help="load generator processes")

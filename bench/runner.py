@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.cli import scenario_parser
 from bench.figures import figures, lost
 from bench.machine import machine_info
 
@@ -121,11 +122,7 @@ def aggregate(values: list[float]) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the scenarios, write the runs and the summary; in quick mode check them."""
-    parser = argparse.ArgumentParser(
-        prog="iotstream bench all",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = scenario_parser("all", __doc__)
     parser.add_argument("--quick", action="store_true", help="bounded CI forms, checked")
     parser.add_argument("--repeat", type=int, default=3, help="runs per scenario")
     parser.add_argument(
