@@ -5,11 +5,21 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from typing import Generic, TypeVar
+from typing import Generic, TypedDict, TypeVar
 
-__all__ = ["BoundedBuffer"]
+__all__ = ["BoundedBuffer", "TakeWhen"]
 
 T = TypeVar("T")
+
+
+class TakeWhen(TypedDict, total=False):
+    """When a :meth:`BoundedBuffer.take` may return before its timeout: the keywords every
+    ``take`` in front of a buffer passes on unchanged (defaults: :meth:`BoundedBuffer.take`)."""
+
+    wait_for: int
+    """Return once this many items are there (default 1)."""
+    first_within: float | None
+    """Also return once the oldest item has waited this long (default None: no such bound)."""
 
 
 class BoundedBuffer(Generic[T]):

@@ -16,10 +16,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, Self, TypeVar, Unpack
 from urllib.parse import urlsplit
 
-from inference_worker.buffer import BoundedBuffer
+from inference_worker.buffer import BoundedBuffer, TakeWhen
 from iot_contract import DeadLetter, RedisKeys
 
 if TYPE_CHECKING:
@@ -107,16 +107,9 @@ class BufferedIntake:
         """Readings in the hand-over buffer, not yet taken."""
         return len(self.buffer)
 
-    def take(
-        self,
-        max_items: int,
-        timeout: float,
-        *,
-        wait_for: int = 1,
-        first_within: float | None = None,
-    ) -> list[Incoming]:
+    def take(self, max_items: int, timeout: float, **when: Unpack[TakeWhen]) -> list[Incoming]:
         """See :meth:`ReadingSource.take` and :meth:`BoundedBuffer.take`."""
-        return self.buffer.take(max_items, timeout, wait_for=wait_for, first_within=first_within)
+        return self.buffer.take(max_items, timeout, **when)
 
     def drive(self, pump: Pump | None) -> bool:
         """See :meth:`ReadingSource.drive`; a source whose intake has no thread of its own
@@ -147,18 +140,11 @@ class ReadingSource(Protocol):
         """Readings received and not yet taken."""
         ...
 
-    def take(
-        self,
-        max_items: int,
-        timeout: float,
-        *,
-        wait_for: int = 1,
-        first_within: float | None = None,
-    ) -> list[Incoming]:
-        """Up to ``max_items`` readings, once ``wait_for`` are there or ``timeout`` seconds
-        have passed (then whatever there is, possibly nothing); with ``first_within``, also
-        once the oldest has waited that long, and not at a first reading alone (see
-        :meth:`~inference_worker.buffer.BoundedBuffer.take`)."""
+    def take(self, max_items: int, timeout: float, **when: Unpack[TakeWhen]) -> list[Incoming]:
+        """Up to ``max_items`` readings, once ``wait_for`` (keywords: :class:`TakeWhen`) are
+        there or ``timeout`` seconds have passed (then whatever there is, possibly nothing);
+        with ``first_within``, also once the oldest has waited that long, and not at a first
+        reading alone (see :meth:`~inference_worker.buffer.BoundedBuffer.take`)."""
         ...
 
     def drive(self, pump: Pump | None) -> bool:

@@ -22,13 +22,7 @@ from iot_contract import (
     PredictionsFrame,
     Reading,
     decode_reading,
-    encode_heartbeat_frame,
-    encode_predictions_frame,
-    encode_reading_fields,
-    encode_record,
-    new_boot_id,
-    prediction_record,
-    read_prediction_head,
+    fast,
 )
 from iot_models.model import Output
 from tests.unit.test_codecs import CONTENT_TYPES, finite, labels, names, predictions, readings
@@ -60,7 +54,7 @@ def _keys(data: bytes) -> list[str]:
 def test_reading_fields_encode_like_the_reading_model(
     reading: Reading, content_type: str | None
 ) -> None:
-    fast = encode_reading_fields(
+    encoded = fast.encode_reading_fields(
         reading.device_id,
         reading.seq,
         reading.ts,
@@ -70,11 +64,11 @@ def test_reading_fields_encode_like_the_reading_model(
         label=reading.label,
         content_type=content_type,
     )
-    assert decode_reading(fast, content_type, max_bytes=1 << 20) == reading
+    assert decode_reading(encoded, content_type, max_bytes=1 << 20) == reading
     if content_type == MSGPACK_CONTENT_TYPE:
-        assert MsgpackCodec().decode(fast, Reading) == reading
+        assert MsgpackCodec().decode(encoded, Reading) == reading
     else:
-        assert _keys(fast) == _keys(JSON.encode(reading))
+        assert _keys(encoded) == _keys(JSON.encode(reading))
 
 
 @given(readings, model_refs, outputs, timestamps, timestamps, names, st.none() | timestamps)
@@ -87,7 +81,7 @@ def test_prediction_records_are_the_prediction_model(
     worker_id: str,
     published_ts: float | None,
 ) -> None:
-    record = prediction_record(
+    record = fast.prediction_record(
         reading,
         ref.model_dump(),
         out,
@@ -95,7 +89,7 @@ def test_prediction_records_are_the_prediction_model(
         inferred_ts=inferred_ts,
         worker_id=worker_id,
     )
-    raw = encode_record(record, published_ts)
+    raw = fast.encode_record(record, published_ts)
     expected = Prediction(
         device_id=reading.device_id,
         boot=reading.boot,
@@ -124,13 +118,13 @@ def test_prediction_records_are_the_prediction_model(
 
 @given(predictions)
 def test_prediction_head_reads_the_filter_fields(prediction: Prediction) -> None:
-    head = read_prediction_head(JSON.encode(prediction))
+    head = fast.read_prediction_head(JSON.encode(prediction))
     assert head == (prediction.device_id, prediction.model.name, prediction.anomaly)
 
 
 @given(st.binary(max_size=64) | st.sampled_from([b"[]", b"{}", b'{"device_id":1}', b"null"]))
 def test_prediction_head_refuses_what_is_not_a_prediction(raw: bytes) -> None:
-    head = read_prediction_head(raw)
+    head = fast.read_prediction_head(raw)
     assert head is None or isinstance(head[0], str)
 
 
@@ -143,7 +137,7 @@ def test_prediction_head_refuses_what_is_not_a_prediction(raw: bytes) -> None:
 def test_predictions_frames_are_the_frame_model(
     items: list[Prediction], last_id: str | None, snapshot: bool, sent_ts: float | None
 ) -> None:
-    text = encode_predictions_frame(
+    text = fast.encode_predictions_frame(
         [JSON.encode(p) for p in items], last_id, snapshot=snapshot, sent_ts=sent_ts
     )
     frame = PredictionsFrame.model_validate_json(text)
@@ -157,12 +151,12 @@ def test_predictions_frames_are_the_frame_model(
 
 @given(st.none() | stream_ids, timestamps)
 def test_heartbeat_frames_are_the_frame_model(last_id: str | None, ts: float) -> None:
-    text = encode_heartbeat_frame(last_id, ts)
+    text = fast.encode_heartbeat_frame(last_id, ts)
     assert HeartbeatFrame.model_validate_json(text) == HeartbeatFrame(ts=ts, last_id=last_id)
     assert _keys(text.encode()) == ["type", "ts", "last_id"]
 
 
 def test_boot_ids_fit_the_contract() -> None:
-    boots = {new_boot_id() for _ in range(100)}
+    boots = {fast.new_boot_id() for _ in range(100)}
     assert len(boots) == 100
     assert all(0 <= b <= MAX_BOOT for b in boots)

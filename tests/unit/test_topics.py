@@ -6,18 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from iot_contract import (
-    ContractError,
-    RejectReason,
-    TopicKind,
-    inference_topic,
-    parse_device_topic,
-    shared_subscription,
-    status_topic,
-    telemetry_filter,
-    telemetry_topic,
-    validate_device_id,
-)
+from iot_contract import ContractError, RejectReason, TopicKind, topics
 
 device_ids = st.from_regex(r"\A[A-Za-z0-9_.-]{1,64}\Z")
 
@@ -25,25 +14,25 @@ device_ids = st.from_regex(r"\A[A-Za-z0-9_.-]{1,64}\Z")
 @given(device_ids, st.sampled_from(list(TopicKind)))
 def test_every_device_topic_parses_back_to_its_parts(device_id: str, kind: TopicKind) -> None:
     build = {
-        TopicKind.TELEMETRY: telemetry_topic,
-        TopicKind.STATUS: status_topic,
-        TopicKind.INFERENCE: inference_topic,
+        TopicKind.TELEMETRY: topics.telemetry_topic,
+        TopicKind.STATUS: topics.status_topic,
+        TopicKind.INFERENCE: topics.inference_topic,
     }[kind]
     topic = build(device_id)
     assert topic.count("/") == 2
-    assert parse_device_topic(topic) == (device_id, kind)
+    assert topics.parse_device_topic(topic) == (device_id, kind)
 
 
 @pytest.mark.parametrize("bad", ["", "a/b", "+", "#", "x" * 65, "dev ice", "dév", "a\x00b", "$SYS"])
 def test_invalid_device_ids_are_refused(bad: str) -> None:
     with pytest.raises(ContractError) as info:
-        telemetry_topic(bad)
+        topics.telemetry_topic(bad)
     assert info.value.reason is RejectReason.BAD_TOPIC
     assert "one topic level" in info.value.detail
 
 
 def test_validate_device_id_returns_valid_id() -> None:
-    assert validate_device_id("pump-7.a_b") == "pump-7.a_b"
+    assert topics.validate_device_id("pump-7.a_b") == "pump-7.a_b"
 
 
 @pytest.mark.parametrize(
@@ -60,17 +49,17 @@ def test_validate_device_id_returns_valid_id() -> None:
 )
 def test_non_contract_topics_are_refused(topic: str) -> None:
     with pytest.raises(ContractError) as info:
-        parse_device_topic(topic)
+        topics.parse_device_topic(topic)
     assert info.value.reason is RejectReason.BAD_TOPIC
 
 
 def test_shared_subscription_wraps_the_telemetry_filter() -> None:
-    assert telemetry_filter() == "devices/+/telemetry"
-    assert shared_subscription("workers") == "$share/workers/devices/+/telemetry"
-    assert shared_subscription("g1", "devices/+/status") == "$share/g1/devices/+/status"
+    assert topics.telemetry_filter() == "devices/+/telemetry"
+    assert topics.shared_subscription("workers") == "$share/workers/devices/+/telemetry"
+    assert topics.shared_subscription("g1", "devices/+/status") == "$share/g1/devices/+/status"
 
 
 @pytest.mark.parametrize("group", ["", "a/b", "+", "#", "x" * 65])
 def test_shared_subscription_refuses_bad_group(group: str) -> None:
     with pytest.raises(ContractError, match="share group"):
-        shared_subscription(group)
+        topics.shared_subscription(group)
