@@ -166,6 +166,15 @@ class WorkerSettings(BaseSettings):
     batch_target_wait_ms: float = Field(default=1.5, ge=0)
     """``adaptive``: the longest a reading waits for a batch that is not going to fill
     (capped at ``max_wait_ms``). Lower: less latency, more batches per second (CPU)."""
+    batch_cost_readings: float = Field(default=0.0, ge=0)
+    """``adaptive``: what one micro-batch costs the worker apart from its readings, in
+    readings' worth of CPU (``iotstream bench batch-cost`` measures it). Above 0, a batch
+    closes early only once it is large enough to keep the CPU per reading within
+    ``batch_cpu_budget`` of the fixed policy's at the recent rate (docs/streaming.md). 0:
+    lowest latency, CPU not counted."""
+    batch_cpu_budget: float = Field(default=0.10, gt=0)
+    """``adaptive`` with ``batch_cost_readings``: the CPU per reading the policy may spend
+    over the fixed policy's (0.10: 10 % more)."""
     score_on_intake: bool = True
     """Cut, score and store micro-batches on the MQTT network thread, which wakes for each
     socket read anyway, instead of waking the worker's own thread for each batch (7-16 %

@@ -3,6 +3,7 @@ rate, close the batch now or say how long and for how many more items to wait. P
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -96,6 +97,12 @@ class AdaptivePolicy:
     So at low and moderate rates no item waits more than ``target_wait`` (none at all when
     nothing else is coming), and ``max_wait`` remains the bound the fixed policy gives.
 
+    With ``batch_cost`` set, steps 4 and 5 wait first for a floor: the smallest batch whose
+    own cost keeps the CPU per item within ``cpu_budget`` of what the fixed policy spends at
+    the recent rate (:meth:`floor`). A batch below it closes only once the floor was
+    expected to be reached at that rate, or at ``max_wait``. An item arriving alone (no
+    rate) still leaves at once.
+
     Example:
         >>> p = AdaptivePolicy(max_size=64, max_wait=0.005, target_wait=0.002)
         >>> p.decide(BatchState(size=1, opened_at=0.0, queued=0, rate=100.0), now=0.0) is None
@@ -108,11 +115,41 @@ class AdaptivePolicy:
     max_wait: float
     target_wait: float = 0.0015
     """Seconds after the first item at which a batch that will not fill closes."""
+    batch_cost: float = 0.0
+    """What one batch costs apart from its items, in items' worth of CPU (0: not counted;
+    ``iotstream bench batch-cost`` measures it)."""
+    cpu_budget: float = 0.10
+    """With ``batch_cost``: the CPU per item this policy may spend over the fixed policy's
+    at the same rate (0.10: 10 % more)."""
 
     def __post_init__(self) -> None:
         _check(self.max_size, self.max_wait)
         if not 0 <= self.target_wait <= self.max_wait:
             raise ValueError(f"target_wait must be between 0 and max_wait, got {self.target_wait}")
+        if self.batch_cost < 0 or self.cpu_budget <= 0:
+            raise ValueError(
+                f"batch_cost must be >= 0 and cpu_budget > 0, got {self.batch_cost}, "
+                f"{self.cpu_budget}"
+            )
+
+    def floor(self, rate: float) -> float:
+        """The smallest batch that keeps the CPU per item within ``cpu_budget`` of the fixed
+        policy's at ``rate`` items per second.
+
+        With ``c`` = ``batch_cost``, an item costs ``1 + c / n`` in a batch of ``n``. The
+        fixed policy's batches hold ``f = rate * max_wait`` items (at least 1, at most
+        ``max_size``), so ``1 + c / n <= (1 + cpu_budget) * (1 + c / f)`` gives
+        ``n >= c / (cpu_budget + (1 + cpu_budget) * c / f)``: below ``f``, and 0 when
+        ``batch_cost`` is 0.
+
+        Example:
+            >>> p = AdaptivePolicy(64, 0.005, batch_cost=8.0, cpu_budget=0.1)
+            >>> round(p.floor(5000.0), 1)  # the fixed policy's batches: 25 items
+            17.7
+        """
+        c = self.batch_cost
+        fixed = min(float(self.max_size), max(1.0, rate * self.max_wait))
+        return c / (self.cpu_budget + (1 + self.cpu_budget) * c / fixed)
 
     def decide(self, state: BatchState, now: float) -> Wait | None:
         """Close now (``None``) or what to wait for; see the class docstring."""
@@ -127,6 +164,11 @@ class AdaptivePolicy:
         fill_by = min(deadline, target + self.target_wait)
         if rate > 0 and now + room / rate <= fill_by:
             return Wait(fill_by, room)
+        floor = self.floor(rate) if self.batch_cost else 0.0
+        if state.size < floor:
+            expected = min(deadline, state.opened_at + floor / rate)
+            if now < expected:
+                return Wait(expected, math.ceil(floor) - state.size)
         if now >= target or rate * (target - now) < 1:
             return None
         return Wait(target, room)
@@ -137,10 +179,15 @@ def make_policy(
     max_size: int,
     max_wait: float,
     target_wait: float = 0.0015,
+    batch_cost: float = 0.0,
+    cpu_budget: float = 0.10,
 ) -> FixedPolicy | AdaptivePolicy:
-    """The policy a setting names (``fixed`` or ``adaptive``)."""
+    """The policy a setting names (``fixed`` or ``adaptive``; the last three parameters are
+    the adaptive policy's)."""
     if name == "fixed":
         return FixedPolicy(max_size, max_wait)
     if name == "adaptive":
-        return AdaptivePolicy(max_size, max_wait, min(target_wait, max_wait))
+        return AdaptivePolicy(
+            max_size, max_wait, min(target_wait, max_wait), batch_cost, cpu_budget
+        )
     raise ValueError(f"unknown batch policy {name!r} (fixed, adaptive)")

@@ -175,6 +175,62 @@ def test_max_wait_bounds_every_policy_whatever_the_rate_says() -> None:
     assert FixedPolicy(MAX, MAX_WAIT).decide(state, now=MAX_WAIT) is None
 
 
+# --- a CPU budget (batch_cost) ---------------------------------------------------------
+
+COST = 8.0  # a batch costs as much as 8 of its items (the 2-vCPU test machine: ~0.4 ms)
+
+
+def budgeted(budget: float = 0.10) -> Batcher[int]:
+    return Batcher[int](AdaptivePolicy(MAX, MAX_WAIT, TARGET, COST, budget))
+
+
+def cpu_per_item(batches: list[list[int]]) -> float:
+    """Modelled CPU per item: each item 1, each batch ``COST`` more."""
+    return (sum(map(len, batches)) + COST * len(batches)) / sum(map(len, batches))
+
+
+def test_the_floor_keeps_a_batch_within_the_budget_of_the_fixed_policys() -> None:
+    policy = AdaptivePolicy(MAX, MAX_WAIT, TARGET, COST, 0.10)
+    for rate in (500, 2_000, 5_000, 10_000, 20_000, 50_000):
+        fixed_size = min(MAX, max(1, rate * MAX_WAIT))
+        floor = policy.floor(rate)
+        assert floor < fixed_size
+        assert 1 + COST / floor == pytest.approx(1.10 * (1 + COST / fixed_size))
+    assert AdaptivePolicy(MAX, MAX_WAIT, TARGET).floor(5_000) == 0, "no cost: no floor"
+    assert policy.floor(0) < 1, "no rate: a lone item is never held for the floor"
+
+
+@pytest.mark.parametrize("rate", [2_000, 5_000, 10_000, 20_000, 30_000])
+def test_budgeted_cpu_per_item_stays_within_the_budget_at_every_rate(rate: float) -> None:
+    fixed = feed(Batcher[int](FixedPolicy(MAX, MAX_WAIT)), rate=rate, seconds=1.0)[20:]
+    unbudgeted = feed(adaptive(), rate=rate, seconds=1.0)[20:]
+    batches = feed(budgeted(), rate=rate, seconds=1.0)[20:]
+    assert cpu_per_item(batches) <= 1.10 * cpu_per_item(fixed) + 1e-9
+    if rate <= 10_000:
+        assert cpu_per_item(unbudgeted) > 1.10 * cpu_per_item(fixed), "the floor is needed"
+    # and it still answers sooner than the fixed policy: smaller batches
+    assert sum(map(len, batches)) / len(batches) <= sum(map(len, fixed)) / len(fixed)
+
+
+def test_budgeted_a_lone_reading_still_leaves_at_once() -> None:
+    b = budgeted()
+    assert b.add(1, now=0.0) == [1]
+    for k in range(1, 50):
+        assert b.add(k, now=k * 0.01) == [k]  # a trickle at 100/s
+
+
+def test_budgeted_a_batch_below_the_floor_waits_for_it_then_closes_when_drained() -> None:
+    policy = AdaptivePolicy(MAX, MAX_WAIT, TARGET, COST, 0.10)
+    floor = policy.floor(5_000)  # 17.7
+    state = BatchState(size=10, opened_at=0.0, queued=0, rate=5_000)
+    wait = policy.decide(state, now=TARGET)
+    assert wait == Wait(pytest.approx(floor / 5_000), 8), "unbudgeted: closes at TARGET"
+    assert policy.decide(BatchState(18, 0.0, 0, 5_000), now=0.0025) is None, "floor reached"
+    late = BatchState(size=12, opened_at=0.0, queued=0, rate=5_000)
+    assert policy.decide(late, now=floor / 5_000) is None, "the floor did not come"
+    assert AdaptivePolicy(MAX, MAX_WAIT, TARGET).decide(state, now=TARGET) is None
+
+
 # --- the rate --------------------------------------------------------------------------
 
 
