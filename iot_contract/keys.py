@@ -7,7 +7,7 @@ import struct
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, overload
 
 from iot_contract.errors import ContractError, RejectReason
 
@@ -33,6 +33,25 @@ _PREFIX_RE: Final = re.compile(r"\A[A-Za-z0-9_.:-]{1,64}\Z")
 _STREAM_ID_RE: Final = re.compile(r"\A(\d{1,20})-(\d{1,20})\Z")
 
 
+class _Key:
+    """A key name under the prefix of the :class:`RedisKeys` it is read from:
+    ``<prefix>:<suffix>`` (read on the class: the descriptor itself)."""
+
+    __slots__ = ("suffix",)
+
+    def __init__(self, suffix: str) -> None:
+        self.suffix = suffix
+
+    @overload
+    def __get__(self, keys: None, owner: type[RedisKeys]) -> _Key: ...
+
+    @overload
+    def __get__(self, keys: RedisKeys, owner: type[RedisKeys]) -> str: ...
+
+    def __get__(self, keys: RedisKeys | None, owner: type[RedisKeys]) -> str | _Key:
+        return self if keys is None else f"{keys.prefix}:{self.suffix}"
+
+
 @dataclass(frozen=True, slots=True)
 class RedisKeys:
     """Key names for one deployment; ``prefix`` separates deployments sharing a Redis.
@@ -43,48 +62,28 @@ class RedisKeys:
 
     prefix: str = "iotstream"
 
+    predictions = _Key("predictions")
+    """Stream of :class:`~iot_contract.Prediction` records (fan-out and resume history)."""
+    deadletter = _Key("deadletter")
+    """Stream of :class:`~iot_contract.DeadLetter` records."""
+    latest = _Key("latest")
+    """Hash ``device_id -> newest prediction JSON``."""
+    epoch = _Key("epoch")
+    """String that changes whenever the predictions stream is reset (offsets become void)."""
+    ingest = _Key("ingest")
+    """Staging stream of received readings (``iotstream ingest`` appends, workers read
+    it through a consumer group); entry layout in :mod:`iot_contract.staging`."""
+    drift = _Key("drift")
+    """Hash ``model name -> newest`` :class:`~iot_contract.DriftStatus` JSON."""
+    drift_events = _Key("drift:events")
+    """Stream of :class:`~iot_contract.DriftEvent` records (a model starts or stops
+    drifting), one :data:`RECORD_FIELD` per entry."""
+
     def __post_init__(self) -> None:
         if not _PREFIX_RE.match(self.prefix):
             raise ContractError(
                 RejectReason.INVALID, f"redis prefix {self.prefix!r} must match [A-Za-z0-9_.:-]+"
             )
-
-    @property
-    def predictions(self) -> str:
-        """Stream of :class:`~iot_contract.Prediction` records (fan-out and resume history)."""
-        return f"{self.prefix}:predictions"
-
-    @property
-    def deadletter(self) -> str:
-        """Stream of :class:`~iot_contract.DeadLetter` records."""
-        return f"{self.prefix}:deadletter"
-
-    @property
-    def latest(self) -> str:
-        """Hash ``device_id -> newest prediction JSON``."""
-        return f"{self.prefix}:latest"
-
-    @property
-    def epoch(self) -> str:
-        """String that changes whenever the predictions stream is reset (offsets become void)."""
-        return f"{self.prefix}:epoch"
-
-    @property
-    def ingest(self) -> str:
-        """Staging stream of received readings (``iotstream ingest`` appends, workers read
-        it through a consumer group); entry layout in :mod:`iot_contract.staging`."""
-        return f"{self.prefix}:ingest"
-
-    @property
-    def drift(self) -> str:
-        """Hash ``model name -> newest`` :class:`~iot_contract.DriftStatus` JSON."""
-        return f"{self.prefix}:drift"
-
-    @property
-    def drift_events(self) -> str:
-        """Stream of :class:`~iot_contract.DriftEvent` records (a model starts or stops
-        drifting), one :data:`RECORD_FIELD` per entry."""
-        return f"{self.prefix}:drift:events"
 
     def seen_slot_of(self, record: Mapping[str, Any]) -> SeenSlot:
         """:meth:`seen_slot` of a prediction record (:func:`iot_contract.prediction_record`)."""
