@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from iotstream.commands.parsers import Subparsers, command_group
 
 if TYPE_CHECKING:
     from iot_models.store.objects import ObjectStore
@@ -17,21 +21,23 @@ __all__ = ["CAPTURE_URL_ENV", "register"]
 
 CAPTURE_URL_ENV = "IOTSTREAM_CAPTURE_URL"
 
+Action: TypeAlias = "Callable[[argparse.Namespace, ObjectStore], int]"
+"""A subcommand's work on the opened capture store; returns the exit code."""
 
-def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+
+def register(subparsers: Subparsers) -> None:
     """Add ``data ls|dataset create|show|ls|retention``."""
-    parser = subparsers.add_parser(
+    sub = command_group(
+        subparsers,
         "data",
-        help="captured readings and dataset versions (the capture store)",
-        description="The capture store: readings/<model>/date=.../hour=.../*.parquet written "
-        "by workers with WORKER_CAPTURE_URL set, and datasets/<id>.json. Needs pyarrow "
+        "captured readings and dataset versions (the capture store)",
+        "The capture store: readings/<model>/date=.../hour=.../*.parquet written by workers "
+        "with WORKER_CAPTURE_URL set, and datasets/<id>.json. Needs pyarrow "
         "(pip install 'iotstream[capture]').",
     )
-    sub = parser.add_subparsers(title="subcommands", metavar="SUBCOMMAND", required=True)
 
-    def add(
-        parent: argparse._SubParsersAction[Any], name: str, help_: str
-    ) -> argparse.ArgumentParser:
+    def add(parent: Subparsers, name: str, help_: str, action: Action) -> argparse.ArgumentParser:
+        """Subcommand ``name`` with --store, running ``action`` on the opened store."""
         p: argparse.ArgumentParser = parent.add_parser(name, help=help_, description=help_)
         p.add_argument(
             "--store",
@@ -39,16 +45,18 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
             help=f"capture store: folder, file:///path or s3://bucket/prefix "
             f"(default: ${CAPTURE_URL_ENV})",
         )
+        p.set_defaults(handler=functools.partial(_run, action=action))
         return p
 
-    ls = add(sub, "ls", "captured partitions per model: files, rows, bytes, oldest, newest")
+    ls = add(sub, "ls", "captured partitions per model: files, rows, bytes, oldest, newest", _ls)
     ls.add_argument("--model", help="only this model")
     ls.add_argument("--hours", action="store_true", help="one line per partition (hour)")
-    ls.set_defaults(handler=_ls)
 
     ds = sub.add_parser("dataset", help="dataset versions", description="Dataset versions.")
     dsub = ds.add_subparsers(title="subcommands", metavar="SUBCOMMAND", required=True)
-    create = add(dsub, "create", "record a dataset version of a model's captures; prints its id")
+    create = add(
+        dsub, "create", "record a dataset version of a model's captures; prints its id", _create
+    )
     create.add_argument("--model", required=True, help="the model whose captures to select")
     create.add_argument("--since", type=_time, help="window start, ISO 8601 (UTC if no zone)")
     create.add_argument("--until", type=_time, help="window end, exclusive (default: now)")
@@ -56,17 +64,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--min-rows", type=int, default=0, help="fill up to this size with synthetic rows"
     )
     create.add_argument("--seed", type=int, default=101, help="synthetic part's seed")
-    create.set_defaults(handler=_create)
-    show = add(dsub, "show", "a dataset version's record (JSON)")
+    show = add(dsub, "show", "a dataset version's record (JSON)", _show)
     show.add_argument("id", help="dataset id (or a unique prefix of it)")
-    show.set_defaults(handler=_show)
-    dls = add(dsub, "ls", "every dataset version, oldest first")
-    dls.set_defaults(handler=_datasets)
+    add(dsub, "ls", "every dataset version, oldest first", _datasets)
 
-    retention = add(sub, "retention", "delete captured partitions older than --hours")
+    retention = add(sub, "retention", "delete captured partitions older than --hours", _retention)
     retention.add_argument("--hours", type=float, required=True, help="keep this many hours")
     retention.add_argument("--dry-run", action="store_true", help="only list what would go")
-    retention.set_defaults(handler=_retention)
 
 
 def _time(text: str) -> datetime:
@@ -86,8 +90,9 @@ def _fail(message: str) -> int:
     return 1
 
 
-def _run(args: argparse.Namespace, action: Any) -> int:
-    """Open the store, run ``action(objects)``, translate errors into one line and exit 1."""
+def _run(args: argparse.Namespace, action: Action) -> int:
+    """Open the store, run ``action(args, objects)``, translate errors into one line and
+    exit 1."""
     from iot_models.capture.writer import CaptureError, require_pyarrow
     from iot_models.manifest import ModelError
     from iot_models.store.objects import open_objects
@@ -100,7 +105,7 @@ def _run(args: argparse.Namespace, action: Any) -> int:
     except (CaptureError, ModelError) as exc:
         return _fail(str(exc))
     try:
-        code: int = action(objects)
+        code: int = action(args, objects)
         return code
     except ModelError as exc:  # StoreError, DatasetError: the message says what to do
         return _fail(str(exc))
@@ -108,58 +113,52 @@ def _run(args: argparse.Namespace, action: Any) -> int:
         objects.close()
 
 
-def _ls(args: argparse.Namespace) -> int:
+def _ls(args: argparse.Namespace, objects: ObjectStore) -> int:
     from iot_models.capture.reader import partition_infos
 
-    def action(objects: Any) -> int:
-        infos = partition_infos(objects, args.model)
-        if not infos:
-            print(f"no captured readings in {objects.url}", file=sys.stderr)
-            return 0
-        if args.hours:
-            print(f"{'model':<20} {'hour (UTC)':<17} {'files':>6} {'rows':>10} {'bytes':>12}")
-            for i in infos:
-                p = i.partition
-                print(f"{p.model:<20} {_iso(p.start):<17} {i.files:>6} {i.rows:>10} {i.bytes:>12}")
-            return 0
-        models: dict[str, list[Any]] = {}
-        for i in infos:
-            models.setdefault(i.partition.model, []).append(i)
-        head = f"{'model':<20} {'hours':>5} {'files':>6} {'rows':>10} {'bytes':>12}"
-        print(f"{head} {'oldest (UTC)':<17} {'newest (UTC)':<17}")
-        for name, parts in models.items():
-            print(
-                f"{name:<20} {len(parts):>5} {sum(i.files for i in parts):>6} "
-                f"{sum(i.rows for i in parts):>10} {sum(i.bytes for i in parts):>12} "
-                f"{_iso(parts[0].partition.start):<17} {_iso(parts[-1].partition.start):<17}"
-            )
+    infos = partition_infos(objects, args.model)
+    if not infos:
+        print(f"no captured readings in {objects.url}", file=sys.stderr)
         return 0
+    if args.hours:
+        print(f"{'model':<20} {'hour (UTC)':<17} {'files':>6} {'rows':>10} {'bytes':>12}")
+        for i in infos:
+            p = i.partition
+            print(f"{p.model:<20} {_iso(p.start):<17} {i.files:>6} {i.rows:>10} {i.bytes:>12}")
+        return 0
+    models: dict[str, list[Any]] = {}
+    for i in infos:
+        models.setdefault(i.partition.model, []).append(i)
+    head = f"{'model':<20} {'hours':>5} {'files':>6} {'rows':>10} {'bytes':>12}"
+    print(f"{head} {'oldest (UTC)':<17} {'newest (UTC)':<17}")
+    for name, parts in models.items():
+        print(
+            f"{name:<20} {len(parts):>5} {sum(i.files for i in parts):>6} "
+            f"{sum(i.rows for i in parts):>10} {sum(i.bytes for i in parts):>12} "
+            f"{_iso(parts[0].partition.start):<17} {_iso(parts[-1].partition.start):<17}"
+        )
+    return 0
 
-    return _run(args, action)
 
-
-def _create(args: argparse.Namespace) -> int:
+def _create(args: argparse.Namespace, objects: ObjectStore) -> int:
     from iot_models.capture.datasets import create_dataset
 
-    def action(objects: Any) -> int:
-        ds = create_dataset(
-            objects,
-            args.model,
-            since=args.since,
-            until=args.until,
-            min_rows=args.min_rows,
-            synthetic_seed=args.seed,
-        )
-        synthetic = ds.synthetic.rows if ds.synthetic else 0
-        print(
-            f"dataset {ds.id}: {len(ds.files)} capture files, {ds.captured_rows} labelled "
-            f"captured rows + {synthetic} synthetic = {ds.rows} rows",
-            file=sys.stderr,
-        )
-        print(ds.id)
-        return 0
-
-    return _run(args, action)
+    ds = create_dataset(
+        objects,
+        args.model,
+        since=args.since,
+        until=args.until,
+        min_rows=args.min_rows,
+        synthetic_seed=args.seed,
+    )
+    synthetic = ds.synthetic.rows if ds.synthetic else 0
+    print(
+        f"dataset {ds.id}: {len(ds.files)} capture files, {ds.captured_rows} labelled "
+        f"captured rows + {synthetic} synthetic = {ds.rows} rows",
+        file=sys.stderr,
+    )
+    print(ds.id)
+    return 0
 
 
 def _resolve(objects: ObjectStore, text: str) -> str:
@@ -178,46 +177,37 @@ def _resolve(objects: ObjectStore, text: str) -> str:
     return ids[0]
 
 
-def _show(args: argparse.Namespace) -> int:
+def _show(args: argparse.Namespace, objects: ObjectStore) -> int:
     from iot_models.capture.datasets import load_dataset
 
-    def action(objects: Any) -> int:
-        print(load_dataset(objects, _resolve(objects, args.id)).model_dump_json(indent=2))
-        return 0
-
-    return _run(args, action)
+    print(load_dataset(objects, _resolve(objects, args.id)).model_dump_json(indent=2))
+    return 0
 
 
-def _datasets(args: argparse.Namespace) -> int:
+def _datasets(args: argparse.Namespace, objects: ObjectStore) -> int:
     from iot_models.capture.datasets import list_datasets
 
-    def action(objects: Any) -> int:
-        found = list_datasets(objects)
-        if not found:
-            print(f"no dataset versions in {objects.url}", file=sys.stderr)
-            return 0
-        print(f"{'id':<16} {'model':<20} {'files':>6} {'captured':>9} {'synthetic':>9} created")
-        for d in found:
-            synthetic = d.synthetic.rows if d.synthetic else 0
-            print(
-                f"{d.id[:16]:<16} {d.model:<20} {len(d.files):>6} {d.captured_rows:>9} "
-                f"{synthetic:>9} {d.created_at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
-            )
+    found = list_datasets(objects)
+    if not found:
+        print(f"no dataset versions in {objects.url}", file=sys.stderr)
         return 0
+    print(f"{'id':<16} {'model':<20} {'files':>6} {'captured':>9} {'synthetic':>9} created")
+    for d in found:
+        synthetic = d.synthetic.rows if d.synthetic else 0
+        print(
+            f"{d.id[:16]:<16} {d.model:<20} {len(d.files):>6} {d.captured_rows:>9} "
+            f"{synthetic:>9} {d.created_at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+        )
+    return 0
 
-    return _run(args, action)
 
-
-def _retention(args: argparse.Namespace) -> int:
+def _retention(args: argparse.Namespace, objects: ObjectStore) -> int:
     from iot_models.capture.retention import apply_retention
 
-    def action(objects: Any) -> int:
-        gone = apply_retention(objects, time.time(), args.hours, dry_run=args.dry_run)
-        verb = "would delete" if args.dry_run else "deleted"
-        for part, keys in gone.items():
-            print(f"{verb} {part.model} {_iso(part.start)} ({len(keys)} files)")
-        files = sum(len(keys) for keys in gone.values())
-        print(f"{verb} {len(gone)} partitions, {files} files", file=sys.stderr)
-        return 0
-
-    return _run(args, action)
+    gone = apply_retention(objects, time.time(), args.hours, dry_run=args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    for part, keys in gone.items():
+        print(f"{verb} {part.model} {_iso(part.start)} ({len(keys)} files)")
+    files = sum(len(keys) for keys in gone.values())
+    print(f"{verb} {len(gone)} partitions, {files} files", file=sys.stderr)
+    return 0

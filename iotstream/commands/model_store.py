@@ -15,7 +15,9 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from iotstream.commands.parsers import Handler
 
 if TYPE_CHECKING:
     from iot_models.store import Alias, ModelStore
@@ -24,11 +26,15 @@ __all__ = ["STORE_ENV", "register_store_commands"]
 
 STORE_ENV = "IOTSTREAM_MODEL_STORE"
 
+Run: TypeAlias = "Callable[[ModelStore, argparse.Namespace], int]"
+"""A subcommand's work on the opened model store; returns the exit code."""
+
 
 def register_store_commands(sub: argparse._SubParsersAction[Any]) -> None:
     """Add the store subcommands to ``iotstream models``."""
 
-    def add(name: str, help_: str, description: str) -> argparse.ArgumentParser:
+    def add(name: str, help_: str, description: str, run: Run) -> argparse.ArgumentParser:
+        """Subcommand ``name`` with --store, running ``run`` on the opened store."""
         p: argparse.ArgumentParser = sub.add_parser(name, help=help_, description=description)
         p.add_argument(
             "--store",
@@ -36,26 +42,28 @@ def register_store_commands(sub: argparse._SubParsersAction[Any]) -> None:
             help=f"model store URL (default: ${STORE_ENV}): s3://bucket/prefix, file:///path, "
             "or a folder",
         )
+        p.set_defaults(handler=_handler(run))
         return p
 
-    init = add("init", "create the store (bucket or folder)", "Create the store if missing.")
-    init.set_defaults(handler=_handler(_init))
+    add("init", "create the store (bucket or folder)", "Create the store if missing.", _init)
 
     publish = add(
         "publish",
         "upload a built version folder to the store",
         "Publish models/<name>/<version>/ (manifest + every variant, sha256-checked). A "
         "published version is never overwritten: publishing it again fails.",
+        _publish,
     )
     publish.add_argument("folder", type=Path, help="a version folder, e.g. models/fault-clf/1")
-    publish.set_defaults(handler=_handler(_publish))
 
     versions = add(
-        "versions", "list published versions and aliases", "Versions and aliases per model."
+        "versions",
+        "list published versions and aliases",
+        "Versions and aliases per model.",
+        _versions,
     )
     versions.add_argument("names", nargs="*", help="models (default: all)")
     versions.add_argument("--json", action="store_true", help="print JSON")
-    versions.set_defaults(handler=_handler(_versions))
 
     alias = add(
         "alias",
@@ -63,17 +71,18 @@ def register_store_commands(sub: argparse._SubParsersAction[Any]) -> None:
         "`alias NAME ALIAS VERSION` points ALIAS at VERSION for every device (dropping a "
         "canary); `alias NAME ALIAS` shows it. Workers and gateways following ALIAS swap "
         "within a poll interval.",
+        _alias,
     )
     alias.add_argument("name")
     alias.add_argument("alias")
     alias.add_argument("version", nargs="?", help="the version to serve (omit to show)")
-    alias.set_defaults(handler=_handler(_alias))
 
     canary = add(
         "canary",
         "serve a version to a share of the devices",
         "Serve VERSION to the devices whose stable hash bucket falls under --percent, and "
         "to those matching a --device glob; the others keep the alias's version.",
+        _canary,
     )
     canary.add_argument("name")
     canary.add_argument("alias")
@@ -82,24 +91,22 @@ def register_store_commands(sub: argparse._SubParsersAction[Any]) -> None:
     canary.add_argument(
         "--device", action="append", default=[], help="device-id glob always on the canary"
     )
-    canary.set_defaults(handler=_handler(_canary))
 
-    promote = add("promote", "make the canary the alias's version", "Promote the canary.")
+    promote = add("promote", "make the canary the alias's version", "Promote the canary.", _promote)
     promote.add_argument("name")
     promote.add_argument("alias")
-    promote.set_defaults(handler=_handler(_promote))
 
     rollback = add(
         "rollback",
         "drop the canary, or go back to the previous version",
         "With a canary: drop it. Without: point the alias at its previous version.",
+        _rollback,
     )
     rollback.add_argument("name")
     rollback.add_argument("alias")
-    rollback.set_defaults(handler=_handler(_rollback))
 
 
-def _handler(run: Callable[[ModelStore, argparse.Namespace], int]) -> Callable[..., int]:
+def _handler(run: Run) -> Handler:
     """Open the store, run, close; store and model errors become one line and exit 1."""
 
     def handle(args: argparse.Namespace) -> int:

@@ -9,9 +9,9 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from iot_models.bundled import bundled_models_dir
+from iotstream.commands.parsers import Handler, Subparsers, command_group
 
 __all__ = ["DEFAULT_ROOT", "register"]
 
@@ -19,58 +19,64 @@ DEFAULT_ROOT = bundled_models_dir()
 """The models shipped with iotstream (package data; ``models/`` in a checkout)."""
 
 
-def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add ``models build|list|verify|bench`` and the store's ``init|publish|versions|alias|
     canary|promote|rollback``."""
-    parser = subparsers.add_parser(
+    sub = command_group(
+        subparsers,
         "models",
-        help="build, list, verify and benchmark the ONNX models",
-        description="The model repository: models/<name>/<version>/{*.onnx,manifest.json}.",
+        "build, list, verify and benchmark the ONNX models",
+        "The model repository: models/<name>/<version>/{*.onnx,manifest.json}.",
     )
-    sub = parser.add_subparsers(title="subcommands", metavar="SUBCOMMAND", required=True)
 
-    def add(name: str, help_: str, description: str) -> argparse.ArgumentParser:
+    def add(
+        name: str, help_: str, description: str, handler: Handler, names: str | None = None
+    ) -> argparse.ArgumentParser:
+        """Subcommand ``name`` with --root, run by ``handler``; with ``names`` (what the
+        models are for), also the models to work on."""
         p: argparse.ArgumentParser = sub.add_parser(name, help=help_, description=description)
         p.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="model repository folder")
+        if names:
+            p.add_argument("names", nargs="*", help=f"models to {names} (default: all)")
+        p.set_defaults(handler=handler)
         return p
 
-    build = add(
+    add(
         "build",
         "train, export, quantize, gate and write the models",
         "Rebuild the models from source (deterministic: same inputs, same sha256). Fails "
         "(exit 1, nothing written) if an int8 variant breaks the accuracy gate.",
+        _build,
+        names="build",
     )
-    build.add_argument("names", nargs="*", help="models to build (default: all)")
-    build.set_defaults(handler=_build)
 
-    listing = add("list", "show the models, variants and defaults", "List the repository.")
+    listing = add("list", "show the models, variants and defaults", "List the repository.", _list)
     listing.add_argument("--json", action="store_true", help="print the manifests as JSON")
-    listing.set_defaults(handler=_list)
 
     verify = add(
         "verify",
         "check every file against its manifest's sha256",
         "Check sizes and sha256 of every file. With --rebuild, also rebuild into a temporary "
         "folder and compare the files and manifests (provenance excluded) with the repository.",
+        _verify,
+        names="check",
     )
-    verify.add_argument("names", nargs="*", help="models to check (default: all)")
     verify.add_argument("--rebuild", action="store_true", help="also check reproducibility")
-    verify.set_defaults(handler=_verify)
 
     bench = add(
         "bench",
         "fp32 vs int8 speed, size and accuracy on this machine",
         "Rows/s and per-call latency per variant, batch size and thread count; writes JSON "
         "and a markdown table. Run it alone (flock /tmp/iotstream-heavy.lock ...).",
+        _bench,
+        names="measure",
     )
-    bench.add_argument("names", nargs="*", help="models to measure (default: all)")
     bench.add_argument("--batches", type=int, nargs="+", default=[1, 8, 64, 256, 1024])
     bench.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     bench.add_argument("--min-time", type=float, default=0.6, help="seconds per variant and point")
     bench.add_argument(
         "--out", type=Path, default=Path("bench/results"), help="folder for the JSON/markdown"
     )
-    bench.set_defaults(handler=_bench)
 
     from iotstream.commands.model_store import register_store_commands
     from iotstream.commands.pipeline import register_pipeline_commands
