@@ -116,9 +116,9 @@ class MsgpackCodec:
                 RejectReason.MALFORMED, f"not valid MessagePack: {exc.__class__.__name__}: {exc}"
             ) from None
         if not isinstance(data, dict):
+            got = type(data).__name__
             raise ContractError(
-                RejectReason.INVALID,
-                f"invalid {cls.__name__}: expected a map, got {type(data).__name__}",
+                RejectReason.INVALID, f"invalid {cls.__name__}: expected a map, got {got}"
             )
         try:
             return cls.model_validate(data)
