@@ -20,10 +20,23 @@ __all__ = [
 
 class OipError(Exception):
     """An answer other than success; the message is safe to send to the client (it names
-    fields and limits, never echoes tensor data or tokens)."""
+    fields and limits, never echoes tensor data or tokens).
+
+    A subclass names its answer in its class line (default: 400 / INVALID_ARGUMENT), e.g.
+    ``class NotReadyError(OipError, http_status=503, grpc_code=grpc.StatusCode.UNAVAILABLE)``.
+    """
 
     http_status: ClassVar[int] = 400
     grpc_code: ClassVar[grpc.StatusCode] = grpc.StatusCode.INVALID_ARGUMENT
+
+    def __init_subclass__(
+        cls, *, http_status: int | None = None, grpc_code: grpc.StatusCode | None = None
+    ) -> None:
+        super().__init_subclass__()
+        if http_status is not None:
+            cls.http_status = http_status
+        if grpc_code is not None:
+            cls.grpc_code = grpc_code
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -34,29 +47,17 @@ class InvalidInputError(OipError):
     """Wrong tensor name, shape, datatype or contents, or a malformed request."""
 
 
-class ModelNotFoundError(OipError):
+class ModelNotFoundError(OipError, http_status=404, grpc_code=grpc.StatusCode.NOT_FOUND):
     """No served model (or version) by that name."""
 
-    http_status = 404
-    grpc_code = grpc.StatusCode.NOT_FOUND
 
-
-class OverloadedError(OipError):
+class OverloadedError(OipError, http_status=429, grpc_code=grpc.StatusCode.RESOURCE_EXHAUSTED):
     """The dynamic batcher's queue is full (policy: reject the newcomer)."""
 
-    http_status = 429
-    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
-
-class NotReadyError(OipError):
+class NotReadyError(OipError, http_status=503, grpc_code=grpc.StatusCode.UNAVAILABLE):
     """No models are loaded, or the server is stopping."""
 
-    http_status = 503
-    grpc_code = grpc.StatusCode.UNAVAILABLE
 
-
-class UnauthenticatedError(OipError):
+class UnauthenticatedError(OipError, http_status=401, grpc_code=grpc.StatusCode.UNAUTHENTICATED):
     """Missing or refused bearer token."""
-
-    http_status = 401
-    grpc_code = grpc.StatusCode.UNAUTHENTICATED
