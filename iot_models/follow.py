@@ -28,10 +28,10 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
 from iot_models.canary import CanaryRule
-from iot_models.core import BatchResult, InferenceCore
+from iot_models.core import InferenceCore
 from iot_models.manifest import MANIFEST_FILE, ModelError, read_manifest
 from iot_models.model import Model
 from iot_models.store import (
@@ -44,7 +44,7 @@ from iot_models.store import (
 )
 from iot_models.store.base import alias_key
 from iot_models.store.file import FileModelStore
-from iot_models.swap import SwappableCore
+from iot_models.swap import SwapHooks, SwappableCore
 from iot_models.variants import current_platform, select_variant
 
 __all__ = [
@@ -365,24 +365,19 @@ class Following:
 
     Args:
         follower: not started yet; :meth:`ModelFollower.start` runs here (blocking).
-        on_scored: per-batch callback of the swappable core (metrics).
-        on_swap: called with ``(old, new)`` after each swap (metrics, manifests).
+        hooks: the swappable core's callbacks (:class:`~iot_models.swap.SwapHooks`):
+            ``on_scored`` per batch (metrics), ``on_swap`` after each swap (metrics,
+            manifests).
     """
 
-    def __init__(
-        self,
-        follower: ModelFollower,
-        *,
-        on_scored: Callable[[BatchResult], None] | None = None,
-        on_swap: Callable[[InferenceCore, InferenceCore], None] | None = None,
-    ) -> None:
+    def __init__(self, follower: ModelFollower, **hooks: Unpack[SwapHooks]) -> None:
         self.follower = follower
         try:
             first = follower.start()
         except BaseException:
             follower.close()
             raise
-        self.core = SwappableCore(first, on_scored=on_scored, on_swap=on_swap)
+        self.core = SwappableCore(first, **hooks)
         follower.on_core = self.core.swap
         self._stop = threading.Event()
         self._thread = threading.Thread(

@@ -14,13 +14,24 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from typing import TypedDict
 
 from iot_contract import Reading
 from iot_models.core import BatchResult, InferenceCore
 
-__all__ = ["SwappableCore"]
+__all__ = ["SwapHooks", "SwappableCore"]
 
 log = logging.getLogger(__name__)
+
+
+class SwapHooks(TypedDict, total=False):
+    """The callbacks of a :class:`SwappableCore`, as keywords (what a wrapper that builds
+    one passes on unchanged)."""
+
+    on_scored: Callable[[BatchResult], None] | None
+    """Called with each batch's result (per-version metrics), on the caller's thread."""
+    on_swap: Callable[[InferenceCore, InferenceCore], None] | None
+    """Called with ``(old, new)`` right after a swap, on the swapping thread."""
 
 
 class SwappableCore:
