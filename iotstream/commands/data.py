@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from iotstream.commands.parsers import Subparsers, command_group
+from iotstream.commands.parsers import Handler, Subparsers, command_group, subcommand
 
 if TYPE_CHECKING:
     from iot_models.store.objects import ObjectStore
@@ -36,27 +36,23 @@ def register(subparsers: Subparsers) -> None:
         "(pip install 'iotstream[capture]').",
     )
 
-    def add(parent: Subparsers, name: str, help_: str, action: Action) -> argparse.ArgumentParser:
+    def add(parent: Subparsers, name: str, action: Action) -> argparse.ArgumentParser:
         """Subcommand ``name`` with --store, running ``action`` on the opened store."""
-        p: argparse.ArgumentParser = parent.add_parser(name, help=help_, description=help_)
+        p = subcommand(parent, name, _on_store(action))
         p.add_argument(
             "--store",
             default=os.environ.get(CAPTURE_URL_ENV),
             help=f"capture store: folder, file:///path or s3://bucket/prefix "
             f"(default: ${CAPTURE_URL_ENV})",
         )
-        p.set_defaults(handler=functools.partial(_run, action=action))
         return p
 
-    ls = add(sub, "ls", "captured partitions per model: files, rows, bytes, oldest, newest", _ls)
+    ls = add(sub, "ls", _ls)
     ls.add_argument("--model", help="only this model")
     ls.add_argument("--hours", action="store_true", help="one line per partition (hour)")
 
-    ds = sub.add_parser("dataset", help="dataset versions", description="Dataset versions.")
-    dsub = ds.add_subparsers(title="subcommands", metavar="SUBCOMMAND", required=True)
-    create = add(
-        dsub, "create", "record a dataset version of a model's captures; prints its id", _create
-    )
+    dsub = command_group(sub, "dataset", "dataset versions", "Dataset versions.")
+    create = add(dsub, "create", _create)
     create.add_argument("--model", required=True, help="the model whose captures to select")
     create.add_argument("--since", type=_time, help="window start, ISO 8601 (UTC if no zone)")
     create.add_argument("--until", type=_time, help="window end, exclusive (default: now)")
@@ -64,11 +60,11 @@ def register(subparsers: Subparsers) -> None:
         "--min-rows", type=int, default=0, help="fill up to this size with synthetic rows"
     )
     create.add_argument("--seed", type=int, default=101, help="synthetic part's seed")
-    show = add(dsub, "show", "a dataset version's record (JSON)", _show)
+    show = add(dsub, "show", _show)
     show.add_argument("id", help="dataset id (or a unique prefix of it)")
-    add(dsub, "ls", "every dataset version, oldest first", _datasets)
+    add(dsub, "ls", _datasets)
 
-    retention = add(sub, "retention", "delete captured partitions older than --hours", _retention)
+    retention = add(sub, "retention", _retention)
     retention.add_argument("--hours", type=float, required=True, help="keep this many hours")
     retention.add_argument("--dry-run", action="store_true", help="only list what would go")
 
@@ -90,30 +86,36 @@ def _fail(message: str) -> int:
     return 1
 
 
-def _run(args: argparse.Namespace, action: Action) -> int:
-    """Open the store, run ``action(args, objects)``, translate errors into one line and
-    exit 1."""
-    from iot_models.capture.writer import CaptureError, require_pyarrow
-    from iot_models.manifest import ModelError
-    from iot_models.store.objects import open_objects
+def _on_store(action: Action) -> Handler:
+    """``action`` as a handler (keeping its docstring, the subcommand's help): open the
+    store, run ``action(args, objects)``, translate errors into one line and exit 1."""
 
-    if not args.store:
-        return _fail(f"no capture store: pass --store URL or set {CAPTURE_URL_ENV}")
-    try:
-        require_pyarrow()
-        objects = open_objects(args.store)
-    except (CaptureError, ModelError) as exc:
-        return _fail(str(exc))
-    try:
-        code: int = action(args, objects)
-        return code
-    except ModelError as exc:  # StoreError, DatasetError: the message says what to do
-        return _fail(str(exc))
-    finally:
-        objects.close()
+    @functools.wraps(action)
+    def handler(args: argparse.Namespace) -> int:
+        from iot_models.capture.writer import CaptureError, require_pyarrow
+        from iot_models.manifest import ModelError
+        from iot_models.store.objects import open_objects
+
+        if not args.store:
+            return _fail(f"no capture store: pass --store URL or set {CAPTURE_URL_ENV}")
+        try:
+            require_pyarrow()
+            objects = open_objects(args.store)
+        except (CaptureError, ModelError) as exc:
+            return _fail(str(exc))
+        try:
+            code: int = action(args, objects)
+            return code
+        except ModelError as exc:  # StoreError, DatasetError: the message says what to do
+            return _fail(str(exc))
+        finally:
+            objects.close()
+
+    return handler
 
 
 def _ls(args: argparse.Namespace, objects: ObjectStore) -> int:
+    """captured partitions per model: files, rows, bytes, oldest, newest"""
     from iot_models.capture.reader import partition_infos
 
     infos = partition_infos(objects, args.model)
@@ -141,6 +143,7 @@ def _ls(args: argparse.Namespace, objects: ObjectStore) -> int:
 
 
 def _create(args: argparse.Namespace, objects: ObjectStore) -> int:
+    """record a dataset version of a model's captures; prints its id"""
     from iot_models.capture.datasets import create_dataset
 
     ds = create_dataset(
@@ -178,6 +181,7 @@ def _resolve(objects: ObjectStore, text: str) -> str:
 
 
 def _show(args: argparse.Namespace, objects: ObjectStore) -> int:
+    """a dataset version's record (JSON)"""
     from iot_models.capture.datasets import load_dataset
 
     print(load_dataset(objects, _resolve(objects, args.id)).model_dump_json(indent=2))
@@ -185,6 +189,7 @@ def _show(args: argparse.Namespace, objects: ObjectStore) -> int:
 
 
 def _datasets(args: argparse.Namespace, objects: ObjectStore) -> int:
+    """every dataset version, oldest first"""
     from iot_models.capture.datasets import list_datasets
 
     found = list_datasets(objects)
@@ -202,6 +207,7 @@ def _datasets(args: argparse.Namespace, objects: ObjectStore) -> int:
 
 
 def _retention(args: argparse.Namespace, objects: ObjectStore) -> int:
+    """delete captured partitions older than --hours"""
     from iot_models.capture.retention import apply_retention
 
     gone = apply_retention(objects, time.time(), args.hours, dry_run=args.dry_run)

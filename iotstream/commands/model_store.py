@@ -9,6 +9,7 @@ Every failure is one line on stderr and exit code 1 (2 for a usage error).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from iotstream.commands.parsers import Handler
+from iotstream.commands.parsers import Handler, subcommand
 
 if TYPE_CHECKING:
     from iot_models.store import Alias, ModelStore
@@ -33,57 +34,32 @@ Run: TypeAlias = "Callable[[ModelStore, argparse.Namespace], int]"
 def register_store_commands(sub: argparse._SubParsersAction[Any]) -> None:
     """Add the store subcommands to ``iotstream models``."""
 
-    def add(name: str, help_: str, description: str, run: Run) -> argparse.ArgumentParser:
+    def add(name: str, run: Run) -> argparse.ArgumentParser:
         """Subcommand ``name`` with --store, running ``run`` on the opened store."""
-        p: argparse.ArgumentParser = sub.add_parser(name, help=help_, description=description)
+        p = subcommand(sub, name, _handler(run))
         p.add_argument(
             "--store",
             default=os.environ.get(STORE_ENV),
             help=f"model store URL (default: ${STORE_ENV}): s3://bucket/prefix, file:///path, "
             "or a folder",
         )
-        p.set_defaults(handler=_handler(run))
         return p
 
-    add("init", "create the store (bucket or folder)", "Create the store if missing.", _init)
+    add("init", _init)
 
-    publish = add(
-        "publish",
-        "upload a built version folder to the store",
-        "Publish models/<name>/<version>/ (manifest + every variant, sha256-checked). A "
-        "published version is never overwritten: publishing it again fails.",
-        _publish,
-    )
+    publish = add("publish", _publish)
     publish.add_argument("folder", type=Path, help="a version folder, e.g. models/fault-clf/1")
 
-    versions = add(
-        "versions",
-        "list published versions and aliases",
-        "Versions and aliases per model.",
-        _versions,
-    )
+    versions = add("versions", _versions)
     versions.add_argument("names", nargs="*", help="models (default: all)")
     versions.add_argument("--json", action="store_true", help="print JSON")
 
-    alias = add(
-        "alias",
-        "point an alias at a version, or show it",
-        "`alias NAME ALIAS VERSION` points ALIAS at VERSION for every device (dropping a "
-        "canary); `alias NAME ALIAS` shows it. Workers and gateways following ALIAS swap "
-        "within a poll interval.",
-        _alias,
-    )
+    alias = add("alias", _alias)
     alias.add_argument("name")
     alias.add_argument("alias")
     alias.add_argument("version", nargs="?", help="the version to serve (omit to show)")
 
-    canary = add(
-        "canary",
-        "serve a version to a share of the devices",
-        "Serve VERSION to the devices whose stable hash bucket falls under --percent, and "
-        "to those matching a --device glob; the others keep the alias's version.",
-        _canary,
-    )
+    canary = add("canary", _canary)
     canary.add_argument("name")
     canary.add_argument("alias")
     canary.add_argument("version")
@@ -92,23 +68,20 @@ def register_store_commands(sub: argparse._SubParsersAction[Any]) -> None:
         "--device", action="append", default=[], help="device-id glob always on the canary"
     )
 
-    promote = add("promote", "make the canary the alias's version", "Promote the canary.", _promote)
+    promote = add("promote", _promote)
     promote.add_argument("name")
     promote.add_argument("alias")
 
-    rollback = add(
-        "rollback",
-        "drop the canary, or go back to the previous version",
-        "With a canary: drop it. Without: point the alias at its previous version.",
-        _rollback,
-    )
+    rollback = add("rollback", _rollback)
     rollback.add_argument("name")
     rollback.add_argument("alias")
 
 
 def _handler(run: Run) -> Handler:
-    """Open the store, run, close; store and model errors become one line and exit 1."""
+    """Open the store, run, close; store and model errors become one line and exit 1.
+    The handler keeps ``run``'s docstring (the subcommand's help)."""
 
+    @functools.wraps(run)
     def handle(args: argparse.Namespace) -> int:
         from iot_models.manifest import ModelError
         from iot_models.store import open_store
@@ -138,12 +111,21 @@ def _one_line(exc: Exception) -> str:
 
 
 def _init(store: ModelStore, args: argparse.Namespace) -> int:
+    """create the store (bucket or folder)
+
+    Create the store if missing.
+    """
     store.ensure()
     print(f"store ready: {store.url}", file=sys.stderr)
     return 0
 
 
 def _publish(store: ModelStore, args: argparse.Namespace) -> int:
+    """upload a built version folder to the store
+
+    Publish models/<name>/<version>/ (manifest + every variant, sha256-checked). A published
+    version is never overwritten: publishing it again fails.
+    """
     manifest = store.publish(args.folder)
     print(
         f"published {manifest.name} {manifest.version} ({len(manifest.variants)} variants) "
@@ -154,6 +136,10 @@ def _publish(store: ModelStore, args: argparse.Namespace) -> int:
 
 
 def _versions(store: ModelStore, args: argparse.Namespace) -> int:
+    """list published versions and aliases
+
+    Versions and aliases per model.
+    """
     from iot_models.store import AliasNotFoundError
 
     report: dict[str, Any] = {}
@@ -204,6 +190,12 @@ def _existing(current: Alias | None, args: argparse.Namespace) -> Alias:
 
 
 def _alias(store: ModelStore, args: argparse.Namespace) -> int:
+    """point an alias at a version, or show it
+
+    `alias NAME ALIAS VERSION` points ALIAS at VERSION for every device (dropping a canary);
+    `alias NAME ALIAS` shows it. Workers and gateways following ALIAS swap within a poll
+    interval.
+    """
     from iot_models.store.alias import set_version
     from iot_models.store.ops import who
 
@@ -219,6 +211,11 @@ def _alias(store: ModelStore, args: argparse.Namespace) -> int:
 
 
 def _canary(store: ModelStore, args: argparse.Namespace) -> int:
+    """serve a version to a share of the devices
+
+    Serve VERSION to the devices whose stable hash bucket falls under --percent, and to
+    those matching a --device glob; the others keep the alias's version.
+    """
     from iot_models.store import Canary
     from iot_models.store.alias import start_canary
     from iot_models.store.ops import who
@@ -234,6 +231,10 @@ def _canary(store: ModelStore, args: argparse.Namespace) -> int:
 
 
 def _promote(store: ModelStore, args: argparse.Namespace) -> int:
+    """make the canary the alias's version
+
+    Promote the canary.
+    """
     from iot_models.store.alias import promote
     from iot_models.store.ops import who
 
@@ -241,6 +242,10 @@ def _promote(store: ModelStore, args: argparse.Namespace) -> int:
 
 
 def _rollback(store: ModelStore, args: argparse.Namespace) -> int:
+    """drop the canary, or go back to the previous version
+
+    With a canary: drop it. Without: point the alias at its previous version.
+    """
     from iot_models.store.alias import rollback
     from iot_models.store.ops import who
 

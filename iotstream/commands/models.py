@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from iot_models.bundled import bundled_models_dir
-from iotstream.commands.parsers import Handler, Subparsers, command_group
+from iotstream.commands.parsers import Handler, Subparsers, command_group, subcommand
 
 __all__ = ["DEFAULT_ROOT", "register"]
 
@@ -29,48 +29,24 @@ def register(subparsers: Subparsers) -> None:
         "The model repository: models/<name>/<version>/{*.onnx,manifest.json}.",
     )
 
-    def add(
-        name: str, help_: str, description: str, handler: Handler, names: str | None = None
-    ) -> argparse.ArgumentParser:
+    def add(name: str, handler: Handler, names: str | None = None) -> argparse.ArgumentParser:
         """Subcommand ``name`` with --root, run by ``handler``; with ``names`` (what the
         models are for), also the models to work on."""
-        p: argparse.ArgumentParser = sub.add_parser(name, help=help_, description=description)
+        p = subcommand(sub, name, handler)
         p.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="model repository folder")
         if names:
             p.add_argument("names", nargs="*", help=f"models to {names} (default: all)")
-        p.set_defaults(handler=handler)
         return p
 
-    add(
-        "build",
-        "train, export, quantize, gate and write the models",
-        "Rebuild the models from source (deterministic: same inputs, same sha256). Fails "
-        "(exit 1, nothing written) if an int8 variant breaks the accuracy gate.",
-        _build,
-        names="build",
-    )
+    add("build", _build, names="build")
 
-    listing = add("list", "show the models, variants and defaults", "List the repository.", _list)
+    listing = add("list", _list)
     listing.add_argument("--json", action="store_true", help="print the manifests as JSON")
 
-    verify = add(
-        "verify",
-        "check every file against its manifest's sha256",
-        "Check sizes and sha256 of every file. With --rebuild, also rebuild into a temporary "
-        "folder and compare the files and manifests (provenance excluded) with the repository.",
-        _verify,
-        names="check",
-    )
+    verify = add("verify", _verify, names="check")
     verify.add_argument("--rebuild", action="store_true", help="also check reproducibility")
 
-    bench = add(
-        "bench",
-        "fp32 vs int8 speed, size and accuracy on this machine",
-        "Rows/s and per-call latency per variant, batch size and thread count; writes JSON "
-        "and a markdown table. Run it alone (flock /tmp/iotstream-heavy.lock ...).",
-        _bench,
-        names="measure",
-    )
+    bench = add("bench", _bench, names="measure")
     bench.add_argument("--batches", type=int, nargs="+", default=[1, 8, 64, 256, 1024])
     bench.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     bench.add_argument("--min-time", type=float, default=0.6, help="seconds per variant and point")
@@ -86,6 +62,11 @@ def register(subparsers: Subparsers) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
+    """train, export, quantize, gate and write the models
+
+    Rebuild the models from source (deterministic: same inputs, same sha256). Fails (exit 1,
+    nothing written) if an int8 variant breaks the accuracy gate.
+    """
     from training.build import build
     from training.gate import GateError
 
@@ -102,6 +83,10 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    """show the models, variants and defaults
+
+    List the repository.
+    """
     from iot_models.manifest import ModelError, find_manifests, read_manifest
     from iot_models.variants import current_platform, select_variant
 
@@ -138,6 +123,11 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    """check every file against its manifest's sha256
+
+    Check sizes and sha256 of every file. With --rebuild, also rebuild into a temporary
+    folder and compare the files and manifests (provenance excluded) with the repository.
+    """
     from iot_models.manifest import ModelError, find_manifests, read_manifest, sha256_bytes
 
     found = find_manifests(args.root)
@@ -181,6 +171,11 @@ def _rebuild_and_compare(root: Path, names: list[str]) -> list[str]:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    """fp32 vs int8 speed, size and accuracy on this machine
+
+    Rows/s and per-call latency per variant, batch size and thread count; writes JSON and a
+    markdown table. Run it alone (flock /tmp/iotstream-heavy.lock ...).
+    """
     from training.bench import BenchConfig, markdown, run_bench
 
     cfg = BenchConfig(

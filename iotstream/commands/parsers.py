@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
-__all__ = ["Handler", "Subparsers", "command_group"]
+__all__ = ["Handler", "Subparsers", "command_group", "subcommand"]
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[Any]"
 Handler: TypeAlias = Callable[[argparse.Namespace], int]
@@ -25,3 +26,21 @@ def command_group(
         title="subcommands", metavar="SUBCOMMAND", required=True
     )
     return sub
+
+
+def subcommand(sub: Subparsers, name: str, handler: Handler) -> argparse.ArgumentParser:
+    """Add subcommand ``name``, run by ``handler`` and documented by its docstring: the
+    first paragraph is the one-line help listed under the command, the paragraphs after it
+    the description of ``name --help`` (the first paragraph again when there are none).
+
+    Raises:
+        ValueError: ``handler`` has no docstring.
+    """
+    if not handler.__doc__:
+        raise ValueError(f"the handler of {name!r} has no docstring to take its help from")
+    help_, _, description = inspect.cleandoc(handler.__doc__).partition("\n\n")
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=help_, description=description or help_
+    )
+    parser.set_defaults(handler=handler)
+    return parser
