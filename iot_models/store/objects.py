@@ -149,15 +149,12 @@ class FileObjectStore:
 
 
 def open_objects(url: str | Path, *, timeout: float = 5.0) -> ObjectStore:
-    """The object store ``url`` names: ``s3://bucket/prefix``, ``file:///path`` or a path.
+    """The object store ``url`` names, in the forms :func:`iot_models.store.open_store`
+    takes (``s3://bucket/prefix``, ``file:///path`` or a path; :class:`StoreError` for an
+    unknown scheme or a malformed URL)."""
+    path = local_path(str(url), "object store")
+    if path is not None:
+        return FileObjectStore(path)
+    from iot_models.store.s3_objects import S3ObjectStore
 
-    Raises:
-        StoreError: an unknown scheme or a malformed URL.
-    """
-    text = str(url)
-    path = local_path(text, "object store")
-    if path is None:
-        from iot_models.store.s3_objects import S3ObjectStore
-
-        return S3ObjectStore(text, timeout=timeout)
-    return FileObjectStore(path)
+    return S3ObjectStore(str(url), timeout=timeout)
