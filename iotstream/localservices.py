@@ -26,6 +26,7 @@ __all__ = [
     "RedisProcess",
     "find_binary",
     "free_port",
+    "require_binary",
 ]
 
 INSTALL_HINT: Final = (
@@ -49,6 +50,18 @@ def find_binary(name: str) -> str | None:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
     return None
+
+
+def require_binary(name: str, given: str | None = None) -> str:
+    """``given`` if set, else ``name`` found by :func:`find_binary`.
+
+    Raises:
+        LocalServiceError: neither (the message says how to install it).
+    """
+    found = given or find_binary(name)
+    if not found:
+        raise LocalServiceError(f"{name} is not installed; {INSTALL_HINT}")
+    return found
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -191,10 +204,7 @@ class MosquittoProcess(LocalProcess):
         port: int | None = None,
         binary: str | None = None,
     ) -> None:
-        found = binary or find_binary("mosquitto")
-        if not found:
-            raise LocalServiceError(f"mosquitto is not installed; {INSTALL_HINT}")
-        super().__init__(workdir, binary=found, port=port)
+        super().__init__(workdir, binary=require_binary("mosquitto", binary), port=port)
         self.config_path = workdir / "mosquitto.conf"
         self._config = config if config is not None else self.default_config()
 
@@ -248,10 +258,7 @@ class RedisProcess(LocalProcess):
         port: int | None = None,
         binary: str | None = None,
     ) -> None:
-        found = binary or find_binary("redis-server")
-        if not found:
-            raise LocalServiceError(f"redis-server is not installed; {INSTALL_HINT}")
-        super().__init__(workdir, binary=found, port=port)
+        super().__init__(workdir, binary=require_binary("redis-server", binary), port=port)
         self.appendonly = appendonly
 
     def command(self) -> list[str]:

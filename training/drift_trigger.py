@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from iot_contract import RECORD_FIELD, DriftEvent, RedisKeys
+from training.tools import run_tool
 
 __all__ = ["DriftDebouncer", "airflow_trigger", "watch_drift"]
 
@@ -126,18 +126,11 @@ def airflow_trigger(
 
     def run(event: DriftEvent) -> None:
         params = {**conf, "model": event.model}
-        # Fixed program and arguments (the DAG id, JSON we serialised); no shell.
-        proc = subprocess.run(  # noqa: S603
+        run_tool(
             [str(airflow), "dags", "trigger", DAG_ID, "--conf", json.dumps(params)],
-            capture_output=True,
-            text=True,
+            f"`airflow dags trigger {DAG_ID}`",
             timeout=120,
             env=env,
-            check=False,
         )
-        if proc.returncode != 0:
-            raise RuntimeError(
-                f"`airflow dags trigger {DAG_ID}` failed ({proc.returncode}): {proc.stderr[-1500:]}"
-            )
 
     return run

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -30,6 +29,7 @@ from onnx import numpy_helper
 from pydantic import BaseModel, ConfigDict
 
 from training.evaluate import run_onnx
+from training.tools import run_tool
 
 __all__ = ["CPUS", "ParityResult", "check_parity", "find_sysroot"]
 
@@ -100,8 +100,8 @@ def _output_step(model_file: Path) -> float:
 def _emulate(sysroot: _Sysroot, cpu: str, model: Path, x_path: Path, out: Path) -> str:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env["PYTHONPATH"] = str(sysroot.root / "armsite")
-    # Fixed program (its path from find_sysroot) and our own file paths; no shell.
-    proc = subprocess.run(  # noqa: S603
+    # The program's path from find_sysroot and our own file paths.
+    proc = run_tool(
         [
             str(sysroot.qemu),
             "-cpu",
@@ -115,14 +115,10 @@ def _emulate(sysroot: _Sysroot, cpu: str, model: Path, x_path: Path, out: Path) 
             str(x_path),
             str(out),
         ],
-        capture_output=True,
-        text=True,
+        f"emulated arm64 run on {cpu}",
         timeout=300,
         env=env,
-        check=False,
     )
-    if proc.returncode != 0:
-        raise RuntimeError(f"emulated arm64 run on {cpu} failed: {proc.stderr[-1500:]}")
     machine: str = json.loads(proc.stdout.strip().splitlines()[-1])["machine"]
     return machine
 
