@@ -61,7 +61,14 @@ class TokenVerifier:
         self._algorithms = list(settings.jwt_algorithms)
         self._audience = settings.jwt_audience
         self._issuer = settings.jwt_issuer
-        self._leeway = settings.jwt_leeway_s
+        # What jwt.decode checks besides the signature: the same policy for every token.
+        self._checks: dict[str, Any] = {
+            "algorithms": self._algorithms,
+            "audience": self._audience,
+            "issuer": self._issuer,
+            "leeway": settings.jwt_leeway_s,
+            "options": {"require": ["exp", "aud"] + (["iss"] if self._issuer else [])},
+        }
         self._signing_key: str | None = None
         if settings.symmetric:
             secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else ""
@@ -80,17 +87,8 @@ class TokenVerifier:
         """
         if not token or len(token) > _MAX_TOKEN:
             raise AuthError("missing or oversized token")
-        options: Any = {"require": ["exp", "aud"] + (["iss"] if self._issuer else [])}
         try:
-            claims = jwt.decode(
-                token,
-                self._key,
-                algorithms=self._algorithms,
-                audience=self._audience,
-                issuer=self._issuer,
-                leeway=self._leeway,
-                options=options,
-            )
+            claims = jwt.decode(token, self._key, **self._checks)
         except jwt.PyJWTError as exc:
             raise AuthError(f"token refused: {exc.__class__.__name__}") from None
         return _principal(claims)
