@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from iotstream.commands.parsers import command_group, subcommand
+
 if TYPE_CHECKING:
     from iotstream.broker_tools.dynsec import Permissions
 
@@ -41,14 +43,14 @@ Guide: docs/broker.md. Config templates: broker/; roles: iotstream/broker_tools/
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``broker`` and its subcommands."""
-    parser = subparsers.add_parser(
+    sub = command_group(
+        subparsers,
         "broker",
-        help="Mosquitto configs, device credentials, development certificates",
-        description="Configure and operate the Mosquitto broker (see docs/broker.md).",
+        "Mosquitto configs, device credentials, development certificates",
+        "Configure and operate the Mosquitto broker (see docs/broker.md).",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(title="subcommands", metavar="SUBCOMMAND", required=True)
     _register_config(sub)
     _register_accounts(sub)
     _register_certs(sub)
@@ -56,14 +58,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _register_config(sub: argparse._SubParsersAction[Any]) -> None:
-    config = sub.add_parser(
-        "config",
-        help="render a mosquitto.conf (dev, production or edge) from broker/",
-        description=(
-            "Print broker/<profile>.conf with its {{...}} placeholders filled from defaults "
-            "and --set values. --list-vars shows every variable."
-        ),
-    )
+    config = subcommand(sub, "config", _config)
     config.add_argument(
         "profile", nargs="?", choices=("dev", "production", "edge"),
         help="dev: loopback demo; production: central broker; edge: site broker with bridge",
@@ -75,7 +70,6 @@ def _register_config(sub: argparse._SubParsersAction[Any]) -> None:
     config.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     config.add_argument("--list-vars", action="store_true", help="list variables and defaults")
     config.add_argument("--template-dir", type=Path, help="where the templates are (broker/)")
-    config.set_defaults(handler=_config)
 
 
 def _register_accounts(sub: argparse._SubParsersAction[Any]) -> None:
@@ -98,15 +92,7 @@ def _register_accounts(sub: argparse._SubParsersAction[Any]) -> None:
         )  # fmt: skip
         p.add_argument("--admin-user", default="admin", help="account used with --broker")
 
-    add = sub.add_parser(
-        "add-devices",
-        help="create device credentials in bulk",
-        description=(
-            "Add devices to the password file with random secrets and print "
-            "'device_id,secret' CSV (the only time the secrets are shown). The username is "
-            "the device id; its own role confines it to devices/<id>/..."
-        ),
-    )
+    add = subcommand(sub, "add-devices", _add_devices)
     add.add_argument("device_ids", nargs="*", metavar="DEVICE_ID", help="ids to add")
     add.add_argument("--count", type=int, default=0, help="also add this many numbered ids")
     add.add_argument("--prefix", default="device-", help="prefix of numbered ids")
@@ -114,17 +100,11 @@ def _register_accounts(sub: argparse._SubParsersAction[Any]) -> None:
     add.add_argument("--secrets-out", type=Path, help="write the CSV here (mode 0600)")
     passwd_arg(add)
     rights_args(add)
-    add.set_defaults(handler=_add_devices)
 
-    service = sub.add_parser(
-        "add-service",
-        help="create a service account: worker, ingest, admin or bridge-<site>",
-        description="Create or reset a service account with its role; prints its secret.",
-    )
+    service = subcommand(sub, "add-service", _add_service)
     service.add_argument("name", help="worker, ingest, admin or bridge-<site>")
     passwd_arg(service)
     rights_args(service)
-    service.set_defaults(handler=_add_service)
 
     for name, helptext, detail in (
         (
@@ -176,21 +156,21 @@ def _register_certs(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _register_connect_info(sub: argparse._SubParsersAction[Any]) -> None:
-    info = sub.add_parser(
-        "connect-info",
-        help="print what a device needs to connect, with a mosquitto_pub example",
-        description="Connection settings for one device on the production broker.",
-    )
+    info = subcommand(sub, "connect-info", _connect_info)
     info.add_argument("device_id", help="the device id (its MQTT username and client id)")
     info.add_argument("--host", required=True, help="broker host name (in the server cert SAN)")
     info.add_argument("--tls-port", type=int, default=8883)
     info.add_argument("--ca", type=Path, default=Path("ca.crt"), help="CA certificate path")
     info.add_argument("--cert-dir", type=Path, help="directory with <device_id>.crt/.key")
     info.add_argument("--ws-url", help="MQTT over WebSockets URL, if offered")
-    info.set_defaults(handler=_connect_info)
 
 
 def _config(args: argparse.Namespace) -> int:
+    """render a mosquitto.conf (dev, production or edge) from broker/
+
+    Print broker/<profile>.conf with its {{...}} placeholders filled from defaults and --set
+    values. --list-vars shows every variable.
+    """
     from iotstream.broker_tools import BROKER_DIR, VARIABLES, Profile, TemplateError, render_file
 
     if args.list_vars:
@@ -241,6 +221,12 @@ class _UsageError(Exception):
 
 
 def _add_devices(args: argparse.Namespace) -> int:
+    """create device credentials in bulk
+
+    Add devices to the password file with random secrets and print 'device_id,secret' CSV
+    (the only time the secrets are shown). The username is the device id; its own role
+    confines it to devices/<id>/...
+    """
     import csv
     import io
     import os
@@ -303,6 +289,10 @@ def _account_op(args: argparse.Namespace, op: str) -> int:
 
 
 def _add_service(args: argparse.Namespace) -> int:
+    """create a service account: worker, ingest, admin or bridge-<site>
+
+    Create or reset a service account with its role; prints its secret.
+    """
     return _account_op(args, "add-service")
 
 
@@ -349,6 +339,10 @@ def _certs_client(args: argparse.Namespace) -> int:
 
 
 def _connect_info(args: argparse.Namespace) -> int:
+    """print what a device needs to connect, with a mosquitto_pub example
+
+    Connection settings for one device on the production broker.
+    """
     from iot_contract import ContractError
     from iotstream.broker_tools.connection import DeviceConnection
 
