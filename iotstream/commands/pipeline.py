@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from iotstream.commands.parsers import subcommand
+
 if TYPE_CHECKING:
     from iot_contract import DriftEvent
 
@@ -107,41 +109,18 @@ def _add_config(p: argparse.ArgumentParser, *, defaults: bool, one_run: bool = T
 
 def register_pipeline_commands(sub: argparse._SubParsersAction[Any]) -> None:
     """Add ``pipeline`` (with ``pipeline step``) and ``retrain-on-drift`` to ``models``."""
-    pipeline = sub.add_parser(
-        "pipeline",
-        help="retrain: dataset -> train -> quantize -> gate -> publish -> canary",
-        description="Run the retraining steps in order without an orchestrator: assemble a "
-        "dataset version from the capture store, train, evaluate, quantize per architecture, "
-        "gate (accuracy vs fp32, arm64 parity under qemu), publish the next version, move "
-        "the alias's canary to it. Promotion stays manual (`iotstream models promote`). "
-        "Exit 3: the gate refused the candidate, nothing was published.",
-    )
+    pipeline = subcommand(sub, "pipeline", _run_all)
     _add_config(pipeline, defaults=True)
     pipeline.add_argument(
         "--run-dir", type=Path, help="run folder (default: ~/.cache/iotstream/runs/<run id>)"
     )
-    pipeline.set_defaults(handler=_run_all)
     steps = pipeline.add_subparsers(title="one step", metavar="step", required=False)
-    step = steps.add_parser(
-        "step",
-        help="run one step in a run folder (what each Airflow task calls)",
-        description="Run one step in --run-dir. The first step of a run needs --model, "
-        "--store and --capture (recorded in run.json); later steps read run.json (options "
-        "given must agree with it). A step already done in the folder is not run again.",
-    )
+    step = subcommand(steps, "step", _run_step)
     step.add_argument("name", choices=STEP_NAMES, help="the step")
     step.add_argument("--run-dir", type=Path, required=True, help="the run folder")
     _add_config(step, defaults=False)
-    step.set_defaults(handler=_run_step)
 
-    watch = sub.add_parser(
-        "retrain-on-drift",
-        help="start a retraining when a model starts drifting",
-        description="Read the drift events stream (Redis) and, at most once per --cooldown "
-        "per model, trigger the Airflow DAG iotstream_retrain (`airflow dags trigger`), or "
-        "with --local run the pipeline in this process (a failed local run is logged and "
-        "the watch goes on; the exit code is 1 if any failed).",
-    )
+    watch = subcommand(sub, "retrain-on-drift", _watch)
     watch.add_argument("--redis", default="redis://localhost:6379/0", help="Redis URL")
     watch.add_argument("--prefix", default="iotstream", help="the deployment's key prefix")
     watch.add_argument("--cooldown", type=float, default=3600.0, help="seconds between runs")
@@ -153,7 +132,6 @@ def register_pipeline_commands(sub: argparse._SubParsersAction[Any]) -> None:
     watch.add_argument("--runs-dir", type=Path, help="--local: where run folders go")
     watch.add_argument("--max-runs", type=int, help="exit after starting this many runs")
     _add_config(watch, defaults=True, one_run=False)
-    watch.set_defaults(handler=_watch)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -190,6 +168,14 @@ def _log(line: str) -> None:
 
 
 def _run_all(args: argparse.Namespace) -> int:
+    """retrain: dataset -> train -> quantize -> gate -> publish -> canary
+
+    Run the retraining steps in order without an orchestrator: assemble a dataset version
+    from the capture store, train, evaluate, quantize per architecture, gate (accuracy vs
+    fp32, arm64 parity under qemu), publish the next version, move the alias's canary to
+    it. Promotion stays manual (`iotstream models promote`). Exit 3: the gate refused the
+    candidate, nothing was published.
+    """
     from training.pipeline import RunConfig, run_pipeline
 
     values = _overrides(args)
@@ -209,6 +195,12 @@ def _run_all(args: argparse.Namespace) -> int:
 
 
 def _run_step(args: argparse.Namespace) -> int:
+    """run one step in a run folder (what each Airflow task calls)
+
+    Run one step in --run-dir. The first step of a run needs --model, --store and --capture
+    (recorded in run.json); later steps read run.json (options given must agree with it). A
+    step already done in the folder is not run again.
+    """
     from training.pipeline import run_step
 
     return _guarded(
@@ -217,6 +209,13 @@ def _run_step(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace) -> int:
+    """start a retraining when a model starts drifting
+
+    Read the drift events stream (Redis) and, at most once per --cooldown per model,
+    trigger the Airflow DAG iotstream_retrain (`airflow dags trigger`), or with --local run
+    the pipeline in this process (a failed local run is logged and the watch goes on; the
+    exit code is 1 if any failed).
+    """
     import threading
 
     import redis
