@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["drift"])
 MAX_EVENTS: Final = 200
 """Most events one request may ask for."""
+_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
+    401: {"description": "missing or bad token"},
+    422: {"description": "bad query parameter"},
+    503: {"description": "Redis does not answer"},
+}
 
 
 class DriftView(BaseModel):
@@ -48,14 +53,7 @@ def _parse(cls: type[_M], raw: Any, where: str, problems: list[str]) -> _M | Non
         return None
 
 
-@router.get(
-    "/drift",
-    responses={
-        401: {"description": "missing or bad token"},
-        422: {"description": "bad query parameter"},
-        503: {"description": "Redis does not answer"},
-    },
-)
+@router.get("/drift", responses=_ERRORS)
 async def drift(
     res: Resources,
     caller: Caller,
