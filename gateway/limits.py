@@ -73,7 +73,7 @@ class RestLimitsMiddleware:
         client = scope.get("client")
         wait = self.buckets.take(client[0] if client else "?") if scope["path"][2] == "1" else 0.0
         if wait > 0:
-            self.metrics.rest_rejections.labels("rate").inc()
+            self.metrics.counter("rest_rejections").labels("rate").inc()
             response = JSONResponse(
                 {"detail": "rate limit exceeded"},
                 status_code=429,
@@ -113,7 +113,7 @@ class RestLimitsMiddleware:
         await self.app(scope, replay, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.metrics.rest_rejections.labels("size").inc()
+        self.metrics.counter("rest_rejections").labels("size").inc()
         response = JSONResponse(
             {"detail": f"request body larger than {self.max_body} bytes"}, status_code=413
         )

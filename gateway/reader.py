@@ -95,7 +95,7 @@ class StreamReader:
                 await self._loop()
             except (RedisError, OSError) as exc:
                 self.healthy = False
-                self._metrics.reader_errors.inc()
+                self._metrics.counter("reader_errors").inc()
                 log.warning("stream reader: %s; retrying in %.1fs", exc.__class__.__name__, delay)
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -125,19 +125,19 @@ class StreamReader:
             for sid, fields in entries:
                 item = parse_entry(sid, fields)
                 if item is None:
-                    self._metrics.bad_records.inc()
+                    self._metrics.counter("bad_records").inc()
                 else:
                     items.append(item)
             last = entries[-1][0]
             self.last_id = last.decode() if isinstance(last, bytes) else str(last)
-            self._metrics.reads.inc()
-            self._metrics.read_items.inc(len(items))
+            self._metrics.counter("reads").inc()
+            self._metrics.counter("read_items").inc(len(items))
             ms = int(self.last_id.partition("-")[0])
-            self._metrics.read_lag.observe(max(0.0, time.time() - ms / 1000))
+            self._metrics.histogram("read_lag").observe(max(0.0, time.time() - ms / 1000))
             drops = self._hub.coalesced_drops
             self._hub.publish(items, self.last_id)
             if self._hub.coalesced_drops != drops:
-                self._metrics.drops.inc(self._hub.coalesced_drops - drops)
+                self._metrics.counter("drops").inc(self._hub.coalesced_drops - drops)
             last_round = time.monotonic()
 
     async def _check_epoch(self) -> None:

@@ -82,7 +82,7 @@ class Session:
     async def run(self) -> None:
         """Serve until the client leaves or the gateway has closed the connection."""
         self.res.hub.register(self.channel)
-        self.res.metrics.clients.inc()
+        self.res.metrics.gauge("clients").inc()
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._send_loop, tg.cancel_scope)
@@ -91,7 +91,7 @@ class Session:
             await finish_close(self.ws, self.machine, self.res, self.principal.subject)
         finally:
             self.res.hub.unregister(self.channel)
-            self.res.metrics.clients.dec()
+            self.res.metrics.gauge("clients").dec()
 
     # --- receiving
     async def _receive_loop(self) -> None:
@@ -224,9 +224,11 @@ class Session:
         channel = self.channel
         machine = self.machine
         metrics = self.res.metrics
-        frames_predictions = metrics.frames.labels("predictions")
-        frames_control = metrics.frames.labels("control")
-        frames_heartbeat = metrics.frames.labels("heartbeat")
+        frames = metrics.counter("frames")
+        frames_predictions = frames.labels("predictions")
+        frames_control = frames.labels("control")
+        frames_heartbeat = frames.labels("heartbeat")
+        items = metrics.counter("items")
         max_items = self.res.settings.max_frame_items
         machine.last_send = time.monotonic()
         while True:
@@ -248,7 +250,7 @@ class Session:
                 if not await self._send(encode_predictions(drained.items, drained.last_id)):
                     return
                 frames_predictions.inc()
-                metrics.items.inc(len(drained.items))
+                items.inc(len(drained.items))
             elif machine.heartbeat_due and not drained.frames:
                 if not await self._send(encode_heartbeat(self._heartbeat_id())):
                     return
@@ -271,7 +273,7 @@ async def finish_close(
     code, reason = machine.close_code or CloseCode.NORMAL, machine.close_reason
     metrics: GatewayMetrics = res.metrics
     if machine.slow:
-        metrics.slow_closes.inc()
+        metrics.counter("slow_closes").inc()
     log.info("closing client %s: %s (%d)", subject, reason, code)
     control = connection_control(websocket)
     deadline = machine.close_deadline(res.settings.close_timeout_s)
@@ -283,7 +285,7 @@ async def finish_close(
         machine.fire(Event.CLOSE_DONE, time.monotonic())
         return
     machine.fire(Event.CLOSE_TIMEOUT, time.monotonic())
-    metrics.aborts.inc()
+    metrics.counter("aborts").inc()
     log.info(
         "aborting client %s: close not finished in %.1f s", subject, res.settings.close_timeout_s
     )

@@ -80,9 +80,9 @@ class Ingest:
         Gives up (nothing acknowledged: the broker redelivers) only when Redis still fails
         ``shutdown_grace`` seconds into a stop."""
         m = self.metrics
-        m.received.inc(len(items))
-        m.queue_depth.set(self.source.pending())
-        m.backpressure_seconds.set(self.source.blocked_seconds)
+        m.counter("received").inc(len(items))
+        m.gauge("queue_depth").set(self.source.pending())
+        m.gauge("backpressure_seconds").set(self.source.blocked_seconds)
         delay, stopping_since = 0.1, None
         while True:
             try:
@@ -97,7 +97,7 @@ class Ingest:
                     pipe.execute()
                 break
             except redis.RedisError as exc:
-                m.redis_retries.inc()
+                m.counter("redis_retries").inc()
                 self.redis_ok = False
                 self.last_tick = time.monotonic()
                 log.warning(
@@ -116,7 +116,7 @@ class Ingest:
                     stop.wait(delay)
                 delay = min(delay * 2, 5.0)
         self.redis_ok = True
-        m.stored.inc(len(items))
+        m.counter("stored").inc(len(items))
         self.source.ack(items)
         return True
 

@@ -16,11 +16,12 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from inference_worker.settings import WorkerSettings
+from iot_metrics import MetricSet, load_catalogue
 from iot_models.core import BatchResult, InferenceCore
 from iot_models.follow import Canaries, FollowConfig, Following, ModelFollower
 from iot_models.model import Model
@@ -84,60 +85,25 @@ class VersionScores(Collector):
         yield family
 
 
-class ModelMetrics:
-    """Per-version metrics of a worker that follows a store (on the worker's registry)."""
+class ModelMetrics(MetricSet):
+    """Per-version metrics of a worker that follows a store (on the worker's registry):
+    ``inference_worker/model_metrics.toml`` and the score histogram :class:`VersionScores`."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.info = Gauge(
-            "worker_model_info",
-            "1 for each model version served (role: stable or canary)",
-            ["model", "version", "variant", "role"],
-            registry=registry,
-        )
-        self.scored = Counter(
-            "worker_predictions_by_version",
-            "Predictions made, per model and version",
-            ["model", "version"],
-            registry=registry,
-        )
-        self.anomalies = Counter(
-            "worker_anomalies_by_version",
-            "Predictions flagged anomalous, per model and version",
-            ["model", "version"],
-            registry=registry,
-        )
+        super().__init__(registry, load_catalogue("inference_worker", "model_metrics.toml"))
         self.scores = VersionScores()
         registry.register(self.scores)
-        self.inference_seconds = Histogram(
-            "worker_inference_seconds_by_version",
-            "Seconds in the model call per batch, per model and version (one observation "
-            "per version per batch: that version's share of the batch)",
-            ["model", "version"],
-            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
-            registry=registry,
-        )
-        self.swaps = Counter(
-            "worker_model_swaps", "Inference cores swapped in between batches", registry=registry
-        )
-        self.errors = Counter(
-            "worker_model_follow_errors",
-            "Alias polls or loads that failed (the worker kept serving what it had)",
-            registry=registry,
-        )
-        self.from_cache = Gauge(
-            "worker_model_from_cache",
-            "1 while serving the local cache's versions because the store has not answered "
-            "since start",
-            registry=registry,
-        )
+        self._scored = self.counter("scored")
+        self._anomalies = self.counter("anomalies")
+        self._seconds = self.histogram("inference_seconds")
 
     def count(self, result: BatchResult) -> None:
         """Add a batch to the per-version series: predictions, anomalies, scores (one pass
         over the records) and the model call's time."""
         for (model, version), n in result.by_version.items():
-            self.scored.labels(model, version).inc(n)
+            self._scored.labels(model, version).inc(n)
         for (model, version), seconds in result.seconds_by_version.items():
-            self.inference_seconds.labels(model, version).observe(seconds)
+            self._seconds.labels(model, version).observe(seconds)
         if len(result.by_version) == 1:  # the usual batch: one version, no grouping
             ((model, version),) = result.by_version
             scores = [r["score"] for r in result.records]
@@ -163,17 +129,18 @@ class ModelMetrics:
     ) -> None:
         self.scores.observe_many(model, version, scores)
         # inc(0) too: the series exists (at 0) from a version's first batch
-        self.anomalies.labels(model, version).inc(anomalies)
+        self._anomalies.labels(model, version).inc(anomalies)
 
     def serving(self, core: InferenceCore) -> None:
         """Show ``core``'s versions (and only those) in ``worker_model_info``."""
-        self.info.clear()
+        info = self.gauge("info")
+        info.clear()
         for model in core.models.values():
             i = model.info
-            self.info.labels(i.name, i.version, i.variant, "stable").set(1)
+            info.labels(i.name, i.version, i.variant, "stable").set(1)
         for canary, _rule in core.canaries.values():
             i = canary.info
-            self.info.labels(i.name, i.version, i.variant, "canary").set(1)
+            info.labels(i.name, i.version, i.variant, "canary").set(1)
 
 
 def core_for(
@@ -220,15 +187,17 @@ def following_models(
         threads=settings.intra_op_threads,
     )
     metrics = ModelMetrics(registry)
-    follower = ModelFollower(config, make_core, on_error=lambda _exc: metrics.errors.inc())
+    follower = ModelFollower(
+        config, make_core, on_error=lambda _exc: metrics.counter("errors").inc()
+    )
 
     def swapped(_old: InferenceCore, new: InferenceCore) -> None:
-        metrics.swaps.inc()
+        metrics.counter("swaps").inc()
         metrics.serving(new)
 
     following = Following(follower, on_scored=metrics.count, on_swap=swapped)
     metrics.serving(following.core.current)
-    metrics.from_cache.set_function(lambda: 1.0 if follower.from_cache else 0.0)
+    metrics.gauge("from_cache").set_function(lambda: 1.0 if follower.from_cache else 0.0)
     log.info(
         "following %s@%s in %s (poll every %.1f s): serving %s",
         ",".join(follower.aliases),

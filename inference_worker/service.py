@@ -98,7 +98,7 @@ class Worker:
             )
         )
         self._rejects = RateLimitedLog(log)
-        self._bootless = BootlessReadings(self.metrics.without_boot)
+        self._bootless = BootlessReadings(self.metrics.counter("without_boot"))
         self.last_tick = time.monotonic()
         """When the run loop last turned (liveness)."""
         self.redis_ok = True
@@ -270,7 +270,7 @@ class Worker:
             return self._retry_turn()
         try:
             if self._loaded():
-                self.metrics.takeovers.inc()
+                self.metrics.counter("takeovers").inc()
                 self._takeover.set()
                 return self._retry_turn()
             return self._cut(time.monotonic())
@@ -347,12 +347,12 @@ class Worker:
         """Decode and score one batch, then store it here or hand it to the writer (see
         :meth:`run`; waits while two batches are already waiting for Redis: backpressure)."""
         m = self.metrics
-        m.received.inc(len(batch))
-        m.batches.inc()
-        m.batch_size.observe(len(batch))
-        m.queue_depth.set(self.source.pending())
-        m.backpressure_seconds.set(self.source.blocked_seconds)
-        m.acks_pending.inc(len(batch))
+        m.counter("received").inc(len(batch))
+        m.counter("batches").inc()
+        m.histogram("batch_size").observe(len(batch))
+        m.gauge("queue_depth").set(self.source.pending())
+        m.gauge("backpressure_seconds").set(self.source.blocked_seconds)
+        m.gauge("acks_pending").inc(len(batch))
         started = time.perf_counter()
         readings: list[Reading] = []
         origin: list[Incoming] = []
@@ -372,7 +372,7 @@ class Worker:
             observer.observe(readings, received_ts, result)
         for index, error in result.rejected:
             deadletters.append(self._deadletter(origin[index], error, readings[index].device_id))
-        m.inference_seconds.observe(time.perf_counter() - started)
+        m.histogram("inference_seconds").observe(time.perf_counter() - started)
         job = _Job(batch, result.records, deadletters)
         self._settle()  # the batch sent before goes first
         if self._handed == self._written and self.source.pending() < self._batcher.max_size:
@@ -412,7 +412,7 @@ class Worker:
         try:
             result = self.sink.collect()
         except SinkError as exc:
-            self.metrics.redis_retries.inc()
+            self.metrics.counter("redis_retries").inc()
             log.warning("Redis write failed (%s); writing the batch again", exc)
             self._to_writer(job)
             return
@@ -455,10 +455,10 @@ class Worker:
     def _done(self, job: _Job, result: WriteResult) -> None:
         """``job`` is stored: count it, acknowledge its readings, send predictions back."""
         self.redis_ok = True
-        self.metrics.stored.inc(result.stored)
-        self.metrics.duplicates.inc(result.duplicates)
+        self.metrics.counter("stored").inc(result.stored)
+        self.metrics.counter("duplicates").inc(result.duplicates)
         self.source.ack(job.batch)
-        self.metrics.acks_pending.dec(len(job.batch))
+        self.metrics.gauge("acks_pending").dec(len(job.batch))
         if self.settings.publish_inference:
             self._publish_back(job.records)
 
@@ -476,7 +476,7 @@ class Worker:
     def _deadletter(
         self, item: Incoming, exc: ContractError, device_id: str | None = None
     ) -> DeadLetter:
-        self.metrics.rejected.labels(exc.reason.value).inc()
+        self.metrics.counter("rejected").labels(exc.reason.value).inc()
         self._rejects.warning(
             exc.reason.value, "dead-lettered a reading from %s: %s", item.topic[:200], exc
         )
@@ -509,7 +509,7 @@ class Worker:
             try:
                 result = self.sink.write(predictions, deadletters, self._clock())
             except SinkError as exc:
-                self.metrics.redis_retries.inc()
+                self.metrics.counter("redis_retries").inc()
                 log.warning(
                     "Redis write failed (%s); holding %d readings unacknowledged, "
                     "retrying in %.1fs",
@@ -534,8 +534,8 @@ class Worker:
 
     def _report(self, now: float) -> None:
         m = self.metrics
-        received, stored = m.received._value.get(), m.stored._value.get()
-        rejected = sum(c.get() for c in _children(m.rejected))
+        received, stored = m.counter("received")._value.get(), m.counter("stored")._value.get()
+        rejected = sum(c.get() for c in _children(m.counter("rejected")))
         prev_received, prev_stored, prev_rejected = self._reported
         elapsed = self.settings.report_every + (now - self._report_at)
         log.info(
@@ -546,9 +546,9 @@ class Worker:
             stored - prev_stored,
             rejected,
             rejected - prev_rejected,
-            m.duplicates._value.get(),
+            m.counter("duplicates")._value.get(),
             self.source.pending(),
-            m.takeovers._value.get(),
+            m.counter("takeovers")._value.get(),
         )
         self._reported = (received, stored, rejected)
         self._report_at = now + self.settings.report_every

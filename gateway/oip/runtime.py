@@ -47,7 +47,7 @@ async def open_oip(
         max_queue=settings.oip_max_queue,
         on_batch=oip_metrics.batch,
     )
-    oip_metrics.queue.set_function(lambda: batcher.pending)  # read at scrape time
+    oip_metrics.gauge("queue").set_function(lambda: batcher.pending)  # read at scrape time
     service = OipService(predictor, batcher, oip_metrics, max_rows=settings.max_batch_readings)
     async with anyio.create_task_group() as tg:
         tg.start_soon(batcher.run)
@@ -59,7 +59,7 @@ async def open_oip(
             servicer = OipServicer(
                 service,
                 resources.verifier,
-                on_auth_failure=metrics.auth_failures.labels("grpc").inc,
+                on_auth_failure=metrics.counter("auth_failures").labels("grpc").inc,
             )
             grpc_server = await start_grpc_server(
                 servicer,

@@ -150,7 +150,7 @@ class OipService:
                 row, error = result.rejected[0]
                 raise InvalidInputError(f"row {row}: {error.reason.value}: {error.detail}")
             outputs = output_tensors(spec, result.records, requested)
-            self._metrics.readings.labels(label, protocol).inc(len(readings))
+            self._metrics.counter("readings").labels(label, protocol).inc(len(readings))
             return InferOutcome(spec, outputs)
 
     @contextmanager
@@ -162,11 +162,13 @@ class OipService:
         except OipError as exc:
             outcome = _OUTCOMES.get(type(exc).__name__, "invalid")
             if outcome == "overloaded":
-                self._metrics.rejections.labels("queue_full").inc()
+                self._metrics.counter("rejections").labels("queue_full").inc()
             raise
         finally:
-            self._metrics.requests.labels(model, protocol, outcome).inc()
-            self._metrics.latency.labels(model, protocol).observe(time.perf_counter() - started)
+            self._metrics.counter("requests").labels(model, protocol, outcome).inc()
+            self._metrics.histogram("latency").labels(model, protocol).observe(
+                time.perf_counter() - started
+            )
 
 
 _OUTCOMES: Final = {

@@ -21,7 +21,7 @@ def bearer_principal(
 ) -> Principal:
     """The verified caller; 401 for a missing or bad token (the token is never echoed)."""
     if credentials is None:
-        res.metrics.auth_failures.labels("rest").inc()
+        res.metrics.counter("auth_failures").labels("rest").inc()
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "a bearer token is required",
@@ -30,7 +30,7 @@ def bearer_principal(
     try:
         return res.verifier.verify(credentials.credentials)
     except AuthError as exc:
-        res.metrics.auth_failures.labels("rest").inc()
+        res.metrics.counter("auth_failures").labels("rest").inc()
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}
         ) from None

@@ -87,19 +87,19 @@ async def live_predictions(websocket: WebSocket, res: Resources) -> None:
         settings.allowed_origins,
         settings.allow_missing_origin,
     ):
-        res.metrics.origin_refusals.inc()
+        res.metrics.counter("origin_refusals").inc()
         await _refuse(websocket, machine)
         return
     if len(res.connections) >= settings.max_clients:
         await _refuse(websocket, machine)
         return
     res.connections.add(machine)
-    res.metrics.connections.inc()
+    res.metrics.gauge("connections").inc()
     try:
         await _serve(websocket, res, machine)
     finally:
         res.connections.discard(machine)
-        res.metrics.connections.dec()
+        res.metrics.gauge("connections").dec()
 
 
 async def _refuse(websocket: WebSocket, machine: SessionMachine) -> None:
@@ -115,7 +115,7 @@ async def _serve(websocket: WebSocket, res: GatewayResources, machine: SessionMa
         try:
             principal: Principal | None = res.verifier.verify(token)
         except AuthError:
-            res.metrics.auth_failures.labels("header").inc()
+            res.metrics.counter("auth_failures").labels("header").inc()
             await _refuse(websocket, machine)
             return
         await websocket.accept(subprotocol=BEARER_SUBPROTOCOL)
@@ -125,7 +125,7 @@ async def _serve(websocket: WebSocket, res: GatewayResources, machine: SessionMa
         machine.fire(Event.ACCEPT_UNAUTHENTICATED, time.monotonic())
         principal = await _first_message_auth(websocket, res)
         if principal is None:
-            res.metrics.auth_failures.labels("message").inc()
+            res.metrics.counter("auth_failures").labels("message").inc()
             machine.fire(Event.AUTH_FAILED, time.monotonic())
             with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
                 with anyio.move_on_after(settings.close_timeout_s):

@@ -35,8 +35,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
+from iot_metrics import MetricSet, load_catalogue
 from iot_models.capture.columns import CaptureFile, Columns
 from iot_models.capture.retention import apply_retention
 from iot_models.manifest import ModelError
@@ -107,29 +108,12 @@ class CaptureConfig:
             raise CaptureError("flush_rows, queue_batches and flush_seconds must be positive")
 
 
-class CaptureMetrics:
-    """The writer's Prometheus metrics (on the worker's registry)."""
+class CaptureMetrics(MetricSet):
+    """The writer's Prometheus metrics (``iot_models/capture/metrics.toml``, on the worker's
+    registry), by key, e.g. ``metrics.counter("rows")``."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        r = registry
-        self.rows = Counter("iotstream_worker_capture_rows", "Captured rows written", registry=r)
-        self.files = Counter("iotstream_worker_capture_files", "Capture files written", registry=r)
-        self.bytes = Counter(
-            "iotstream_worker_capture_bytes", "Bytes of capture files written", registry=r
-        )
-        self.failures = Counter(
-            "iotstream_worker_capture_write_failures", "Capture file writes that failed", registry=r
-        )
-        self.dropped = Counter(
-            "iotstream_worker_capture_dropped",
-            "Sampled rows dropped (queue full while the store was slow, or close timed out)",
-            registry=r,
-        )
-        self.queued = Gauge(
-            "iotstream_worker_capture_queue_batches",
-            "Cut buffers waiting for the store",
-            registry=r,
-        )
+        super().__init__(registry, load_catalogue("iot_models.capture"))
 
 
 class CaptureWriter:
@@ -227,11 +211,11 @@ class CaptureWriter:
         if len(self._queue) >= self.config.queue_batches:
             self._drop(len(self._queue.popleft()), "the capture store is slow or unreachable")
         self._queue.append(batch)
-        self.metrics.queued.set(len(self._queue))
+        self.metrics.gauge("queued").set(len(self._queue))
         self._cond.notify()
 
     def _drop(self, rows: int, why: str) -> None:
-        self.metrics.dropped.inc(rows)
+        self.metrics.counter("dropped").inc(rows)
         now = time.monotonic()
         if now - self._last_log >= 10.0:
             self._last_log = now
@@ -292,7 +276,7 @@ class CaptureWriter:
                 batch: Columns | None = None
                 if self._retry is None and self._queue:
                     batch = self._queue.popleft()
-                    self.metrics.queued.set(len(self._queue))
+                    self.metrics.gauge("queued").set(len(self._queue))
                 retry_due = self._retry is not None and now >= self._retry_at
                 retention_due = cfg.retention_hours is not None and now >= self._next_retention
                 if batch is None and not retry_due and not retention_due:
@@ -308,7 +292,7 @@ class CaptureWriter:
             except Exception:  # never let the thread die: capture would stop silently
                 log.exception("capture: the flush thread failed on a batch (dropped)")
                 if batch is not None and self._retry is None:
-                    self.metrics.dropped.inc(len(batch))
+                    self.metrics.counter("dropped").inc(len(batch))
             finally:
                 with self._cond:
                     self._busy = False
@@ -332,7 +316,7 @@ class CaptureWriter:
         left = sum(len(batch) for batch in self._queue)
         self._queue.clear()
         if self._retry is not None:
-            self.metrics.dropped.inc(sum(f.rows for f in self._retry))
+            self.metrics.counter("dropped").inc(sum(f.rows for f in self._retry))
             self._retry = None
         if left:
             self._drop(left, "closing, and the capture store did not take them in time")
@@ -343,11 +327,11 @@ class CaptureWriter:
             try:
                 self.objects.put(f.key, f.data)
             except (StoreAuthError, StoreNotFoundError) as exc:  # refused: no retry
-                m.failures.inc()
+                m.counter("failures").inc()
                 self._drop(f.rows, f"the capture store refused {f.key}: {exc}")
                 continue
             except (StoreError, OSError) as exc:  # may pass later: retry
-                m.failures.inc()
+                m.counter("failures").inc()
                 self._retry = files[n:]
                 self._retry_at = time.monotonic() + self._backoff
                 now = time.monotonic()
@@ -362,9 +346,9 @@ class CaptureWriter:
                     )
                 self._backoff = min(self._backoff * 2.0, 30.0)
                 return
-            m.files.inc()
-            m.rows.inc(f.rows)
-            m.bytes.inc(len(f.data))
+            m.counter("files").inc()
+            m.counter("rows").inc(f.rows)
+            m.counter("bytes").inc(len(f.data))
         self._retry = None
         self._backoff = 1.0
 

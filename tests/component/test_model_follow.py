@@ -16,6 +16,7 @@ from inference_worker.settings import WorkerSettings
 from iot_models.store import Alias, Canary, ModelStore, open_store
 from iot_models.store.alias import set_version, start_canary
 from iot_models.store.ops import change_alias
+from tests.harness.metrics import CATALOGUES, unexposed
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -65,6 +66,7 @@ def test_a_corrupt_version_is_refused_and_the_old_one_keeps_serving(tmp_path: Pa
 
         point(store, "2")
         wait_until(lambda: errors() >= 1)
+        assert unexposed(generate_latest(registry).decode(), CATALOGUES[3]) == []
         assert following.core.current.models["fault-clf"].info.version == "1"
         assert following.core.swaps == 0
         point(store, "3")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis
+from prometheus_client import generate_latest
 
 from inference_worker.app import build_core, running_worker
 from inference_worker.settings import WorkerSettings
@@ -23,6 +24,7 @@ from iot_models.sensors import LABELS, make_dataset
 from iot_models.store import open_store
 from iot_models.store.base import StoreError
 from iot_models.store.objects import ObjectNotFoundError, ObjectStore, open_objects
+from tests.harness.metrics import CATALOGUES, unexposed
 from tests.harness.pipeline import (
     bundled_worker_settings,
     predictions,
@@ -155,6 +157,7 @@ def test_a_worker_with_capture_on_captures_what_it_scored(
         objects.close()
     rows = table.to_pylist()
     assert registry.get_sample_value("iotstream_worker_capture_rows_total") == len(rows)
+    assert unexposed(generate_latest(registry).decode(), CATALOGUES[2], CATALOGUES[4]) == []
     assert registry.get_sample_value("iotstream_worker_capture_dropped_total") == 0
     assert 0.3 * len(sent) < len(rows) < 0.7 * len(sent)  # rate 0.5 of 240
     assert len({(r["device_id"], r["seq"]) for r in rows}) == len(rows)

@@ -47,7 +47,7 @@ def test_redis_outage_loses_nothing(mosquitto: Service, tmp_path: Path, unique: 
             )
             sender.start()
             time.sleep(3)
-            assert worker.metrics.redis_retries._value.get() > 0
+            assert worker.metrics.counter("redis_retries")._value.get() > 0
             server.start()
             sender.join(30)
             publish(mosquitto, reading_messages(readings[150:]), client_id=f"c{unique}")
@@ -102,4 +102,4 @@ def test_a_writer_crash_stops_the_worker_instead_of_hanging_it(
         publish(mosquitto, reading_messages(readings), client_id=f"a{unique}")
         assert stop.wait(10), "the worker asked itself to stop"
     assert worker.failed
-    assert worker.metrics.acks_pending._value.get() > 0, "nothing was acknowledged"
+    assert worker.metrics.gauge("acks_pending")._value.get() > 0, "nothing was acknowledged"

@@ -299,16 +299,16 @@ def test_acknowledged_readings_are_not_redelivered_after_restart(
     with running_worker(settings, linear_core(settings.worker_id)) as (worker, _):
         publish(mosquitto, reading_messages(sent), client_id=f"p{unique}")
         assert wait_for(rclient, redis_keys.predictions, 200) == 200
-        assert worker.metrics.received._value.get() == 200
+        assert worker.metrics.counter("received")._value.get() == 200
         # the writer acknowledges a batch just after storing it: give the last one a moment
         deadline = time.monotonic() + 5
-        while worker.metrics.acks_pending._value.get() and time.monotonic() < deadline:
+        while worker.metrics.gauge("acks_pending")._value.get() and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert worker.metrics.acks_pending._value.get() == 0
-        assert worker.metrics.inference_seconds._sum.get() > 0
+        assert worker.metrics.gauge("acks_pending")._value.get() == 0
+        assert worker.metrics.histogram("inference_seconds")._sum.get() > 0
     with running_worker(settings, linear_core(settings.worker_id)) as (again, _):
         time.sleep(1.0)
-        assert again.metrics.received._value.get() == 0
+        assert again.metrics.counter("received")._value.get() == 0
         assert isinstance(again.source, MqttSource)
         assert again.source.generation == 1
     assert settle(rclient, redis_keys.predictions) == 200
@@ -340,7 +340,7 @@ def test_restarting_the_only_worker_of_a_group(
     with running_worker(settings, linear_core(settings.worker_id)) as (again, _):
         if unsubscribe_on_stop:
             time.sleep(1.0)
-            assert again.metrics.received._value.get() == 0
+            assert again.metrics.counter("received")._value.get() == 0
         else:
             assert wait_for(rclient, redis_keys.predictions, 200) == 200
     stored = [(p.device_id, p.seq) for p in predictions(rclient, redis_keys)]
@@ -389,7 +389,7 @@ def test_a_graceful_restart_under_load_keeping_the_subscription_loses_nothing(
         publisher.join(60)
         assert wait_for(rclient, redis_keys.predictions, len(sent)) == len(sent)
     assert 0 < stopped_at < len(sent), "the stop did not happen under load"
-    assert first.metrics.acks_pending._value.get() == 0
+    assert first.metrics.gauge("acks_pending")._value.get() == 0
     stored = [(p.device_id, p.seq) for p in predictions(rclient, redis_keys)]
     assert len(stored) == len(set(stored)) == len(sent)
 
@@ -446,4 +446,7 @@ def test_two_workers_split_a_stream_with_nothing_lost_or_duplicated(
     assert {(p.device_id, p.seq) for p in got} == {(r.device_id, r.seq) for r in sent}
     by_worker = {w: sum(p.worker_id == w for p in got) for w in (first.worker_id, second.worker_id)}
     assert all(n >= 200 for n in by_worker.values()), by_worker
-    assert w1.metrics.received._value.get() + w2.metrics.received._value.get() == 1000
+    assert (
+        w1.metrics.counter("received")._value.get() + w2.metrics.counter("received")._value.get()
+        == 1000
+    )

@@ -18,7 +18,9 @@ def test_boot_less_readings_count_and_log_at_a_bounded_rate(
     now = [0.0]
     metrics = WorkerMetrics()
     logger = logging.getLogger("test.bootless")
-    noted = BootlessReadings(metrics.without_boot, RateLimitedLog(logger, 10.0, lambda: now[0]))
+    noted = BootlessReadings(
+        metrics.counter("without_boot"), RateLimitedLog(logger, 10.0, lambda: now[0])
+    )
     with caplog.at_level(logging.WARNING, logger="test.bootless"):
         for seq in range(50):
             noted.note(Reading(device_id="esp", seq=seq, ts=1.0, features=[1.0]))

@@ -2,7 +2,8 @@
 
 Floors (docs/architecture.md, "Module map"):
 
-0. ``iot_contract``: the wire contract; ``iot_batching``: the pure batch-cut policies.
+0. ``iot_contract``: the wire contract; ``iot_batching``: the pure batch-cut policies;
+   ``iot_metrics``: Prometheus metrics declared in catalogue files.
 1. ``iot_mqtt`` (MQTT protocol code), ``iot_models`` (model artefacts, the inference core).
 2. the services and the training code: ``inference_worker``, ``gateway``, ``device_sim``,
    ``training``.
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FLOORS: dict[str, int] = {
     "iot_contract": 0,
     "iot_batching": 0,
+    "iot_metrics": 0,
     "iot_mqtt": 1,
     "iot_models": 1,
     "inference_worker": 2,

@@ -210,13 +210,15 @@ def test_worker_over_tls_or_websockets_stores_every_reading_once(
         publish_as(central, "dev-a", from_a, url=a_url, tls=a_tls)
         publish_as(central, "dev-b", from_b, url=f"mqtt://127.0.0.1:{central.port}")
         assert wait_for(rclient, redis_keys.predictions, total) == total
-        assert worker.metrics.received._value.get() == total
+        assert worker.metrics.counter("received")._value.get() == total
     assert reads.count > 0
     assert_exactly_once(rclient, redis_keys, sent("dev-a", from_a) | sent("dev-b", from_b))
     assert deadletters(rclient, redis_keys) == []
     with running_worker(settings, linear_core(settings.worker_id)) as (again, _):
         time.sleep(0.5)
-        assert again.metrics.received._value.get() == 0, "acknowledged readings came back"
+        assert again.metrics.counter("received")._value.get() == 0, (
+            "acknowledged readings came back"
+        )
 
 
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
