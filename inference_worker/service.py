@@ -95,6 +95,8 @@ class Worker:
                 settings.max_batch,
                 settings.max_wait_ms / 1000,
                 settings.batch_target_wait_ms / 1000,
+                settings.batch_cost_readings,
+                settings.batch_cpu_budget,
             )
         )
         self._rejects = RateLimitedLog(log)
@@ -579,6 +581,8 @@ def describe(settings: WorkerSettings) -> str:
             "max_wait_ms",
             "batch_policy",
             "batch_target_wait_ms",
+            "batch_cost_readings",
+            "batch_cpu_budget",
         }
     )
     return orjson.dumps(shown, default=str).decode()

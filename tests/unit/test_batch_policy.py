@@ -224,7 +224,8 @@ def test_budgeted_a_batch_below_the_floor_waits_for_it_then_closes_when_drained(
     floor = policy.floor(5_000)  # 17.7
     state = BatchState(size=10, opened_at=0.0, queued=0, rate=5_000)
     wait = policy.decide(state, now=TARGET)
-    assert wait == Wait(pytest.approx(floor / 5_000), 8), "unbudgeted: closes at TARGET"
+    assert wait is not None and wait.items == 8, "unbudgeted: closes at TARGET"
+    assert wait.until == pytest.approx(floor / 5_000)
     assert policy.decide(BatchState(18, 0.0, 0, 5_000), now=0.0025) is None, "floor reached"
     late = BatchState(size=12, opened_at=0.0, queued=0, rate=5_000)
     assert policy.decide(late, now=floor / 5_000) is None, "the floor did not come"
