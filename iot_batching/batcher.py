@@ -104,7 +104,7 @@ class Batcher(Generic[T]):
         batch at once, or fewer than one more item is expected before it is due (idle or
         trickle: a timer would cost a wake-up per item anyway)."""
         rate = self.rate.per_second(now)
-        wait = self.policy.decide(BatchState(1, now, 0, rate), now)
+        wait = self.policy.decide(BatchState(1, now, 0, rate, self.rate.clump), now)
         if wait is None or rate * (wait.until - now) < 1:
             return None
         return wait
@@ -120,7 +120,9 @@ class Batcher(Generic[T]):
         return self._take() if self._items else None
 
     def _state(self, now: float, queued: int) -> BatchState:
-        return BatchState(len(self._items), self._opened_at, queued, self.rate.per_second(now))
+        return BatchState(
+            len(self._items), self._opened_at, queued, self.rate.per_second(now), self.rate.clump
+        )
 
     def _take(self) -> list[T]:
         items, self._items = self._items, []

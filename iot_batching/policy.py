@@ -22,6 +22,8 @@ class BatchState:
     """Items already waiting in the input and not yet added (0: the input is drained)."""
     rate: float
     """Recent arrivals per second (:class:`~iot_batching.ArrivalRate`)."""
+    clump: float = 1.0
+    """Recent items per arrival (:attr:`ArrivalRate.clump <iot_batching.ArrivalRate>`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,23 +134,27 @@ class AdaptivePolicy:
                 f"{self.cpu_budget}"
             )
 
-    def floor(self, rate: float) -> float:
+    def floor(self, rate: float, clump: float = 1.0) -> float:
         """The smallest batch that keeps the CPU per item within ``cpu_budget`` of the fixed
-        policy's at ``rate`` items per second.
+        policy's at ``rate`` items per second arriving ``clump`` at a time.
 
         With ``c`` = ``batch_cost``, an item costs ``1 + c / n`` in a batch of ``n``. The
-        fixed policy's batches hold ``f = rate * max_wait`` items (at least 1, at most
-        ``max_size``), so ``1 + c / n <= (1 + cpu_budget) * (1 + c / f)`` gives
-        ``n >= c / (cpu_budget + (1 + cpu_budget) * c / f)``: below ``f``, and 0 when
-        ``batch_cost`` is 0.
+        fixed policy's batches hold what arrives in ``max_wait`` after their first item and
+        the clump that finds them due (:meth:`Batcher.add_many
+        <iot_batching.Batcher.add_many>`): ``f = rate * max_wait + clump - 1`` items (at
+        least 1, at most ``max_size``). ``1 + c / n <= (1 + cpu_budget) * (1 + c / f)``
+        gives ``n >= c / (cpu_budget + (1 + cpu_budget) * c / f)``: below ``f``, and 0
+        when ``batch_cost`` is 0.
 
         Example:
             >>> p = AdaptivePolicy(64, 0.005, batch_cost=8.0, cpu_budget=0.1)
             >>> round(p.floor(5000.0), 1)  # the fixed policy's batches: 25 items
             17.7
+            >>> round(p.floor(5000.0, clump=6.0), 1)  # 30 items
+            20.3
         """
         c = self.batch_cost
-        fixed = min(float(self.max_size), max(1.0, rate * self.max_wait))
+        fixed = min(float(self.max_size), max(1.0, rate * self.max_wait + clump - 1))
         return c / (self.cpu_budget + (1 + self.cpu_budget) * c / fixed)
 
     def decide(self, state: BatchState, now: float) -> Wait | None:
@@ -164,7 +170,7 @@ class AdaptivePolicy:
         fill_by = min(deadline, target + self.target_wait)
         if rate > 0 and now + room / rate <= fill_by:
             return Wait(fill_by, room)
-        floor = self.floor(rate) if self.batch_cost else 0.0
+        floor = self.floor(rate, state.clump) if self.batch_cost and rate > 0 else 0.0
         if state.size < floor:
             expected = min(deadline, state.opened_at + floor / rate)
             if now < expected:

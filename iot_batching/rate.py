@@ -31,11 +31,15 @@ class ArrivalRate:
         self.window = window
         self._count = 0.0
         self._at = 0.0
+        self.clump = 1.0
+        """Items per arrival (per :meth:`note`), a moving average over ~16 arrivals: how
+        many items come together (one socket read's hand-over, say)."""
 
     def note(self, n: int, now: float) -> None:
-        """Count ``n`` items that arrived by ``now``."""
+        """Count ``n`` items that arrived together by ``now``."""
         self._count = self._decayed(now) + n
         self._at = max(self._at, now)
+        self.clump += (n - self.clump) / 16
 
     def per_second(self, now: float) -> float:
         """The recent rate as seen at ``now``."""

@@ -200,16 +200,28 @@ def test_the_floor_keeps_a_batch_within_the_budget_of_the_fixed_policys() -> Non
     assert policy.floor(0) < 1, "no rate: a lone item is never held for the floor"
 
 
+@pytest.mark.parametrize("clump", [0.001, 0.002], ids=["clumps-1ms", "clumps-2ms"])
 @pytest.mark.parametrize("rate", [2_000, 5_000, 10_000, 20_000, 30_000])
-def test_budgeted_cpu_per_item_stays_within_the_budget_at_every_rate(rate: float) -> None:
-    fixed = feed(Batcher[int](FixedPolicy(MAX, MAX_WAIT)), rate=rate, seconds=1.0)[20:]
-    unbudgeted = feed(adaptive(), rate=rate, seconds=1.0)[20:]
-    batches = feed(budgeted(), rate=rate, seconds=1.0)[20:]
+def test_budgeted_cpu_per_item_stays_within_the_budget_at_every_rate(
+    rate: float, clump: float
+) -> None:
+    fixed = feed(Batcher[int](FixedPolicy(MAX, MAX_WAIT)), rate, 1.0, clump)[20:]
+    unbudgeted = feed(adaptive(), rate, 1.0, clump)[20:]
+    batches = feed(budgeted(), rate, 1.0, clump)[20:]
     assert cpu_per_item(batches) <= 1.10 * cpu_per_item(fixed) + 1e-9
     if rate <= 10_000:
         assert cpu_per_item(unbudgeted) > 1.10 * cpu_per_item(fixed), "the floor is needed"
     # and it still answers sooner than the fixed policy: smaller batches
     assert sum(map(len, batches)) / len(batches) <= sum(map(len, fixed)) / len(fixed)
+
+
+def test_the_rate_counts_how_many_items_come_together() -> None:
+    r = ArrivalRate(window=0.05)
+    for k in range(200):
+        r.note(6, now=k * 0.002)
+    assert r.clump == pytest.approx(6.0, rel=0.01)
+    policy = AdaptivePolicy(MAX, MAX_WAIT, TARGET, COST, 0.10)
+    assert policy.floor(3_000, clump=6.0) > policy.floor(3_000), "the fixed batch is larger"
 
 
 def test_budgeted_a_lone_reading_still_leaves_at_once() -> None:
