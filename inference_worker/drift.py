@@ -41,11 +41,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
 from inference_worker.drift_sink import DriftSink, DriftSinkError, open_drift_sink
 from inference_worker.ratelog import RateLimitedLog
 from iot_contract import DriftEvent, DriftStatus, FeatureDrift, Reading, RedisKeys
+from iot_metrics import MetricSet, load_catalogue
 from iot_models.manifest import MANIFEST_FILE, ModelError, read_manifest
 from iot_models.profile import FeatureProfile, psi
 
@@ -351,47 +352,17 @@ class DriftMonitor:
             )
 
 
-class DriftMetrics:
-    """The drift series on the worker's registry."""
+class DriftMetrics(MetricSet):
+    """The drift series on the worker's registry (``inference_worker/drift_metrics.toml``)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        version = ["model", "version"]
-        self.feature_psi = Gauge(
-            "iotstream_worker_feature_psi",
-            "PSI of a feature's live window against the serving version's training reference",
-            [*version, "feature"],
-            registry=registry,
-        )
-        self.psi_max = Gauge(
-            "iotstream_worker_drift_psi_max",
-            "Largest per-feature PSI of a model version (the drift gauge)",
-            version,
-            registry=registry,
-        )
-        self.drifting = Gauge(
-            "iotstream_worker_drifting",
-            "1 while a model version counts as drifting (PSI above the threshold, hysteresis)",
-            version,
-            registry=registry,
-        )
-        self.window = Gauge(
-            "iotstream_worker_drift_window_readings",
-            "Readings in a model version's drift window",
-            version,
-            registry=registry,
-        )
-        self.events = Counter(
-            "iotstream_worker_drift_events",
-            "Drift events raised (direction start or stop)",
-            [*version, "direction"],
-            registry=registry,
-        )
-        self.errors = Counter(
-            "iotstream_worker_drift_errors",
-            "Drift measurement faults (stage observe, publish or report); scoring went on",
-            ["stage"],
-            registry=registry,
-        )
+        super().__init__(registry, load_catalogue("inference_worker", "drift_metrics.toml"))
+        self.feature_psi = self.gauge("feature_psi")
+        self.psi_max = self.gauge("psi_max")
+        self.drifting = self.gauge("drifting")
+        self.window = self.gauge("window")
+        self.events = self.counter("events")
+        self.errors = self.counter("errors")
         self._shown: dict[VersionKey, tuple[str, ...]] = {}
 
     def show(self, report: DriftReport) -> None:

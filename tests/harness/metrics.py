@@ -11,6 +11,7 @@ CATALOGUES: tuple[tuple[str, str], ...] = (
     ("inference_worker", "metrics.toml"),
     ("inference_worker", "model_metrics.toml"),
     ("iot_models.capture", "metrics.toml"),
+    ("inference_worker", "drift_metrics.toml"),
 )
 
 
