@@ -41,6 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--target-wait-ms", type=float, default=1.5, help="WORKER_BATCH_TARGET_WAIT_MS"
     )
+    parser.add_argument(
+        "--batch-cost",
+        type=float,
+        default=0.0,
+        help="WORKER_BATCH_COST_READINGS (adaptive: hold batches for a CPU budget; 0: off)",
+    )
+    parser.add_argument("--cpu-budget", type=float, default=0.10, help="WORKER_BATCH_CPU_BUDGET")
     parser.add_argument("--inflight", type=int, default=256, help="broker max_inflight")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "batching.json")
     args = parser.parse_args(argv)
@@ -67,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                             "WORKER_BATCH_POLICY": policy,
                             "WORKER_MAX_WAIT_MS": str(args.max_wait_ms),
                             "WORKER_BATCH_TARGET_WAIT_MS": str(args.target_wait_ms),
+                            "WORKER_BATCH_COST_READINGS": str(args.batch_cost),
+                            "WORKER_BATCH_CPU_BUDGET": str(args.cpu_budget),
                         },
                     )
                     results.append(result)
@@ -79,10 +88,33 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": args.seconds,
             "max_wait_ms": args.max_wait_ms,
             "target_wait_ms": args.target_wait_ms,
+            "batch_cost": args.batch_cost,
+            "cpu_budget": args.cpu_budget,
+            "fitted_batch_cost": _fitted(results),
             "results": [asdict(r) for r in results],
         },
     )
     return 0
+
+
+def _fitted(results: list[Result]) -> dict[str, float]:
+    """What one batch costs apart from its readings, in readings' worth, per source and
+    rate: the worker's CPU per reading is about ``a + b / batch``, so the two policies'
+    CPU and mean batch at one rate give ``b / a`` (WORKER_BATCH_COST_READINGS). Only
+    where their mean batches differ by a quarter or more (else it is mostly noise)."""
+    fitted: dict[str, float] = {}
+    for r in results:
+        fixed = _peer(results, r)
+        if r.scenario == "fixed" or fixed is None:
+            continue
+        n_a, n_f = r.extra["mean_batch"], fixed.extra["mean_batch"]
+        if not n_a or n_a > 0.75 * n_f:
+            continue
+        b = (r.worker_cpu_us_per_reading - fixed.worker_cpu_us_per_reading) / (1 / n_a - 1 / n_f)
+        a = fixed.worker_cpu_us_per_reading - b / n_f
+        if a > 0:
+            fitted[f"{r.extra['source']} {r.offered_per_s:.0f}/s"] = round(b / a, 1)
+    return fitted
 
 
 def _peer(results: list[Result], r: Result) -> Result | None:
@@ -128,6 +160,11 @@ def _print(results: list[Result]) -> None:
         "vs fixed: that CPU\nover the fixed policy's at the same rate; batch~: mean "
         "micro-batch; loss: stored - published"
     )
+    if fitted := _fitted(results):
+        print(
+            "one batch costs, in readings' worth of worker CPU (fitted from the two policies):",
+            ", ".join(f"{k}: {v}" for k, v in fitted.items()),
+        )
 
 
 if __name__ == "__main__":
