@@ -20,6 +20,7 @@ from pathlib import Path
 
 from bench.cli import scenario_parser
 from bench.pipeline_bench import ROOT, Result, run_scenario, write_report
+from inference_worker.settings import WorkerSettings
 
 POLICIES = ("fixed", "adaptive")
 
@@ -44,10 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--batch-cost",
         type=float,
-        default=0.0,
+        default=WorkerSettings.model_fields["batch_cost_readings"].default,
         help="WORKER_BATCH_COST_READINGS (adaptive: hold batches for a CPU budget; 0: off)",
     )
-    parser.add_argument("--cpu-budget", type=float, default=0.10, help="WORKER_BATCH_CPU_BUDGET")
+    parser.add_argument(
+        "--cpu-budget",
+        type=float,
+        default=WorkerSettings.model_fields["batch_cpu_budget"].default,
+        help="WORKER_BATCH_CPU_BUDGET",
+    )
     parser.add_argument("--inflight", type=int, default=256, help="broker max_inflight")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "batching.json")
     args = parser.parse_args(argv)

@@ -160,18 +160,20 @@ class WorkerSettings(BaseSettings):
     waiting is not expected to pay: at once when no other reading is expected within
     ``batch_target_wait_ms`` (idle, trickle), at ``batch_target_wait_ms`` when the batch
     would not fill within twice that at the recent arrival rate, and like ``fixed`` (full
-    batches) under load. Lower latency below ~20k readings/s for more CPU per reading
-    (each extra batch costs ~0.4 ms of worker CPU on the 2-vCPU test machine, mostly ONNX
-    Runtime and the Redis client running on cold caches: docs/streaming.md)."""
+    batches) under load; but a batch closes before ``max_wait_ms`` only once it is large
+    enough for ``batch_cost_readings`` and ``batch_cpu_budget``. Lower latency below ~20k
+    readings/s (p99 ~6 ms instead of ~8 at 5k-10k/s on the 2-vCPU test machine) for up to
+    ``batch_cpu_budget`` more CPU per reading: docs/streaming.md."""
     batch_target_wait_ms: float = Field(default=1.5, ge=0)
     """``adaptive``: the longest a reading waits for a batch that is not going to fill
     (capped at ``max_wait_ms``). Lower: less latency, more batches per second (CPU)."""
-    batch_cost_readings: float = Field(default=0.0, ge=0)
+    batch_cost_readings: float = Field(default=12.0, ge=0)
     """``adaptive``: what one micro-batch costs the worker apart from its readings, in
-    readings' worth of CPU (``iotstream bench batch-cost`` measures it). Above 0, a batch
-    closes early only once it is large enough to keep the CPU per reading within
+    readings' worth of CPU (``iotstream bench batching`` prints it, fitted from the two
+    policies; 12 on the 2-vCPU test machine at 5k readings/s). Above 0, a batch closes
+    early only once it is large enough to keep the CPU per reading within
     ``batch_cpu_budget`` of the fixed policy's at the recent rate (docs/streaming.md). 0:
-    lowest latency, CPU not counted."""
+    lowest latency, CPU not counted (about 1.3x the fixed policy's CPU at 5k-10k/s there)."""
     batch_cpu_budget: float = Field(default=0.10, gt=0)
     """``adaptive`` with ``batch_cost_readings``: the CPU per reading the policy may spend
     over the fixed policy's (0.10: 10 % more)."""
