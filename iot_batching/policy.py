@@ -119,7 +119,7 @@ class AdaptivePolicy:
     """Seconds after the first item at which a batch that will not fill closes."""
     batch_cost: float = 0.0
     """What one batch costs apart from its items, in items' worth of CPU (0: not counted;
-    ``iotstream bench batch-cost`` measures it)."""
+    ``iotstream bench batching --batch-cost 0`` fits it for the worker)."""
     cpu_budget: float = 0.10
     """With ``batch_cost``: the CPU per item this policy may spend over the fixed policy's
     at the same rate (0.10: 10 % more)."""
