@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import functools
 import getpass
 import os
 import signal
@@ -26,6 +27,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
@@ -283,8 +285,11 @@ def _last(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # loaded here, not in the forked child
     proc = subprocess.Popen(  # noqa: S603 - argv from the Procfile
-        command, start_new_session=True, preexec_fn=_die_with_parent
+        command,
+        start_new_session=True,
+        preexec_fn=functools.partial(_die_with_parent, prctl, os.getpid()),
     )
     while proc.poll() is None and not stop.wait(0.2):
         pass
@@ -300,10 +305,13 @@ def _last(args: argparse.Namespace) -> int:
     return proc.wait()
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL when the parent (the wrapper) dies."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _die_with_parent(prctl: Callable[..., int], parent: int) -> None:
+    """In the child before exec: SIGKILL when the parent (the wrapper) dies. A parent that
+    died between the fork and this call sends no signal, so the child checks it is still
+    the parent's and exits at once if not."""
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _env_int(name: str, default: int) -> int:
