@@ -3,6 +3,7 @@ catalogues load, ship as package data and match the docs."""
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import re
 import tomllib
@@ -159,3 +160,32 @@ def test_every_model_and_capture_metric_is_in_docs_models() -> None:
     in_catalogues = {s.exposed for s in specs()} | {"worker_score_by_version"}
     named = {n for n in documented if n.startswith(("worker_", "iotstream_worker_capture_"))}
     assert named - in_catalogues == set()
+
+
+def test_every_metric_the_code_asks_for_is_in_a_catalogue_with_that_kind() -> None:
+    # A key is a string, so a typo is not a type error: it would raise KeyError at run time,
+    # perhaps first in an error path (a reader's retry, a failed write). Check each literal
+    # key the product code asks for against the catalogues, by kind.
+    declared = {(s.kind, s.key) for s in specs()}
+    asked: dict[tuple[str, str], str] = {}
+    packages = ("gateway", "inference_worker", "iot_models", "device_sim", "training")
+    for package in packages:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("counter", "gauge", "histogram")
+                    and len(node.args) == 1
+                    and isinstance(node.args[0], ast.Constant)
+                    and isinstance(node.args[0].value, str)
+                ):
+                    key = (node.func.attr, node.args[0].value)
+                    asked[key] = f"{path.relative_to(ROOT)}:{node.lineno}"
+    assert len(asked) > 20, "the scan found the accessor calls"
+    missing = [
+        f"{kind}({key!r}) at {at}"
+        for (kind, key), at in asked.items()
+        if (kind, key) not in declared
+    ]
+    assert not missing, missing
