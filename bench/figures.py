@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FIGURES", "TARGETS", "Target", "figures", "lost"]
+__all__ = ["FIGURES", "TARGETS", "Measured", "Target", "figures", "lost"]
 
 Figures = dict[str, float | None]
+
+
+@dataclass(kw_only=True)
+class Measured:
+    """What a scenario's result ends with, whatever else it measures: latency percentiles
+    where it times something, and the figures particular to the scenario."""
+
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -27,13 +27,14 @@ import platform
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
 
 from bench.client_processes import LineProcesses
+from bench.figures import Measured
 from bench.gateway_clients import CLIENT_MODULE
 from gateway.auth import TokenVerifier
 from gateway.settings import GatewaySettings
@@ -49,7 +50,7 @@ _RUN = itertools.count()
 
 
 @dataclass
-class Result:
+class Result(Measured):
     """One scenario's figures."""
 
     scenario: str
@@ -61,10 +62,7 @@ class Result:
     deliveries_per_s: float
     frames_per_s: float
     gateway_cpu_pct: float
-    p50_ms: float | None = None
-    p99_ms: float | None = None
     max_ms: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _cpu_seconds(pid: int) -> float:

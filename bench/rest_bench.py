@@ -32,13 +32,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from bench.cli import scenario_parser
+from bench.figures import Measured
 from bench.http_load import build_request
 from bench.machine import machine_info
 from bench.pipeline_bench import _cpu_seconds, run_scenario
@@ -56,7 +57,7 @@ LOAD_MODULE = "bench.http_load"
 
 
 @dataclass
-class RestResult:
+class RestResult(Measured):
     """One contender's figures."""
 
     name: str
@@ -68,9 +69,6 @@ class RestResult:
     ok: int
     errors: int
     seconds: float
-    p50_ms: float | None = None
-    p99_ms: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _readings(n: int) -> list[dict[str, Any]]:

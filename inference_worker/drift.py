@@ -35,7 +35,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -203,11 +203,12 @@ class _Tracked:
     idle_intervals: int = 0
 
 
+@dataclass(eq=False)
 class DriftMonitor:
     """The pure part: windows per served version, PSI, decisions. Thread-safe between one
     :meth:`observe` caller (the worker thread) and one :meth:`evaluate` caller.
 
-    Args:
+    Attributes:
         references: looks up a version's training reference; called from :meth:`evaluate`
             only (it may read files), once per version.
         window: ``drift_window`` readings.
@@ -216,24 +217,16 @@ class DriftMonitor:
         worker_id: recorded in statuses and events.
     """
 
-    def __init__(
-        self,
-        references: References,
-        *,
-        window: int,
-        min_window: int,
-        threshold: float,
-        worker_id: str,
-    ) -> None:
-        self._references = references
-        self.window = window
-        self.min_window = min_window
-        self.threshold = threshold
-        self.worker_id = worker_id
-        self._lock = threading.Lock()
-        self._tracked: dict[VersionKey, _Tracked] = {}
-        self._pending: set[VersionKey] = set()
-        self._untracked: set[VersionKey] = set()
+    references: References
+    _: KW_ONLY
+    window: int
+    min_window: int
+    threshold: float
+    worker_id: str
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _tracked: dict[VersionKey, _Tracked] = field(default_factory=dict, init=False, repr=False)
+    _pending: set[VersionKey] = field(default_factory=set, init=False, repr=False)
+    _untracked: set[VersionKey] = field(default_factory=set, init=False, repr=False)
 
     def observe(
         self, readings: Sequence[Reading], received_ts: Sequence[float], result: BatchResult
@@ -335,7 +328,7 @@ class DriftMonitor:
             pending, self._pending = self._pending, set()
         for key in sorted(pending):
             try:
-                profile = self._references(*key)
+                profile = self.references(*key)
             except (ModelError, OSError) as exc:
                 log.warning("drift: no reference for %s %s (%s); not measured", *key, exc)
                 profile = None

@@ -16,11 +16,11 @@ class ModelSpec:
 
     Attributes:
         name: route key and folder name.
-        version: version folder name.
         kind: ``classifier`` (probabilities per label) or ``autoencoder`` (reconstruction error).
         description: one line for the manifest and ``models list``.
         hidden: MLP hidden layer sizes.
         max_iter: training epochs (Adam); kept small so a build stays under two minutes.
+        version: version folder name.
         train_rows: rows of the training split used (the autoencoder uses its normal rows).
         activation: hidden activation.
         defaults: platform -> (variant, basis); the basis says which measurement decided it
@@ -29,12 +29,12 @@ class ModelSpec:
     """
 
     name: str
-    version: str
     kind: Literal["classifier", "autoencoder"]
     description: str
     hidden: tuple[int, ...]
     max_iter: int
-    train_rows: int
+    version: str = "1"
+    train_rows: int = 20_000
     activation: Literal["relu", "tanh"] = "relu"
     defaults: dict[Platform, tuple[str, str]] = field(default_factory=dict)
 
@@ -72,33 +72,27 @@ _LARGE: dict[Platform, tuple[str, str]] = {
 SPECS: tuple[ModelSpec, ...] = (
     ModelSpec(
         name="fault-clf",
-        version="1",
         kind="classifier",
         description="pump fault classifier, small MLP 16-32-16-6 (the default route)",
         hidden=(32, 16),
         max_iter=60,
-        train_rows=20_000,
         defaults=_tiny("fault-clf", "0.79-0.94x"),
     ),
     ModelSpec(
         name="vib-ae",
-        version="1",
         kind="autoencoder",
         description="autoencoder 16-12-4-12-16 trained on normal rows; score = reconstruction MSE",
         hidden=(12, 4, 12),
         max_iter=80,
-        train_rows=20_000,
         activation="tanh",
         defaults=_tiny("vib-ae", "0.57-0.63x"),
     ),
     ModelSpec(
         name="fault-clf-large",
-        version="1",
         kind="classifier",
         description="pump fault classifier, large MLP 16-1024-512-6 (where int8 pays off)",
         hidden=(1024, 512),
         max_iter=12,
-        train_rows=20_000,
         defaults=_LARGE,
     ),
 )

@@ -75,14 +75,9 @@ def assemble_dataset(folder: RunFolder, cfg: RunConfig, log: Log) -> dict[str, A
     spec_of(cfg.model)  # an unknown model fails here, before any I/O
     objects = open_objects(cfg.capture)
     try:
-        dataset = create_dataset(
-            objects,
-            cfg.model,
-            since=cfg.since,
-            until=cfg.until,
-            min_rows=cfg.min_rows,
-            synthetic_seed=cfg.synthetic_seed,
-        )
+        # the run's window fields are create_dataset's keywords, by name
+        window = cfg.model_dump(include={"since", "until", "min_rows", "synthetic_seed"})
+        dataset = create_dataset(objects, cfg.model, **window)
         x, y, _ = materialize(objects, dataset)
     finally:
         objects.close()

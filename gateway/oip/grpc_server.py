@@ -19,18 +19,17 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from gateway.auth import AuthError, TokenVerifier
 from gateway.oip import open_inference_pb2 as pb
-from gateway.oip import open_inference_pb2_grpc as pb_grpc
 from gateway.oip.errors import InvalidInputError, OipError, UnauthenticatedError
 from gateway.oip.service import OipService
 from gateway.oip.tensors import InputTensor
 
-__all__ = ["SERVICE_NAME", "GrpcServer", "OipServicer", "start_grpc_server"]
+__all__ = ["SERVICE_NAME", "GrpcServer", "OipServicer", "method_handlers", "start_grpc_server"]
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "inference.GRPCInferenceService"
 
 
-class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
+class OipServicer:
     """Decodes protobuf, calls :class:`OipService`, encodes; errors become status codes.
 
     Args:
@@ -189,6 +188,26 @@ class GrpcServer:
         await self.server.stop(grace)
 
 
+def method_handlers(servicer: OipServicer) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+    """``inference.GRPCInferenceService``'s methods as the .proto declares them (its
+    descriptor: names, request and response messages), each served by ``servicer``'s
+    coroutine of the same name. What grpc_tools' ``*_pb2_grpc.py`` would write out method by
+    method; a method the servicer lacks fails here, at start, not at the first call.
+
+    Raises:
+        AttributeError: ``servicer`` does not implement one of the methods.
+    """
+    service = pb.DESCRIPTOR.services_by_name[SERVICE_NAME.rpartition(".")[2]]
+    return {
+        method.name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name),
+            request_deserializer=getattr(pb, method.input_type.name).FromString,
+            response_serializer=getattr(pb, method.output_type.name).SerializeToString,
+        )
+        for method in service.methods
+    }
+
+
 async def start_grpc_server(
     servicer: OipServicer,
     *,
@@ -210,8 +229,9 @@ async def start_grpc_server(
             ("grpc.so_reuseport", 0),
         ]
     )
-    # the generated registration is untyped (protoc writes no .pyi for services)
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    handlers = method_handlers(servicer)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     address = f"{host}:{port}"

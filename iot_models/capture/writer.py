@@ -41,7 +41,7 @@ from iot_metrics import MetricSet, load_catalogue
 from iot_models.capture.columns import CaptureFile, Columns
 from iot_models.capture.retention import apply_retention
 from iot_models.manifest import ModelError
-from iot_models.store.base import StoreAuthError, StoreError, StoreNotFoundError
+from iot_models.store.errors import StoreAuthError, StoreError, StoreNotFoundError
 from iot_models.store.objects import ObjectStore
 
 if TYPE_CHECKING:

@@ -7,7 +7,8 @@ One :class:`ModelStore` protocol, two implementations, chosen by URL scheme in
   or shared folder; the edge, tests, a single machine);
 - :class:`~iot_models.store.s3.S3ModelStore`: ``s3://bucket/prefix`` (AWS S3, MinIO).
 
-:mod:`iot_models.store.alias` holds the alias document and its pure transitions;
+:mod:`iot_models.store.errors` holds the errors (one base, :class:`StoreError`);
+:mod:`iot_models.store.alias` the alias document and its pure transitions;
 :mod:`iot_models.store.ops` the read-modify-write of an alias against a store.
 """
 
@@ -15,38 +16,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from iot_models.store import errors
 from iot_models.store.alias import Alias, Canary
-from iot_models.store.base import (
-    AliasConflictError,
-    AliasNotFoundError,
-    AliasState,
-    ModelStore,
-    PublishError,
-    StoreAuthError,
-    StoreError,
-    StoreNotFoundError,
-    StoreUnavailableError,
-    VersionExistsError,
-    VersionNotFoundError,
-    local_path,
-)
+from iot_models.store.base import AliasState, ModelStore, local_path
+from iot_models.store.errors import *  # noqa: F403 (every error of the store)
 
-__all__ = [
-    "Alias",
-    "AliasConflictError",
-    "AliasNotFoundError",
-    "AliasState",
-    "Canary",
-    "ModelStore",
-    "PublishError",
-    "StoreAuthError",
-    "StoreError",
-    "StoreNotFoundError",
-    "StoreUnavailableError",
-    "VersionExistsError",
-    "VersionNotFoundError",
-    "open_store",
-]
+__all__ = ["Alias", "AliasState", "Canary", "ModelStore", "open_store"]
+__all__ += errors.__all__
 
 
 def open_store(url: str | Path, *, timeout: float = 5.0) -> ModelStore:

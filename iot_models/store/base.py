@@ -26,24 +26,22 @@ from iot_models.manifest import (
     Manifest,
     ManifestError,
     ModelError,
-    ModelNotFoundError,
     sha256_bytes,
 )
 from iot_models.store.alias import Alias
+from iot_models.store.errors import (
+    AliasConflictError,
+    AliasNotFoundError,
+    PublishError,
+    StoreError,
+    VersionExistsError,
+    VersionNotFoundError,
+)
 
 __all__ = [
     "ALIASES_DIR",
-    "AliasConflictError",
-    "AliasNotFoundError",
     "AliasState",
     "ModelStore",
-    "PublishError",
-    "StoreAuthError",
-    "StoreError",
-    "StoreNotFoundError",
-    "StoreUnavailableError",
-    "VersionExistsError",
-    "VersionNotFoundError",
     "alias_conflict",
     "alias_key",
     "alias_missing",
@@ -58,42 +56,6 @@ __all__ = [
 ]
 
 ALIASES_DIR = "_aliases"
-
-
-class StoreError(ModelError):
-    """Base of the store's errors; each message says what to do."""
-
-
-class StoreUnavailableError(StoreError):
-    """The store did not answer (endpoint down, timeout): a later try may work."""
-
-
-class StoreAuthError(StoreError):
-    """Credentials missing or refused."""
-
-
-class StoreNotFoundError(StoreError):
-    """The store itself (bucket, root folder) does not exist."""
-
-
-class VersionExistsError(StoreError):
-    """Publishing a version that is already published: versions are never overwritten."""
-
-
-class VersionNotFoundError(StoreError, ModelNotFoundError):
-    """No such model or version in the store."""
-
-
-class AliasNotFoundError(StoreError, ModelNotFoundError):
-    """The model has no such alias."""
-
-
-class AliasConflictError(StoreError):
-    """The alias changed between reading and writing it (someone else moved it)."""
-
-
-class PublishError(StoreError):
-    """The folder to publish is not a complete, valid model version."""
 
 
 @dataclass(frozen=True, slots=True)

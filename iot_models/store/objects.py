@@ -15,7 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
-from iot_models.store.base import StoreError, local_path
+from iot_models.store.base import local_path
+from iot_models.store.errors import StoreError
 
 __all__ = [
     "FileObjectStore",

@@ -9,7 +9,8 @@ import time
 from collections.abc import Callable
 
 from iot_models.store.alias import Alias
-from iot_models.store.base import AliasConflictError, AliasNotFoundError, ModelStore
+from iot_models.store.base import ModelStore
+from iot_models.store.errors import AliasConflictError, AliasNotFoundError
 
 __all__ = ["change_alias", "who"]
 

@@ -34,9 +34,8 @@ from iot_models.manifest import (
 )
 from iot_models.store import base
 from iot_models.store.alias import Alias
-from iot_models.store.base import (
-    ALIASES_DIR,
-    AliasState,
+from iot_models.store.base import ALIASES_DIR, AliasState
+from iot_models.store.errors import (
     StoreAuthError,
     StoreError,
     StoreNotFoundError,

@@ -3,7 +3,7 @@ same client, endpoint and credential rules, and error translation as the S3 mode
 
 from __future__ import annotations
 
-from iot_models.store.base import StoreNotFoundError
+from iot_models.store.errors import StoreNotFoundError
 from iot_models.store.objects import ObjectNotFoundError
 from iot_models.store.s3 import S3ModelStore, _MissingError
 

@@ -27,21 +27,17 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     # The settings (and with them FastAPI: gateway/__init__) are imported only when the
     # gateway runs: the worker image has no FastAPI (iotstream/commands/lazy.py).
     add_deferred_service_command(
-        subparsers,
-        "gateway",
-        "gateway.settings:GatewaySettings",
-        _run,
-        help="run the WebSocket/REST gateway and the live dashboard",
-        description=(
-            "Fan predictions out from the Redis stream to WebSocket dashboards (filtered per "
-            "client, batched per tick, resumable by stream id), serve REST inference on the "
-            "workers' core, the dashboard at / and the API docs at /docs."
-        ),
-        epilog=EPILOG,
+        subparsers, "gateway", "gateway.settings:GatewaySettings", _run, epilog=EPILOG
     )
 
 
 def _run(settings: GatewaySettings) -> int:
+    """run the WebSocket/REST gateway and the live dashboard
+
+    Fan predictions out from the Redis stream to WebSocket dashboards (filtered per client,
+    batched per tick, resumable by stream id), serve REST inference on the workers' core,
+    the dashboard at / and the API docs at /docs.
+    """
     from gateway.server import serve
     from iotstream.logs import configure_logging
 

@@ -16,6 +16,8 @@ import importlib
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
+from iotstream.commands.parsers import documented
+
 __all__ = ["DeferredParser", "add_deferred_service_command"]
 
 Populate = Callable[[argparse.ArgumentParser], None]
@@ -71,14 +73,19 @@ def add_deferred_service_command(
     name: str,
     settings_class: str,
     run: Callable[[Any], int],
-    **parser_options: Any,
+    epilog: str | None = None,
 ) -> None:
     """Add subcommand ``name`` like :func:`iotstream.settings_cli.add_service_command`, but
     import ``settings_class`` (``"module:Class"``) and add its options only when ``name`` is
-    the command being run or its help is asked for. ``parser_options`` go to ``add_parser``
-    now (help, description, epilog)."""
+    the command being run or its help is asked for. ``run``'s docstring is the command's
+    help (first paragraph) and description (the rest); ``epilog`` is printed as written."""
+    help_, description = documented(name, run)
     parser: argparse.ArgumentParser = subparsers.add_parser(
-        name, formatter_class=argparse.RawDescriptionHelpFormatter, **parser_options
+        name,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help=help_,
+        description=description,
+        epilog=epilog,
     )
 
     def populate(target: argparse.ArgumentParser) -> None:

@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
-__all__ = ["Handler", "Subparsers", "command_group", "subcommand"]
+__all__ = ["Handler", "Subparsers", "command_group", "documented", "subcommand"]
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[Any]"
 Handler: TypeAlias = Callable[[argparse.Namespace], int]
@@ -36,11 +36,20 @@ def subcommand(sub: Subparsers, name: str, handler: Handler) -> argparse.Argumen
     Raises:
         ValueError: ``handler`` has no docstring.
     """
+    help_, description = documented(name, handler)
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_, description=description)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def documented(name: str, handler: Callable[..., int]) -> tuple[str, str]:
+    """The help and description of command ``name`` from ``handler``'s docstring: its first
+    paragraph, and the paragraphs after it (the first again when there are none).
+
+    Raises:
+        ValueError: ``handler`` has no docstring.
+    """
     if not handler.__doc__:
         raise ValueError(f"the handler of {name!r} has no docstring to take its help from")
     help_, _, description = inspect.cleandoc(handler.__doc__).partition("\n\n")
-    parser: argparse.ArgumentParser = sub.add_parser(
-        name, help=help_, description=description or help_
-    )
-    parser.set_defaults(handler=handler)
-    return parser
+    return help_, description or help_

@@ -28,21 +28,17 @@ examples:
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``sim``."""
     add_deferred_service_command(
-        subparsers,
-        "sim",
-        "device_sim.settings:SimSettings",
-        _run,
-        help="simulate devices publishing sensor readings over MQTT",
-        description=(
-            "Simulate a fleet of rotating machines (pumps) publishing 16-feature readings to "
-            "devices/<id>/telemetry, with labelled fault episodes whose ground truth travels "
-            "in each reading. Prints progress every few seconds; Ctrl-C stops cleanly."
-        ),
-        epilog=EPILOG,
+        subparsers, "sim", "device_sim.settings:SimSettings", _run, epilog=EPILOG
     )
 
 
 def _run(settings: SimSettings) -> int:
+    """simulate devices publishing sensor readings over MQTT
+
+    Simulate a fleet of rotating machines (pumps) publishing 16-feature readings to
+    devices/<id>/telemetry, with labelled fault episodes whose ground truth travels in each
+    reading. Prints progress every few seconds; Ctrl-C stops cleanly.
+    """
     from device_sim.app import run
     from iotstream.logs import configure_logging
 

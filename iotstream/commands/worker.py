@@ -31,36 +31,33 @@ examples:
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``worker`` and ``ingest``."""
-    add_deferred_service_command(
-        subparsers,
-        "worker",
-        "inference_worker.settings:WorkerSettings",
-        lambda settings: _run("worker", settings),
-        help="run an inference worker (MQTT in, ONNX Runtime, Redis out)",
-        description=(
-            "Consume readings through an MQTT shared subscription, micro-batch them through "
-            "ONNX Runtime and store predictions in Redis Streams. At-least-once: a reading is "
-            "acknowledged only after its prediction is stored; redeliveries are deduplicated. "
-            "SIGTERM stops gracefully (unsubscribe, finish, acknowledge, disconnect)."
-        ),
-        epilog=EPILOG,
-    )
-    add_deferred_service_command(
-        subparsers,
-        "ingest",
-        "inference_worker.settings:WorkerSettings",
-        lambda settings: _run("ingest", settings),
-        help="stage readings from the broker in Redis for workers with --source stream",
-        description=(
-            "Subscribe to devices/+/telemetry (no shared subscription; persistent session, "
-            "QoS 1), append every reading to the Redis staging stream <prefix>:ingest and "
-            "acknowledge it to the broker only once stored. Workers started with "
-            "--source stream share that stream through a consumer group: a broker restart "
-            "loses nothing and a stuck or dead worker's readings are claimed by the others. "
-            "Run one per broker. Takes the worker's settings (MQTT, Redis, queue, metrics)."
-        ),
-        epilog=INGEST_EPILOG,
-    )
+    settings = "inference_worker.settings:WorkerSettings"
+    add_deferred_service_command(subparsers, "worker", settings, _worker, epilog=EPILOG)
+    add_deferred_service_command(subparsers, "ingest", settings, _ingest, epilog=INGEST_EPILOG)
+
+
+def _worker(settings: WorkerSettings) -> int:
+    """run an inference worker (MQTT in, ONNX Runtime, Redis out)
+
+    Consume readings through an MQTT shared subscription, micro-batch them through ONNX
+    Runtime and store predictions in Redis Streams. At-least-once: a reading is acknowledged
+    only after its prediction is stored; redeliveries are deduplicated. SIGTERM stops
+    gracefully (unsubscribe, finish, acknowledge, disconnect).
+    """
+    return _run("worker", settings)
+
+
+def _ingest(settings: WorkerSettings) -> int:
+    """stage readings from the broker in Redis for workers with --source stream
+
+    Subscribe to devices/+/telemetry (no shared subscription; persistent session, QoS 1),
+    append every reading to the Redis staging stream <prefix>:ingest and acknowledge it to
+    the broker only once stored. Workers started with --source stream share that stream
+    through a consumer group: a broker restart loses nothing and a stuck or dead worker's
+    readings are claimed by the others. Run one per broker. Takes the worker's settings
+    (MQTT, Redis, queue, metrics).
+    """
+    return _run("ingest", settings)
 
 
 def _run(command: str, settings: WorkerSettings) -> int:

@@ -31,7 +31,7 @@ from iot_models.capture.retention import apply_retention
 from iot_models.capture.writer import CaptureConfig, CaptureWriter, sampled
 from iot_models.core import InferenceCore
 from iot_models.sensors import LABELS, make_dataset
-from iot_models.store.base import StoreAuthError, StoreUnavailableError
+from iot_models.store.errors import StoreAuthError, StoreUnavailableError
 from iot_models.store.objects import FileObjectStore, ObjectNotFoundError, ObjectStore
 from iotstream.cli import main
 from tests.component.worker_support import until

@@ -22,7 +22,7 @@ from iot_models.capture.reader import list_partitions, partition_infos, read_tab
 from iot_models.capture.writer import CaptureConfig, CaptureWriter
 from iot_models.sensors import LABELS, make_dataset
 from iot_models.store import open_store
-from iot_models.store.base import StoreError
+from iot_models.store.errors import StoreError
 from iot_models.store.objects import ObjectNotFoundError, ObjectStore, open_objects
 from tests.harness.metrics import CATALOGUES, unexposed
 from tests.harness.pipeline import (
