@@ -10,6 +10,11 @@ saturate the worker (stored/s below the offered rate): there the throughputs com
     iotstream bench batching                                   # ~4 min
     iotstream bench batching --rates 5000,10000 --seconds 4    # a quick look
     iotstream bench batching --sources mqtt,stream             # also the staged intake
+    iotstream bench batching --rates 5000,10000 --repeats 3    # medians of three pairs
+
+A run's CPU figure moves by ~5 % from one run to the next on a shared machine, as much as
+the difference under study: ``--repeats N`` runs N alternating pairs per rate and adds a
+summary of medians (p50, p99, CPU, and the CPU ratio of each pair) with their ranges.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from __future__ import annotations
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
+from statistics import median
+from typing import Any
 
 from bench.cli import scenario_parser
 from bench.pipeline_bench import ROOT, Result, run_scenario, write_report
@@ -36,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policies", default=",".join(POLICIES), help="fixed,adaptive")
     parser.add_argument("--sources", default="mqtt", help="mqtt and/or stream")
     parser.add_argument("--seconds", type=float, default=8.0, help="load per run")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="pairs of runs per rate (summary: medians)"
+    )
     parser.add_argument("--protocol", default="5", help="worker MQTT version")
     parser.add_argument("--max-batch", type=int, default=64, help="WORKER_MAX_BATCH")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="WORKER_MAX_WAIT_MS")
@@ -65,15 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="iotstream-bench-") as tmp:
         for source in args.sources.split(","):
             for i, rate in enumerate(rates):
-                order = policies if i % 2 == 0 else policies[::-1]
-                for policy in order:
+                for repeat, policy in _schedule(policies, i, args.repeats):
                     result = run_scenario(
                         policy,
                         rate=rate,
                         seconds=args.seconds,
                         protocol=args.protocol,
                         max_batch=args.max_batch,
-                        work=Path(tmp) / f"{source}-{rate:.0f}-{policy}",
+                        work=Path(tmp) / f"{source}-{rate:.0f}-{policy}-{repeat}",
                         inflight=args.inflight,
                         source=source,
                         worker_env={
@@ -84,10 +93,14 @@ def main(argv: list[str] | None = None) -> int:
                             "WORKER_BATCH_CPU_BUDGET": str(args.cpu_budget),
                         },
                     )
+                    result.extra["repeat"] = repeat
                     results.append(result)
                     print(_row(result, _peer(results, result)), flush=True)
     print()
     _print(results)
+    summary = _summary(results)
+    if args.repeats > 1:
+        _print_summary(summary, args.repeats)
     write_report(
         args.out,
         {
@@ -96,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
             "target_wait_ms": args.target_wait_ms,
             "batch_cost": args.batch_cost,
             "cpu_budget": args.cpu_budget,
+            "repeats": args.repeats,
             "fitted_batch_cost": _fitted(results),
+            "summary": summary,
             "results": [asdict(r) for r in results],
         },
     )
@@ -125,8 +140,18 @@ def _fitted(results: list[Result]) -> dict[str, float]:
     return fitted
 
 
+def _schedule(policies: list[str], i: int, repeats: int) -> list[tuple[int, str]]:
+    """The runs at the ``i``-th rate: ``repeats`` pairs, the order alternating from run to
+    run, so a drift of the machine hits both policies alike."""
+    runs = []
+    for repeat in range(repeats):
+        order = policies if (i + repeat) % 2 == 0 else policies[::-1]
+        runs += [(repeat, policy) for policy in order]
+    return runs
+
+
 def _peer(results: list[Result], r: Result) -> Result | None:
-    """The fixed policy's run at the same rate and source (for the CPU ratio)."""
+    """The fixed policy's run of the same pair (rate, source, repeat): for the CPU ratio."""
     return next(
         (
             x
@@ -134,9 +159,66 @@ def _peer(results: list[Result], r: Result) -> Result | None:
             if x.scenario == "fixed"
             and x.offered_per_s == r.offered_per_s
             and x.extra["source"] == r.extra["source"]
+            and x.extra.get("repeat", 0) == r.extra.get("repeat", 0)
         ),
         None,
     )
+
+
+def _summary(results: list[Result]) -> list[dict[str, Any]]:
+    """Per source, rate and policy over the repeats: the median of each figure, and of the
+    CPU ratio of each pair to its fixed run, with the ranges of p99 and ratio."""
+    groups: dict[tuple[str, float, str], list[Result]] = {}
+    for r in results:
+        groups.setdefault((r.extra["source"], r.offered_per_s, r.scenario), []).append(r)
+    summary = []
+    for (source, rate, policy), runs in sorted(groups.items()):
+        ratios = [
+            r.worker_cpu_us_per_reading / fixed.worker_cpu_us_per_reading
+            for r in runs
+            if (fixed := _peer(results, r)) is not None and fixed.worker_cpu_us_per_reading
+        ]
+        p99s = [r.p99_ms for r in runs]
+        summary.append(
+            {
+                "source": source,
+                "offered_per_s": rate,
+                "policy": policy,
+                "runs": len(runs),
+                "stored_per_s": median(r.stored_per_s for r in runs),
+                "p50_ms": round(median(r.p50_ms for r in runs), 2),
+                "p99_ms": round(median(p99s), 2),
+                "p99_ms_range": [min(p99s), max(p99s)],
+                "cpu_us_per_reading": round(median(r.worker_cpu_us_per_reading for r in runs), 1),
+                "cpu_vs_fixed": round(median(ratios), 3) if ratios else None,
+                "cpu_vs_fixed_range": [round(min(ratios), 3), round(max(ratios), 3)]
+                if ratios
+                else None,
+                "mean_batch": round(median(r.extra["mean_batch"] for r in runs), 1),
+            }
+        )
+    return summary
+
+
+def _print_summary(summary: list[dict[str, Any]], repeats: int) -> None:
+    print(f"\nmedians of {repeats} pairs (ranges in brackets):")
+    print(
+        f"{'source':<6} {'offered/s':>9} {'policy':<8} {'p50 ms':>7} {'p99 ms':>16} "
+        f"{'cpu us/r':>8} {'vs fixed':>19} {'batch~':>6}"
+    )
+    for x in summary:
+        lo, hi = x["p99_ms_range"]
+        ratio = (
+            f"{x['cpu_vs_fixed']:.2f}x [{x['cpu_vs_fixed_range'][0]:.2f}-"
+            f"{x['cpu_vs_fixed_range'][1]:.2f}]"
+            if x["cpu_vs_fixed"] is not None
+            else ""
+        )
+        print(
+            f"{x['source']:<6} {x['offered_per_s']:>9.0f} {x['policy']:<8} {x['p50_ms']:>7.1f} "
+            f"{x['p99_ms']:>5.1f} [{lo:.1f}-{hi:.1f}] {x['cpu_us_per_reading']:>8.1f} "
+            f"{ratio:>19} {x['mean_batch']:>6.1f}"
+        )
 
 
 HEAD = (

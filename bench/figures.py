@@ -100,6 +100,12 @@ def _pipeline(r: dict[str, Any]) -> Figures:
 
 def _batching(r: dict[str, Any]) -> Figures:
     out: Figures = {}
+    if "summary" in r:  # medians over --repeats pairs
+        for x in r["summary"]:
+            key = f"{x['policy']}@{x['offered_per_s']:.0f}"
+            out[f"p99_ms_{key}"] = x["p99_ms"]
+            out[f"cpu_us_{key}"] = x["cpu_us_per_reading"]
+        return out
     for x in r["results"]:
         key = f"{x['scenario']}@{x['offered_per_s']:.0f}"
         out[f"p99_ms_{key}"] = x["p99_ms"]

@@ -169,8 +169,12 @@ class WorkerClient(mqtt.Client):
         if on_publishes is None:
             return super()._packet_read()
         if self.read_interval:
-            wait = self._last_read + self.read_interval - time.monotonic()
-            if wait > 0:
+            # wait out the read interval, but not past the timer: what is due then (a batch
+            # at its deadline) takes what has arrived by then, not a read interval later
+            read_at = self._last_read + self.read_interval
+            if (at := self.timer_at) is not None:
+                read_at = min(read_at, at)
+            if (wait := read_at - time.monotonic()) > 0:
                 time.sleep(wait)
             self._last_read = time.monotonic()
         try:

@@ -17,11 +17,16 @@ def test_a_tiny_batching_bench_compares_both_policies(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "batching.json"
-    assert main(["--rates", "500", "--seconds", "1", "--out", str(out)]) == 0
+    assert main(["--rates", "500", "--seconds", "1", "--repeats", "2", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
-    results = {r["scenario"]: r for r in report["results"]}
-    assert set(results) == {"fixed", "adaptive"}
-    for r in results.values():
+    runs = [(r["scenario"], r["extra"]["repeat"]) for r in report["results"]]
+    assert runs == [("fixed", 0), ("adaptive", 0), ("adaptive", 1), ("fixed", 1)], "alternating"
+    summary = {x["policy"]: x for x in report["summary"]}
+    assert summary["adaptive"]["runs"] == summary["fixed"]["runs"] == 2
+    assert summary["fixed"]["cpu_vs_fixed"] == 1.0
+    lo, hi = summary["adaptive"]["p99_ms_range"]
+    assert lo <= summary["adaptive"]["p99_ms"] <= hi
+    for r in report["results"]:
         assert r["published"] > 0
         assert r["stored"] == r["published"], f"{r['scenario']}: loss or duplicates"
         assert r["p50_ms"] <= r["p99_ms"] <= r["max_ms"]
@@ -29,4 +34,5 @@ def test_a_tiny_batching_bench_compares_both_policies(
         assert r["extra"]["mean_batch"] >= 1
     printed = capsys.readouterr().out
     assert "vs fixed" in printed
+    assert "medians of 2 pairs" in printed
     assert str(out) in printed

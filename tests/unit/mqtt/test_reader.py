@@ -134,6 +134,29 @@ def test_what_came_before_the_end_of_the_connection_is_delivered(wired: Wired) -
     assert [p.mid for p in wired.got if isinstance(p, Publish)] == [1]
 
 
+def test_a_read_waits_out_the_read_interval_but_not_past_the_timer(wired: Wired) -> None:
+    """A batch due before the next read takes what has arrived by then (the read comes at
+    the timer), not a read interval later; with no timer the interval holds."""
+    client = wired.client
+    client.read_interval = 0.5
+    one = Publish("devices/a/telemetry", b"{}", None, 1, 1)
+    two = Publish("devices/a/telemetry", b"{}", None, 2, 1)
+    wired.broker.sendall(packet(one))
+    read_all(client)  # the read that starts the interval
+    wired.broker.sendall(packet(two))
+    started = time.monotonic()
+    client.timer_at = started + 0.05
+    read_all(client)
+    took = time.monotonic() - started
+    assert wired.got == [one, two]
+    assert 0.04 <= took < 0.3, f"read after {took:.3f} s: the timer was due at 0.05 s"
+    client.timer_at = None
+    wired.broker.sendall(packet(one))
+    started = time.monotonic()
+    read_all(client)
+    assert time.monotonic() - started >= 0.4, "no timer: the read interval holds"
+
+
 def test_acks_for_a_batch_go_out_in_one_write(wired: Wired) -> None:
     assert wired.client.ack_many([1, 2, 300]) == 3
     assert wired.broker.recv(100) == b"\x40\x02\x00\x01\x40\x02\x00\x02\x40\x02\x01\x2c"
