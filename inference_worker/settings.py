@@ -161,21 +161,23 @@ class WorkerSettings(BaseSettings):
     ``batch_target_wait_ms`` (idle, trickle), at ``batch_target_wait_ms`` when the batch
     would not fill within twice that at the recent arrival rate, and like ``fixed`` (full
     batches) under load; but a batch closes before ``max_wait_ms`` only once it is large
-    enough for ``batch_cost_readings`` and ``batch_cpu_budget``. Lower latency below ~20k
+    enough for ``batch_cost_share`` and ``batch_cpu_budget``. Lower latency below ~20k
     readings/s (p99 ~6 ms instead of ~8 at 5k-10k/s on the 2-vCPU test machine) for up to
     ``batch_cpu_budget`` more CPU per reading: docs/streaming.md."""
     batch_target_wait_ms: float = Field(default=1.5, ge=0)
     """``adaptive``: the longest a reading waits for a batch that is not going to fill
     (capped at ``max_wait_ms``). Lower: less latency, more batches per second (CPU)."""
-    batch_cost_readings: float = Field(default=12.0, ge=0)
-    """``adaptive``: what one micro-batch costs the worker apart from its readings, in
-    readings' worth of CPU (``iotstream bench batching`` prints it, fitted from the two
-    policies; 12 on the 2-vCPU test machine at 5k readings/s). Above 0, a batch closes
-    early only once it is large enough to keep the CPU per reading within
-    ``batch_cpu_budget`` of the fixed policy's at the recent rate (docs/streaming.md). 0:
-    lowest latency, CPU not counted (about 1.3x the fixed policy's CPU at 5k-10k/s there)."""
+    batch_cost_share: float = Field(default=0.35, ge=0, lt=1)
+    """``adaptive``: the share of the worker's CPU per reading, under the ``fixed`` policy,
+    that its micro-batches' own cost makes up (a model call and a Redis round trip per
+    batch, each paid with cold caches; ``iotstream bench batching --batch-cost 0`` fits it
+    from the two policies: 0.3-0.35 on the 2-vCPU test machine from 2k to 10k readings/s).
+    Above 0, a batch closes before ``max_wait_ms`` only at the size that keeps the CPU per
+    reading within ``batch_cpu_budget`` of the fixed policy's at the recent rate (about
+    0.78 of the fixed policy's batch at the defaults; docs/streaming.md). 0: lowest
+    latency, CPU not counted (about 1.3x the fixed policy's CPU at 5k-10k/s there)."""
     batch_cpu_budget: float = Field(default=0.10, gt=0)
-    """``adaptive`` with ``batch_cost_readings``: the CPU per reading the policy may spend
+    """``adaptive`` with ``batch_cost_share``: the CPU per reading the policy may spend
     over the fixed policy's (0.10: 10 % more)."""
     score_on_intake: bool = True
     """Cut, score and store micro-batches on the MQTT network thread, which wakes for each
