@@ -46,12 +46,6 @@ from iot_models.core import PredictionRecord, Scorer
 __all__ = ["Worker"]
 
 
-Decoded = tuple[Incoming, Reading | ContractError]
-"""A reading as the run loop holds it in an open batch: decoded when it was taken from the
-source (the decoding is spread over the batch's wait instead of delaying its close), or
-the reason it cannot be."""
-
-
 @dataclass(slots=True)
 class _Job:
     """A scored batch on its way to Redis."""
@@ -95,7 +89,7 @@ class Worker:
         self.metrics = metrics or WorkerMetrics()
         self._clock = clock
         self._observers = tuple(observers)
-        self._batcher = Batcher[Decoded](
+        self._batcher = Batcher[Incoming](
             make_policy(
                 settings.batch_policy,
                 settings.max_batch,
@@ -218,9 +212,7 @@ class Worker:
                 break
             if pending is not None:
                 pending -= len(items)
-            for closed in self._batcher.add_many(
-                self._decode_all(items), time.monotonic(), self.source.pending()
-            ):
+            for closed in self._batcher.add_many(items, time.monotonic(), self.source.pending()):
                 self.process(closed)
         if batch := self._batcher.flush():
             self.process(batch)
@@ -260,7 +252,7 @@ class Worker:
         now = time.monotonic()
         first = items[0].queued_at if items and not len(self._batcher) else 0.0
         for batch in self._batcher.add_many(
-            self._decode_all(items), now, self.source.pending(), first_arrived=first or None
+            items, now, self.source.pending(), first_arrived=first or None
         ):
             self.process(batch)
 
@@ -342,9 +334,7 @@ class Worker:
         answer of a batch sent before if no new one went; returns when to come back."""
         items = self.source.take(self.source.pending() or 1, 0.0)
         first = items[0].queued_at if items and not len(self._batcher) else 0.0
-        closed = self._batcher.add_many(
-            self._decode_all(items), now, 0, first_arrived=first or None
-        )
+        closed = self._batcher.add_many(items, now, 0, first_arrived=first or None)
         for batch in closed:
             self.process(batch)
         if not closed:
@@ -355,10 +345,9 @@ class Worker:
             delay = _SETTLE_WITHIN if delay is None else min(delay, _SETTLE_WITHIN)
         return delay
 
-    def process(self, batch: list[Decoded]) -> None:
-        """Score one batch (decoded as it was taken: :meth:`_decode_all`), then store it
-        here or hand it to the writer (see :meth:`run`; waits while two batches are already
-        waiting for Redis: backpressure)."""
+    def process(self, batch: list[Incoming]) -> None:
+        """Decode and score one batch, then store it here or hand it to the writer (see
+        :meth:`run`; waits while two batches are already waiting for Redis: backpressure)."""
         m = self.metrics
         m.counter("received").inc(len(batch))
         m.counter("batches").inc()
@@ -370,9 +359,11 @@ class Worker:
         readings: list[Reading] = []
         origin: list[Incoming] = []
         deadletters: list[DeadLetter] = []
-        for item, reading in batch:
-            if isinstance(reading, ContractError):
-                deadletters.append(self._deadletter(item, reading))
+        for item in batch:
+            try:
+                reading = self._decode(item)
+            except ContractError as exc:
+                deadletters.append(self._deadletter(item, exc))
                 continue
             self._bootless.note(reading)
             readings.append(reading)
@@ -384,7 +375,7 @@ class Worker:
         for index, error in result.rejected:
             deadletters.append(self._deadletter(origin[index], error, readings[index].device_id))
         m.histogram("inference_seconds").observe(time.perf_counter() - started)
-        job = _Job([item for item, _ in batch], result.records, deadletters)
+        job = _Job(batch, result.records, deadletters)
         self._settle()  # the batch sent before goes first
         if self._handed == self._written and self.source.pending() < self._batcher.max_size:
             # the writer has nothing in hand and little is waiting: store it from here, with
@@ -472,16 +463,6 @@ class Worker:
         self.metrics.gauge("acks_pending").dec(len(job.batch))
         if self.settings.publish_inference:
             self._publish_back(job.records)
-
-    def _decode_all(self, items: list[Incoming]) -> list[Decoded]:
-        """``items`` decoded (or why they cannot be), as they join the open batch."""
-        decoded: list[Decoded] = []
-        for item in items:
-            try:
-                decoded.append((item, self._decode(item)))
-            except ContractError as exc:
-                decoded.append((item, exc))
-        return decoded
 
     def _decode(self, item: Incoming) -> Reading:
         device_id, kind = parse_device_topic(item.topic)
