@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     policies = args.policies.split(",")
     if unknown := set(policies) - set(POLICIES):
         parser.error(f"unknown policies: {sorted(unknown)}")
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="iotstream-bench-") as tmp:
         for source in args.sources.split(","):
