@@ -171,7 +171,7 @@ class WorkerSettings(BaseSettings):
     """``adaptive``: the share of the worker's CPU per reading, under the ``fixed`` policy,
     that its micro-batches' own cost makes up (a model call and a Redis round trip per
     batch, each paid with cold caches; ``iotstream bench batching --batch-cost 0`` fits it
-    from the two policies: 0.3-0.35 on the 2-vCPU test machine from 2k to 10k readings/s).
+    from the two policies: 0.28-0.36 on the 2-vCPU test machine from 2k to 10k readings/s).
     Above 0, a batch closes before ``max_wait_ms`` only at the size that keeps the CPU per
     reading within ``batch_cpu_budget`` of the fixed policy's at the recent rate (about
     0.78 of the fixed policy's batch at the defaults; docs/streaming.md). 0: lowest
