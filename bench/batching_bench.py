@@ -27,6 +27,7 @@ from typing import Any
 
 from bench.cli import scenario_parser
 from bench.pipeline_bench import ROOT, Result, run_scenario, write_report
+from bench.runner import aggregate
 from inference_worker.settings import WorkerSettings
 
 POLICIES = ("fixed", "adaptive")
@@ -180,7 +181,8 @@ def _summary(results: list[Result]) -> list[dict[str, Any]]:
             for r in runs
             if (fixed := _peer(results, r)) is not None and fixed.worker_cpu_us_per_reading
         ]
-        p99s = [r.p99_ms for r in runs]
+        p99 = aggregate([r.p99_ms for r in runs])
+        ratio = aggregate(ratios) if ratios else None
         summary.append(
             {
                 "source": source,
@@ -189,13 +191,11 @@ def _summary(results: list[Result]) -> list[dict[str, Any]]:
                 "runs": len(runs),
                 "stored_per_s": median(r.stored_per_s for r in runs),
                 "p50_ms": round(median(r.p50_ms for r in runs), 2),
-                "p99_ms": round(median(p99s), 2),
-                "p99_ms_range": [min(p99s), max(p99s)],
+                "p99_ms": p99["median"],
+                "p99_ms_range": [p99["min"], p99["max"]],
                 "cpu_us_per_reading": round(median(r.worker_cpu_us_per_reading for r in runs), 1),
-                "cpu_vs_fixed": round(median(ratios), 3) if ratios else None,
-                "cpu_vs_fixed_range": [round(min(ratios), 3), round(max(ratios), 3)]
-                if ratios
-                else None,
+                "cpu_vs_fixed": ratio["median"] if ratio else None,
+                "cpu_vs_fixed_range": [ratio["min"], ratio["max"]] if ratio else None,
                 "mean_batch": round(median(r.extra["mean_batch"] for r in runs), 1),
             }
         )
