@@ -3,6 +3,9 @@ an injected clock through the public Batcher API. No sleeps, no private members.
 
 from __future__ import annotations
 
+import bisect
+import random
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -24,10 +27,24 @@ def adaptive() -> Batcher[int]:
     return Batcher[int](AdaptivePolicy(MAX, MAX_WAIT, TARGET))
 
 
-def feed(b: Batcher[int], rate: float, seconds: float, clump: float = 0.001) -> list[list[int]]:
-    """``rate`` items per second arriving evenly, taken as the MQTT reader hands them over:
-    everything that has arrived, every ``clump`` seconds, and also when the open batch is
-    due before that (the reader reads at the worker's timer); returns the batches cut."""
+def arrivals(rate: float, seconds: float, poisson: bool) -> list[float]:
+    """When each of ``rate`` items per second arrives: evenly, or as a Poisson stream (many
+    independent devices; seeded, so a test sees the same stream every run)."""
+    if not poisson:
+        return [k / rate for k in range(1, int(rate * seconds) + 1)]
+    rng, t, out = random.Random(20), 0.0, []
+    while (t := t + rng.expovariate(rate)) < seconds:
+        out.append(t)
+    return out
+
+
+def feed(
+    b: Batcher[int], rate: float, seconds: float, clump: float = 0.001, *, poisson: bool = False
+) -> list[list[int]]:
+    """``rate`` items per second (see :func:`arrivals`), taken as the MQTT reader hands them
+    over: everything that has arrived, every ``clump`` seconds, and also when the open batch
+    is due before that (the reader reads at the worker's timer); returns the batches cut."""
+    times = arrivals(rate, seconds + clump, poisson)
     out: list[list[int]] = []
     taken, last, t = 0, 0.0, 0.0
     while t < seconds:
@@ -37,7 +54,7 @@ def feed(b: Batcher[int], rate: float, seconds: float, clump: float = 0.001) -> 
             if (batch := b.poll(last)) is not None:
                 out.append(batch)
             t = last + clump if (wait := b.wait(last)) is None else min(last + clump, wait.until)
-        arrived = int(rate * t + 1e-9)
+        arrived = bisect.bisect_right(times, t + 1e-12)
         out.extend(b.add_many(range(taken, arrived), t))
         taken, last = arrived, t
     return out
@@ -206,7 +223,7 @@ def batch_cost(fixed: list[list[int]]) -> float:
 def test_the_floor_keeps_a_batch_within_the_budget_of_the_fixed_policys() -> None:
     policy = AdaptivePolicy(MAX, MAX_WAIT, TARGET, SHARE, 0.10)
     for rate in (500, 2_000, 5_000, 10_000, 20_000, 50_000):
-        fixed_size = min(MAX, max(1, rate * MAX_WAIT + 1))
+        fixed_size = policy.fixed_batch(rate)
         cost = fixed_size * SHARE / (1 - SHARE)
         floor = policy.floor(rate)
         assert floor < fixed_size
@@ -221,15 +238,31 @@ def test_the_floor_keeps_a_batch_within_the_budget_of_the_fixed_policys() -> Non
 def test_budgeted_cpu_per_item_stays_within_the_budget_at_every_rate(
     rate: float, clump: float
 ) -> None:
-    fixed = feed(Batcher[int](FixedPolicy(MAX, MAX_WAIT)), rate, 1.0, clump)[20:]
-    unbudgeted = feed(adaptive(), rate, 1.0, clump)[20:]
-    batches = feed(budgeted(), rate, 1.0, clump)[20:]
+    fixed = feed(Batcher[int](FixedPolicy(MAX, MAX_WAIT)), rate, 1.0, clump, poisson=True)[20:]
+    unbudgeted = feed(adaptive(), rate, 1.0, clump, poisson=True)[20:]
+    batches = feed(budgeted(), rate, 1.0, clump, poisson=True)[20:]
     cost = batch_cost(fixed)
     assert cpu_per_item(batches, cost) <= 1.10 * cpu_per_item(fixed, cost) + 1e-9
     if rate <= 5_000:
         assert cpu_per_item(unbudgeted, cost) > 1.10 * cpu_per_item(fixed, cost), "needed"
     # and it still answers sooner than the fixed policy: smaller batches
     assert mean(batches) <= mean(fixed)
+
+
+@pytest.mark.parametrize("rate", [2_000, 5_000, 10_000, 12_000, 20_000])
+def test_the_fixed_policys_batch_is_estimated_with_its_cap(rate: float) -> None:
+    """The budget is measured against the fixed policy's mean batch: near ``max_size``
+    (10-12k/s) many of its batches stop at the cap, well below ``rate * max_wait +
+    clump``. Reads every 1 ms, the worker's default ``WORKER_READ_INTERVAL_MS`` (with
+    longer reads the mean clump, which counts the reads at the deadline too, is smaller
+    than the clump that opens a batch, and the estimate is a few items low)."""
+    b = Batcher[int](FixedPolicy(MAX, MAX_WAIT))
+    fixed = feed(b, rate, 2.0, 0.001, poisson=True)[20:]
+    estimate = budgeted().policy.fixed_batch(rate, b.rate.clump)  # type: ignore[attr-defined]
+    assert estimate == pytest.approx(mean(fixed), rel=0.03)
+    uncapped = min(MAX, rate * MAX_WAIT + b.rate.clump)
+    if rate in (10_000, 12_000):
+        assert uncapped - mean(fixed) > 1.5, "the cap matters here"
 
 
 def test_budgeted_batches_all_wait_about_as_long() -> None:
