@@ -120,6 +120,7 @@ class InferenceCore:
         ]
         self._route_cache: dict[str, str] = {}
         self.models = dict(models)
+        self._widths = {name: m.info.n_features for name, m in self.models.items()}
         self.default_model = default_model
         self.worker_id = worker_id
         self._clock = clock
@@ -172,10 +173,12 @@ class InferenceCore:
         )
         groups: dict[str, list[int]] = {}
         result = BatchResult()
-        for i, reading in enumerate(readings):
-            name = reading.model or self._route(reading.device_id)
-            model = self.models.get(name)
-            if model is None:
+        widths, route = self._widths, self._route
+        lane_of = self._canary_lane if self.canaries else None
+        for i, reading in enumerate(readings):  # per reading: kept lean (the hot path)
+            name = reading.model or route(reading.device_id)
+            width = widths.get(name)
+            if width is None:
                 result.rejected.append(
                     (
                         i,
@@ -185,20 +188,22 @@ class InferenceCore:
                         ),
                     )
                 )
-            elif len(reading.features) != model.info.n_features:
+            elif len(reading.features) != width:
                 result.rejected.append(
                     (
                         i,
                         ContractError(
                             RejectReason.FEATURE_COUNT,
-                            f"model {name!r} takes {model.info.n_features} features, "
+                            f"model {name!r} takes {width} features, "
                             f"the reading has {len(reading.features)}",
                         ),
                     )
                 )
             else:
-                lane = self._canary_lane(name, reading.device_id) if self.canaries else name
-                groups.setdefault(lane, []).append(i)
+                lane = name if lane_of is None else lane_of(name, reading.device_id)
+                if (group := groups.get(lane)) is None:
+                    groups[lane] = group = []
+                group.append(i)
 
         produced: list[tuple[int, PredictionRecord]] = []
         for name, idx in groups.items():

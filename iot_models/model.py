@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -41,9 +41,12 @@ class ModelInfo:
         return len(self.feature_names)
 
 
-@dataclass(frozen=True, slots=True)
-class Output:
-    """One row's model output, before it becomes a :class:`iot_contract.Prediction`."""
+class Output(NamedTuple):
+    """One row's model output, before it becomes a :class:`iot_contract.Prediction`.
+
+    Immutable, and a named tuple rather than a frozen dataclass: one is built per reading
+    on the worker's hot path, and a frozen dataclass's ``__init__`` (``object.__setattr__``
+    per field) took ~0.85 µs where this takes ~0.3 (positional)."""
 
     score: float
     """Anomaly score: 1 - P(normal) for classifiers, reconstruction error for autoencoders."""

@@ -140,19 +140,16 @@ class OnnxModel:
         raw = self.run(features)
         if self._labels is None:
             scores = raw.reshape(-1).tolist()
-            return [Output(score=s, anomaly=s > self._threshold) for s in scores]
+            threshold = self._threshold
+            return [Output(s, s > threshold) for s in scores]
         labels = self._labels
         best = raw.argmax(axis=1).tolist()
         scores = (1.0 - raw[:, self._normal]).tolist()
         rows = raw.tolist()
         threshold = self._threshold
+        # positional: keywords cost ~0.2 µs a reading here (Output's field order)
         return [
-            Output(
-                score=s,
-                anomaly=s > threshold,
-                label=labels[b],
-                probabilities=dict(zip(labels, row, strict=True)),
-            )
+            Output(s, s > threshold, labels[b], dict(zip(labels, row, strict=True)))
             for s, b, row in zip(scores, best, rows, strict=True)
         ]
 
