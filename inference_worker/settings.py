@@ -161,9 +161,10 @@ class WorkerSettings(BaseSettings):
     ``batch_target_wait_ms`` (idle, trickle), at ``batch_target_wait_ms`` when the batch
     would not fill within twice that at the recent arrival rate, and like ``fixed`` (full
     batches) under load; but a batch closes before ``max_wait_ms`` only once it is large
-    enough for ``batch_cost_share`` and ``batch_cpu_budget``. Lower latency below ~20k
-    readings/s (p99 5.7-6.2 ms instead of 7.2-7.4 at 5k-10k/s on the 2-vCPU test
-    machine) for up to ``batch_cpu_budget`` more CPU per reading: docs/streaming.md."""
+    enough for ``batch_cost_share`` and ``batch_cpu_budget``, or at the time it is expected
+    to be. Lower latency below ~20k readings/s (p99 5.7-6.5 ms instead of 7.2-7.8 at
+    5k-10k/s on the 2-vCPU test machine, over a day's runs) for up to
+    ``batch_cpu_budget`` more CPU per reading: docs/streaming.md."""
     batch_target_wait_ms: float = Field(default=1.5, ge=0)
     """``adaptive``: the longest a reading waits for a batch that is not going to fill
     (capped at ``max_wait_ms``). Lower: less latency, more batches per second (CPU)."""
