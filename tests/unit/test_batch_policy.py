@@ -259,7 +259,7 @@ def test_the_fixed_policys_batch_is_estimated_with_its_cap(rate: float) -> None:
     b = Batcher[int](FixedPolicy(MAX, MAX_WAIT))
     fixed = feed(b, rate, 2.0, 0.001, poisson=True)[20:]
     estimate = budgeted().policy.fixed_batch(rate, b.rate.clump)  # type: ignore[attr-defined]
-    assert estimate == pytest.approx(mean(fixed), rel=0.03)
+    assert estimate == pytest.approx(mean(fixed), rel=0.025)  # min(m, 64): 4 % off at 10k/s
     uncapped = min(MAX, rate * MAX_WAIT + b.rate.clump)
     if rate in (10_000, 12_000):
         assert uncapped - mean(fixed) > 1.5, "the cap matters here"
