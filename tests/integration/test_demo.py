@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,33 +23,12 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from iotstream.localservices import free_port
+from tests.harness.ports import demo_ports, port_free
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN_LINE = re.compile(r"dev token:\s+(\S+)")
-
-
-def _demo_ports() -> dict[str, int]:
-    ports: dict[str, int] = {}
-    for name in ("DEMO_HTTP_PORT", "DEMO_MQTT_PORT", "DEMO_MQTT_WS_PORT", "DEMO_REDIS_PORT"):
-        ports[name] = free_port()
-    while True:  # two consecutive ports for the workers' metrics
-        base = free_port()
-        if _free(base + 1) and base + 1 not in ports.values():
-            ports["DEMO_METRICS_PORT"] = base
-            return ports
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no listener
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def _listening_ports() -> set[int]:
@@ -134,7 +112,7 @@ async def _predictions(http_port: int, token: str, want_workers: int) -> dict[st
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "term"])
 def test_demo_serves_predictions_and_stops_cleanly(tmp_path: Path, stop_signal: int) -> None:
-    ports = _demo_ports()
+    ports = demo_ports()
     demo_dir = tmp_path / "demo"
     env = {
         **os.environ,
@@ -204,7 +182,7 @@ async def _collect(http_port: int, token: str, done: Any) -> list[dict[str, Any]
 def _wait_free(ports: dict[str, int], timeout: float = 15) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if all(_free(port) for port in ports.values()):
+        if all(port_free(port) for port in ports.values()):
             return
         time.sleep(0.1)
     raise AssertionError(f"ports still busy {timeout}s after the demo stopped")
@@ -261,7 +239,7 @@ def test_demo_restarted_on_the_same_directory_stores_readings_again_at_once(
     """Ctrl-C, then the demo again on the same directory (Redis keeps its AOF, so every dedup
     record of the first run is still there): the simulator's devices start their ``seq``
     at 0 again, and their readings must be stored within seconds, not taken for repeats."""
-    ports = _demo_ports()
+    ports = demo_ports()
     env = {
         **os.environ,
         **{k: str(v) for k, v in ports.items()},

@@ -24,7 +24,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,7 +37,8 @@ from pathlib import Path
 import pytest
 from packaging.metadata import Metadata
 
-from iotstream.localservices import find_binary, free_port
+from iotstream.localservices import find_binary
+from tests.harness.ports import demo_ports, port_free
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -242,27 +242,6 @@ def _check_missing_file_is_one_line(app: Installed) -> None:
     assert "reinstall" in lines[0]
 
 
-def _demo_ports() -> dict[str, int]:
-    ports = {
-        name: free_port()
-        for name in ("DEMO_HTTP_PORT", "DEMO_MQTT_PORT", "DEMO_MQTT_WS_PORT", "DEMO_REDIS_PORT")
-    }
-    while True:  # three consecutive ports for the workers' and the ingest's metrics
-        base = free_port()
-        if all(_free(base + i) and base + i not in ports.values() for i in (1, 2)):
-            return {**ports, "DEMO_METRICS_PORT": base}
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no listener
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
 def _get(url: str, token: str | None = None) -> tuple[int, bytes]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     request = urllib.request.Request(url, headers=headers)
@@ -294,7 +273,7 @@ class Demo:
 def _running_demo(app: Installed) -> Iterator[Demo]:
     """``iotstream demo`` started in the work folder; Ctrl-C at the end, which must stop
     every process gracefully and free every port."""
-    ports = _demo_ports()
+    ports = demo_ports()
     log = app.work / "demo.log"
     env = app.env(**{k: str(v) for k, v in ports.items()}, SIM_DEVICES="5", SIM_RATE="2")
     with log.open("wb") as out:
@@ -318,7 +297,7 @@ def _running_demo(app: Installed) -> Iterator[Demo]:
     assert "stopped cleanly" in text, text[-3000:]
     assert "SIGKILL" not in text, text[-3000:]
     deadline = time.monotonic() + 15
-    while not all(_free(p) for p in ports.values()):
+    while not all(port_free(p) for p in ports.values()):
         assert time.monotonic() < deadline, f"ports still busy after the demo stopped: {ports}"
         time.sleep(0.1)
 
