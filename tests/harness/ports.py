@@ -6,9 +6,10 @@ from __future__ import annotations
 import contextlib
 import random
 import socket
+import time
 from pathlib import Path
 
-__all__ = ["demo_ports", "port_free"]
+__all__ = ["demo_ports", "port_free", "wait_ports_free"]
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -21,6 +22,16 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
         return True
+
+
+def wait_ports_free(ports: dict[str, int], timeout: float = 15) -> None:
+    """Wait until a server could bind every port in ``ports`` again (a stopped demo's);
+    fail naming the ones still busy after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while busy := [name for name, port in ports.items() if not port_free(port)]:
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"ports still busy {timeout:g}s after the demo stopped: {busy}")
+        time.sleep(0.1)
 
 
 def demo_ports() -> dict[str, int]:

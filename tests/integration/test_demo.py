@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.harness.ports import demo_ports, port_free
+from tests.harness.ports import demo_ports, wait_ports_free
 
 pytestmark = pytest.mark.integration
 
@@ -179,15 +179,6 @@ async def _collect(http_port: int, token: str, done: Any) -> list[dict[str, Any]
     return items
 
 
-def _wait_free(ports: dict[str, int], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(port_free(port) for port in ports.values()):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"ports still busy {timeout}s after the demo stopped")
-
-
 @contextlib.contextmanager
 def _running_demo(env: dict[str, str], cwd: Path, log: Path) -> Iterator[str]:
     """``scripts/demo`` running until the block ends (then Ctrl-C); yields the token."""
@@ -251,7 +242,7 @@ def test_demo_restarted_on_the_same_directory_stores_readings_again_at_once(
     with _running_demo(env, tmp_path, tmp_path / "demo1.log") as token:
         first = asyncio.run(asyncio.wait_for(_collect(http, token, lambda g: len(g) >= 30), 30))
     assert all(p.get("boot") is not None for p in first)
-    _wait_free(ports)
+    wait_ports_free(ports)
     log = tmp_path / "demo2.log"
     with _running_demo(env, tmp_path, log) as token:
         try:
@@ -261,7 +252,7 @@ def test_demo_restarted_on_the_same_directory_stores_readings_again_at_once(
             raise AssertionError(f"restarted devices not stored within 20 s:\n{tail}") from None
     ids = [(p["device_id"], p.get("boot"), p["seq"]) for p in second]
     assert len(set(ids)) == len(ids)
-    _wait_free(ports)
+    wait_ports_free(ports)
 
 
 def _child_of(pid: int, timeout: float = 10) -> int:

@@ -38,7 +38,7 @@ import pytest
 from packaging.metadata import Metadata
 
 from iotstream.localservices import find_binary
-from tests.harness.ports import demo_ports, port_free
+from tests.harness.ports import demo_ports, wait_ports_free
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -296,10 +296,7 @@ def _running_demo(app: Installed) -> Iterator[Demo]:
     text = log.read_text(errors="replace")
     assert "stopped cleanly" in text, text[-3000:]
     assert "SIGKILL" not in text, text[-3000:]
-    deadline = time.monotonic() + 15
-    while not all(port_free(p) for p in ports.values()):
-        assert time.monotonic() < deadline, f"ports still busy after the demo stopped: {ports}"
-        time.sleep(0.1)
+    wait_ports_free(ports)
 
 
 def _check_demo(app: Installed, demo: Demo) -> None:

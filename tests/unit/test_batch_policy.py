@@ -202,8 +202,12 @@ def test_max_wait_bounds_every_policy_whatever_the_rate_says() -> None:
 SHARE = 0.35  # per-batch work: 35 % of the fixed policy's CPU per item (the test machine)
 
 
+def budget_policy(budget: float = 0.10) -> AdaptivePolicy:
+    return AdaptivePolicy(MAX, MAX_WAIT, TARGET, SHARE, budget)
+
+
 def budgeted(budget: float = 0.10) -> Batcher[int]:
-    return Batcher[int](AdaptivePolicy(MAX, MAX_WAIT, TARGET, SHARE, budget))
+    return Batcher[int](budget_policy(budget))
 
 
 def mean(batches: list[list[int]]) -> float:
@@ -221,15 +225,16 @@ def batch_cost(fixed: list[list[int]]) -> float:
 
 
 def test_the_floor_keeps_a_batch_within_the_budget_of_the_fixed_policys() -> None:
-    policy = AdaptivePolicy(MAX, MAX_WAIT, TARGET, SHARE, 0.10)
+    policy = budget_policy()
     for rate in (500, 2_000, 5_000, 10_000, 20_000, 50_000):
         fixed_size = policy.fixed_batch(rate)
         cost = fixed_size * SHARE / (1 - SHARE)
         floor = policy.floor(rate)
         assert floor < fixed_size
         assert 1 + cost / floor == pytest.approx(1.10 * (1 + cost / fixed_size))
-        per_batch = (cost / fixed_size) / (1 + cost / fixed_size)
-        assert per_batch == pytest.approx(SHARE), "the share of the fixed policy's CPU"
+        # the same fraction of the fixed policy's batch at every rate (0.78 here)
+        k = SHARE / (1 - SHARE)
+        assert floor / fixed_size == pytest.approx(k / (0.10 + 1.10 * k))
     assert AdaptivePolicy(MAX, MAX_WAIT, TARGET).floor(5_000) == 0, "no cost: no floor"
 
 
@@ -258,7 +263,7 @@ def test_the_fixed_policys_batch_is_estimated_with_its_cap(rate: float) -> None:
     than the clump that opens a batch, and the estimate is a few items low)."""
     b = Batcher[int](FixedPolicy(MAX, MAX_WAIT))
     fixed = feed(b, rate, 2.0, 0.001, poisson=True)[20:]
-    estimate = budgeted().policy.fixed_batch(rate, b.rate.clump)  # type: ignore[attr-defined]
+    estimate = budget_policy().fixed_batch(rate, b.rate.clump)
     assert estimate == pytest.approx(mean(fixed), rel=0.025)  # min(m, 64): 4 % off at 10k/s
     uncapped = min(MAX, rate * MAX_WAIT + b.rate.clump)
     if rate in (10_000, 12_000):
@@ -272,7 +277,7 @@ def test_budgeted_batches_all_wait_about_as_long() -> None:
     b = budgeted()
     feed(b, 5_000, 0.5)
     b.flush()
-    floor = b.policy.floor(5_000, b.rate.clump)  # type: ignore[attr-defined]
+    floor = budget_policy().floor(5_000, b.rate.clump)
     opened = 0.5
     assert b.add_many(range(5), now=opened, first_arrived=opened) == []
     wait = b.wait(opened)
@@ -287,7 +292,7 @@ def test_the_rate_counts_how_many_items_come_together() -> None:
     for k in range(200):
         r.note(6, now=k * 0.002)
     assert r.clump == pytest.approx(6.0, rel=0.01)
-    policy = AdaptivePolicy(MAX, MAX_WAIT, TARGET, SHARE, 0.10)
+    policy = budget_policy()
     assert policy.floor(3_000, clump=6.0) > policy.floor(3_000), "the fixed batch is larger"
 
 
@@ -299,7 +304,7 @@ def test_budgeted_a_lone_reading_still_leaves_at_once() -> None:
 
 
 def test_budgeted_a_batch_below_the_floor_waits_for_its_time_or_its_floor() -> None:
-    policy = AdaptivePolicy(MAX, MAX_WAIT, TARGET, SHARE, 0.10)
+    policy = budget_policy()
     floor = policy.floor(5_000)  # 20.2
     state = BatchState(size=10, opened_at=0.0, queued=0, rate=5_000)
     wait = policy.decide(state, now=TARGET)
