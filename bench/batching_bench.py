@@ -15,6 +15,10 @@ saturate the worker (stored/s below the offered rate): there the throughputs com
 A run's CPU figure moves by ~5 % from one run to the next on a shared machine, as much as
 the difference under study: ``--repeats N`` runs N alternating pairs per rate and adds a
 summary of medians (p50, p99, CPU, and the CPU ratio of each pair) with their ranges.
+
+Each run also splits the readings' time into parts from their records' hops (``HOPS``:
+to the worker, waiting in the batch, decoding and scoring, to Redis), and says what the
+slowest 1 % spent in each: what a policy can shorten (the wait) and what it cannot.
 """
 
 from __future__ import annotations
@@ -23,14 +27,26 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from statistics import median
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.cli import scenario_parser
-from bench.pipeline_bench import ROOT, Result, run_scenario, write_report
+from bench.pipeline_bench import ROOT, Result, run_scenario, stored_predictions, write_report
 from bench.runner import aggregate
 from inference_worker.settings import WorkerSettings
 
+if TYPE_CHECKING:
+    import redis
+
+    from iot_contract import RedisKeys
+
 POLICIES = ("fixed", "adaptive")
+HOPS = ("to_worker", "in_batch", "decode_score", "to_redis")
+"""A reading's time from its device timestamp to Redis, in four parts, from its record's
+``hops``: ``to_worker`` device -> the worker's buffer (simulator, Mosquitto, the socket
+read); ``in_batch`` from there to the last reading its batch took (waiting for the cut);
+``decode_score`` from there to the model's output; ``to_redis`` from the output to
+``published_ts`` (prediction records, the previous batch's answer; the write itself
+follows that stamp)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                             "WORKER_BATCH_COST_SHARE": str(args.batch_cost),
                             "WORKER_BATCH_CPU_BUDGET": str(args.cpu_budget),
                         },
+                        inspect=_hops,
                     )
                     result.extra["repeat"] = repeat
                     results.append(result)
@@ -104,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = _summary(results)
     if args.repeats > 1:
         _print_summary(summary, args.repeats)
+    _print_hops(summary)
     write_report(
         args.out,
         {
@@ -119,6 +137,37 @@ def main(argv: list[str] | None = None) -> int:
         },
     )
     return 0
+
+
+def _hops(client: redis.Redis, keys: RedisKeys) -> dict[str, Any]:
+    """Where the time goes (:data:`HOPS`): each part's median over all readings, and its
+    mean over the slowest 1 % (total at or above the p99), which says what the p99 is made
+    of. A batch is told by its readings' shared ``inferred_ts`` (one model call)."""
+    rows = [
+        (p.hops.device_ts, p.hops.received_ts, p.hops.inferred_ts, p.hops.published_ts or 0.0)
+        for p in stored_predictions(client, keys)
+    ]
+    if not rows:
+        return {}
+    last_in: dict[float, float] = {}
+    for _dev, rec, inf, _pub in rows:
+        last_in[inf] = max(last_in.get(inf, rec), rec)
+    parts = [
+        (rec - dev, last_in[inf] - rec, inf - last_in[inf], pub - inf)
+        for dev, rec, inf, pub in rows
+    ]
+    totals = sorted(pub - dev for dev, _rec, _inf, pub in rows)
+    p99 = totals[min(len(totals) - 1, int(0.99 * len(totals)))]
+    tail = [part for part, (dev, _r, _i, pub) in zip(parts, rows, strict=True) if pub - dev >= p99]
+    return {
+        "hops_median_ms": {
+            name: round(median(x[k] for x in parts) * 1000, 3) for k, name in enumerate(HOPS)
+        },
+        "hops_p99_tail_ms": {
+            name: round(sum(x[k] for x in tail) / len(tail) * 1000, 3)
+            for k, name in enumerate(HOPS)
+        },
+    }
 
 
 def _fitted(results: list[Result]) -> dict[str, float]:
@@ -197,6 +246,11 @@ def _summary(results: list[Result]) -> list[dict[str, Any]]:
                 "cpu_vs_fixed": ratio["median"] if ratio else None,
                 "cpu_vs_fixed_range": [ratio["min"], ratio["max"]] if ratio else None,
                 "mean_batch": round(median(r.extra["mean_batch"] for r in runs), 1),
+                "hops_p99_tail_ms": {
+                    name: round(median(r.extra["hops_p99_tail_ms"][name] for r in runs), 2)
+                    for name in HOPS
+                    if all(r.extra.get("hops_p99_tail_ms") for r in runs)
+                },
             }
         )
     return summary
@@ -221,6 +275,17 @@ def _print_summary(summary: list[dict[str, Any]], repeats: int) -> None:
             f"{x['p99_ms']:>5.1f} [{lo:.1f}-{hi:.1f}] {x['cpu_us_per_reading']:>8.1f} "
             f"{ratio:>19} {x['mean_batch']:>6.1f}"
         )
+
+
+def _print_hops(summary: list[dict[str, Any]]) -> None:
+    print("\nthe slowest 1 % (at or above the p99): mean ms in each part (median of the runs)")
+    print(f"{'source':<6} {'offered/s':>9} {'policy':<8} " + " ".join(f"{h:>12}" for h in HOPS))
+    for x in summary:
+        if tail := x["hops_p99_tail_ms"]:
+            print(
+                f"{x['source']:<6} {x['offered_per_s']:>9.0f} {x['policy']:<8} "
+                + " ".join(f"{tail[h]:>12.2f}" for h in HOPS)
+            )
 
 
 HEAD = (

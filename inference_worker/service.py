@@ -347,14 +347,14 @@ class Worker:
 
     def process(self, batch: list[Incoming]) -> None:
         """Decode and score one batch, then store it here or hand it to the writer (see
-        :meth:`run`; waits while two batches are already waiting for Redis: backpressure)."""
+        :meth:`run`; waits while two batches are already waiting for Redis: backpressure).
+
+        Only what the batch's records need runs before they are on their way to Redis: the
+        observers (drift counting: ~0.06 ms a batch of 50 warm, ~0.1 ms cold) and the batch
+        metrics come after, so no reading waits for them."""
         m = self.metrics
         m.counter("received").inc(len(batch))
-        m.counter("batches").inc()
-        m.histogram("batch_size").observe(len(batch))
-        m.gauge("queue_depth").set(self.source.pending())
-        m.gauge("backpressure_seconds").set(self.source.blocked_seconds)
-        m.gauge("acks_pending").inc(len(batch))
+        m.gauge("acks_pending").inc(len(batch))  # before the batch can be acknowledged
         started = time.perf_counter()
         readings: list[Reading] = []
         origin: list[Incoming] = []
@@ -370,11 +370,9 @@ class Worker:
             origin.append(item)
         received_ts = [item.received_ts for item in origin]
         result = self.core.infer(readings, received_ts)
-        for observer in self._observers:
-            observer.observe(readings, received_ts, result)
         for index, error in result.rejected:
             deadletters.append(self._deadletter(origin[index], error, readings[index].device_id))
-        m.histogram("inference_seconds").observe(time.perf_counter() - started)
+        scored = time.perf_counter()
         job = _Job(batch, result.records, deadletters)
         self._settle()  # the batch sent before goes first
         if self._handed == self._written and self.source.pending() < self._batcher.max_size:
@@ -384,6 +382,13 @@ class Worker:
             self._begin(job)
         else:
             self._to_writer(job)
+        m.counter("batches").inc()
+        m.histogram("batch_size").observe(len(batch))
+        m.histogram("inference_seconds").observe(scored - started)
+        m.gauge("queue_depth").set(self.source.pending())
+        m.gauge("backpressure_seconds").set(self.source.blocked_seconds)
+        for observer in self._observers:
+            observer.observe(readings, received_ts, result)
 
     def _to_writer(self, job: _Job) -> None:
         """Hand ``job`` to the writer thread (it stores with retries and acknowledges); the

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.batching_bench import main
+from bench.batching_bench import HOPS, main
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,13 @@ def test_a_tiny_batching_bench_compares_both_policies(
         assert r["p50_ms"] <= r["p99_ms"] <= r["max_ms"]
         assert r["worker_cpu_us_per_reading"] > 0
         assert r["extra"]["mean_batch"] >= 1
+        # the parts add up to each reading's total: the slowest 1 %'s parts to their mean
+        tail = r["extra"]["hops_p99_tail_ms"]
+        assert set(tail) == set(HOPS)
+        assert r["p99_ms"] - 0.01 <= sum(tail.values()) <= r["max_ms"] + 0.01
+        assert all(v >= 0 for v in r["extra"]["hops_median_ms"].values())
     printed = capsys.readouterr().out
     assert "vs fixed" in printed
     assert "medians of 2 pairs" in printed
+    assert "the slowest 1 %" in printed
     assert str(out) in printed
