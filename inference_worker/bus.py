@@ -83,6 +83,10 @@ class Incoming:
     queued_at: float = 0.0
     """When the source put it in its hand-over buffer (``time.monotonic()``; 0: unknown). A
     batch opened by this reading counts its wait from then."""
+    arrived_at: float = 0.0
+    """When it reached the worker, estimated (``time.monotonic()``; 0: not known): the
+    readings of one socket read are spread evenly over the time their bytes waited in the
+    socket. The adaptive policy times a batch this reading opens from then."""
 
 
 @dataclass(frozen=True, slots=True)

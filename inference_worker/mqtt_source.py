@@ -235,14 +235,28 @@ class MqttSource(BufferedIntake):
                 f"{type(error).__name__}: {error}" if error else rc,
             )
 
-    def _on_publishes(self, publishes: list[Publish]) -> None:
+    def _on_publishes(self, publishes: list[Publish], *, fast: bool = True) -> None:
         now, queued_at = time.time(), time.monotonic()
         generation = self.generation
+        # the read's readings arrived one after another since its bytes began to wait
+        since = self.client.read_since if fast else 0.0
+        if not 0 < since <= queued_at:
+            since = 0.0
+        step = (queued_at - since) / (len(publishes) + 1)
         items = [
             Incoming(
-                p.topic, p.payload, p.content_type, p.mid, p.qos, now, generation, None, queued_at
+                p.topic,
+                p.payload,
+                p.content_type,
+                p.mid,
+                p.qos,
+                now,
+                generation,
+                None,
+                queued_at,
+                since + step * k if since else 0.0,
             )
-            for p in publishes
+            for k, p in enumerate(publishes, 1)
         ]
         # Backpressure: when the buffer is full the network thread waits for room, so it
         # stops reading and unacknowledged readings stay with the broker.
@@ -256,5 +270,6 @@ class MqttSource(BufferedIntake):
         if self._v5 and msg.properties is not None:
             content_type = getattr(msg.properties, "ContentType", None)
         self._on_publishes(
-            [Publish(msg.topic, cast(bytes, msg.payload), content_type, msg.mid, msg.qos)]
+            [Publish(msg.topic, cast(bytes, msg.payload), content_type, msg.mid, msg.qos)],
+            fast=False,
         )

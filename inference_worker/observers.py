@@ -4,7 +4,8 @@ retraining, drift measurement), beside storing it.
 The run loop calls every observer once per batch, on its own thread, right after the
 scored batch is on its way to Redis (so no reading waits for an observer): an observer
 must return quickly (a buffered append; heavy work such as writing files happens on the
-observer's own thread) and must not raise (a fault in a side task never stops scoring). Observers are context managers owned by the worker's assembly
+observer's own thread) and must not raise (a fault in a side task never stops scoring).
+Observers are context managers owned by the worker's assembly
 (:func:`inference_worker.app`), which builds them from the settings in
 :func:`open_observers`.
 """

@@ -249,12 +249,21 @@ class Worker:
         # batch at its first new item left the rest to wait a whole deadline more
         if not items:
             self._settle()
-        now = time.monotonic()
-        first = items[0].queued_at if items and not len(self._batcher) else 0.0
-        for batch in self._batcher.add_many(
-            items, now, self.source.pending(), first_arrived=first or None
-        ):
+        for batch in self._add(items, time.monotonic(), self.source.pending()):
             self.process(batch)
+
+    def _add(self, items: list[Incoming], now: float, queued: int) -> list[list[Incoming]]:
+        """Add what was taken to the open batch; returns the batches that closes. A batch
+        they open counts its age from when its first reading was queued, and the adaptive
+        policy its time from when that reading is estimated to have arrived."""
+        first = items[0] if items and not len(self._batcher) else None
+        return self._batcher.add_many(
+            items,
+            now,
+            queued,
+            first_arrived=first.queued_at or None if first else None,
+            first_arrived_est=first.arrived_at or None if first else None,
+        )
 
     def _pump(self) -> float | None:
         """The run loop's work on the source's intake thread, after a hand-over or when the
@@ -333,8 +342,7 @@ class Worker:
         """Take what the intake handed over, process the batches that closes, read the
         answer of a batch sent before if no new one went; returns when to come back."""
         items = self.source.take(self.source.pending() or 1, 0.0)
-        first = items[0].queued_at if items and not len(self._batcher) else 0.0
-        closed = self._batcher.add_many(items, now, 0, first_arrived=first or None)
+        closed = self._add(items, now, 0)
         for batch in closed:
             self.process(batch)
         if not closed:

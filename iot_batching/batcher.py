@@ -41,6 +41,7 @@ class Batcher(Generic[T]):
         self.rate = ArrivalRate(rate_window)
         self._items: list[T] = []
         self._opened_at = 0.0
+        self._arrived: float | None = None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -63,6 +64,7 @@ class Batcher(Generic[T]):
         queued: int = 0,
         *,
         first_arrived: float | None = None,
+        first_arrived_est: float | None = None,
     ) -> list[list[T]]:
         """Add items that arrived by ``now``, in order; ``queued`` more are waiting in the
         input. Returns the batches this closed: every one that filled, then the open one if
@@ -71,13 +73,22 @@ class Batcher(Generic[T]):
 
         ``first_arrived``: when the first of ``items`` arrived, if earlier than ``now``; a
         batch it opens counts its age from then (a caller woken once per batch, see
-        :meth:`ahead`, takes its items some time after the first came)."""
+        :meth:`ahead`, takes its items some time after the first came).
+        ``first_arrived_est``: when the first of ``items`` reached the caller's input,
+        estimated, if known (its bytes may have waited in a socket before ``first_arrived``):
+        the adaptive policy times a batch it opens from then (:attr:`BatchState.arrived`)."""
         closed: list[list[T]] = []
         added = 0
         for item in items:
             if not self._items:
+                first = not added
                 self._opened_at = (
-                    min(first_arrived, now) if first_arrived is not None and not added else now
+                    min(first_arrived, now) if first_arrived is not None and first else now
+                )
+                self._arrived = (
+                    min(first_arrived_est, self._opened_at)
+                    if first_arrived_est is not None and first
+                    else None
                 )
             self._items.append(item)
             added += 1
@@ -121,7 +132,12 @@ class Batcher(Generic[T]):
 
     def _state(self, now: float, queued: int) -> BatchState:
         return BatchState(
-            len(self._items), self._opened_at, queued, self.rate.per_second(now), self.rate.clump
+            len(self._items),
+            self._opened_at,
+            queued,
+            self.rate.per_second(now),
+            self.rate.clump,
+            self._arrived,
         )
 
     def _take(self) -> list[T]:

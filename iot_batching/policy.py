@@ -27,6 +27,10 @@ class BatchState:
     """Recent arrivals per second (:class:`~iot_batching.ArrivalRate`)."""
     clump: float = 1.0
     """Recent items per arrival (:attr:`ArrivalRate.clump <iot_batching.ArrivalRate>`)."""
+    arrived: float | None = None
+    """When its first item arrived, estimated, if the caller knows better than
+    ``opened_at`` (an item read from a socket waited there first); ``None``: about a clump's
+    worth of arrivals before ``opened_at``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +109,13 @@ class AdaptivePolicy:
     With ``batch_cost`` set, steps 4 and 5 wait first for a floor: the smallest batch whose
     own cost keeps the CPU per item within ``cpu_budget`` of what the fixed policy spends at
     the recent rate (:meth:`floor`). A batch below it closes at the time the floor is
-    expected at that rate (``opened_at + (floor + 1 - clump) / rate``: it opened with about
-    a clump; one more for arrivals being whole items), or earlier once it holds the floor,
-    or at ``max_wait``. The time, not the count, is what usually closes it: every batch then
-    waits about as long, and no reading waits for a count that comes late. An item arriving
-    alone (no rate, or not one more expected by then) still leaves at once.
+    expected at that rate (``arrived + floor / rate`` when the caller knows when its first
+    item arrived, :attr:`BatchState.arrived`; else ``opened_at + (floor + 1 - clump) /
+    rate``: it opened with about a clump, one more for arrivals being whole items), or
+    earlier once it holds the floor, or at ``max_wait``. The time, not the count, is what
+    usually closes it: every batch then waits about as long, and no reading waits for a
+    count that comes late. An item arriving alone (no rate, or not one more expected by
+    then) still leaves at once.
 
     Example:
         >>> p = AdaptivePolicy(max_size=64, max_wait=0.005, target_wait=0.002)
@@ -214,7 +220,10 @@ class AdaptivePolicy:
             return Wait(fill_by, room)
         floor = self.floor(rate, state.clump) if self.batch_cost and rate > 0 else 0.0
         if state.size < floor:
-            expected = min(deadline, state.opened_at + max(0.0, floor + 1 - state.clump) / rate)
+            if state.arrived is not None:  # the floor's worth of arrivals after the first
+                expected = min(deadline, state.arrived + floor / rate)
+            else:  # it opened with about a clump, arriving over the time before
+                expected = min(deadline, state.opened_at + max(0.0, floor + 1 - state.clump) / rate)
             if now < expected and rate * (expected - now) >= 1:
                 return Wait(expected, room)
         if now >= target or rate * (target - now) < 1:

@@ -58,6 +58,8 @@ def check_paho_version(version: str) -> None:
 check_paho_version(paho.mqtt.__version__)
 
 _PUBACK: Final = 0x40
+_WOKEN: Final = 0.0002
+"""A ``select`` longer than this slept until data came (shorter: the data was there)."""
 _PUBACK_PACKET: Final = struct.Struct("!BBH")
 
 
@@ -84,6 +86,15 @@ class WorkerClient(mqtt.Client):
     """Seconds between two reads at least, on the fast path: a read sooner than that waits
     for the rest of the interval, so that more messages arrive in one ``recv``."""
     _last_read = 0.0
+    _looked_at = 0.0
+    """When this thread last began to wait for data (its ``select``)."""
+    _quiet_at = 0.0
+    """When a turn of the loop last ended without a read (nothing was waiting then)."""
+    read_since = 0.0
+    """When what the latest read brought began to wait in the socket (``time.monotonic()``,
+    fast path): the read before it when the data was there as soon as this thread looked
+    (a busy connection, or this thread busy elsewhere: scoring a batch), else when its
+    ``select`` woke for the data. Its messages arrived after that."""
     _flowing = False
     """Whether the last read brought more than one packet (traffic is steady)."""
 
@@ -148,7 +159,10 @@ class WorkerClient(mqtt.Client):
                 now = time.monotonic()
         if at is not None:
             timeout = max(0.0, min(timeout, at - now))
+        self._looked_at = time.monotonic()
         rc = super()._loop(timeout)
+        if self._last_read < self._looked_at:  # no read: the socket had nothing just now
+            self._quiet_at = time.monotonic()
         at, on_timer = self.timer_at, self.on_timer
         if at is not None and on_timer is not None and time.monotonic() >= at:
             self.set_timer(on_timer())
@@ -168,15 +182,20 @@ class WorkerClient(mqtt.Client):
         on_publishes = self.on_publishes
         if on_publishes is None:
             return super()._packet_read()
+        woke, before = time.monotonic(), self._last_read
+        if not self._flowing and before < self._looked_at and woke - self._looked_at > _WOKEN:
+            self.read_since = woke  # a trickle: the select slept until the data came
+        else:  # while readings flow the data waits for this thread, never the other way
+            self.read_since = max(before, self._quiet_at) or woke
         if self.read_interval:
             # wait out the read interval, but not past the timer: what is due then (a batch
             # at its deadline) takes what has arrived by then, not a read interval later
-            read_at = self._last_read + self.read_interval
+            read_at = before + self.read_interval
             if (at := self.timer_at) is not None:
                 read_at = min(read_at, at)
-            if (wait := read_at - time.monotonic()) > 0:
+            if (wait := read_at - woke) > 0:
                 time.sleep(wait)
-            self._last_read = time.monotonic()
+        self._last_read = time.monotonic()
         try:
             chunk = self._sock_recv(self.read_size)
         except BlockingIOError:

@@ -287,6 +287,39 @@ def test_budgeted_batches_all_wait_about_as_long() -> None:
     assert len(b.add_many([], now=wait.until)) == 1, "closed at the time, below the floor"
 
 
+def test_budgeted_a_batch_is_timed_from_when_its_first_item_arrived_if_known() -> None:
+    """Items that waited in a socket (the worker's network thread was scoring the batch
+    before) open a batch older than the read that brought them: with their arrival
+    estimated, the batch closes the floor's worth of arrivals after it, so its oldest item
+    waits as long as any other batch's; the fixed policy's deadline is unchanged."""
+    policy = budget_policy()
+    floor = policy.floor(10_000, 10.0)
+    late = BatchState(size=18, opened_at=0.0018, queued=0, rate=10_000, clump=10.0, arrived=0.0)
+    wait = policy.decide(late, now=0.0018)
+    assert wait is not None and wait.until == pytest.approx(floor / 10_000)
+    unknown = BatchState(size=18, opened_at=0.0018, queued=0, rate=10_000, clump=10.0)
+    later = policy.decide(unknown, now=0.0018)
+    assert later is not None and later.until == pytest.approx(0.0018 + (floor + 1 - 10) / 10_000)
+    assert wait.until < later.until - 0.0007, "a read's worth of age is not lost"
+    assert FixedPolicy(MAX, MAX_WAIT).decide(late, now=0.0018) == Wait(0.0018 + MAX_WAIT, MAX - 18)
+    # the batcher hands the estimate of the items that open a batch to its policy
+    b = budgeted()
+    feed(b, 10_000, 0.3)
+    b.flush()
+    assert b.add_many(range(18), now=0.302, first_arrived=0.302, first_arrived_est=0.3002) == []
+    timed, rate = b.wait(0.302), b.rate.per_second(0.302)
+    assert timed is not None
+    floor = budget_policy().floor(rate, b.rate.clump)
+    assert timed.until == pytest.approx(0.3002 + floor / rate, abs=1e-6)
+    # a batch opened by later items of the same call: not known, about a clump
+    b.flush()
+    b.add_many(range(MAX + 3), now=0.303, first_arrived_est=0.3012)
+    rest, rate = b.wait(0.303), b.rate.per_second(0.303)
+    assert len(b) == 3 and rest is not None
+    floor = budget_policy().floor(rate, b.rate.clump)
+    assert rest.until == pytest.approx(0.303 + (floor + 1 - b.rate.clump) / rate, abs=1e-6)
+
+
 def test_the_rate_counts_how_many_items_come_together() -> None:
     r = ArrivalRate(window=0.05)
     for k in range(200):

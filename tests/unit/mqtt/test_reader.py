@@ -246,3 +246,71 @@ def test_other_paho_versions_are_refused_at_import(version: str) -> None:
 def test_the_installed_paho_is_the_supported_one() -> None:
     """The lock files pin what the reader was written against (requirements/*.txt)."""
     assert paho.mqtt.__version__.startswith(SUPPORTED_PAHO + ".")
+
+
+def publishes(*mids: int) -> bytes:
+    return b"".join(packet(Publish("devices/a/telemetry", b"{}", None, m, 1)) for m in mids)
+
+
+def test_a_read_says_since_when_its_bytes_waited_for_a_busy_thread(wired: Wired) -> None:
+    """Readings flowing (two packets a read): what the next read brings has waited in the
+    socket since the read before, however long this thread was busy meanwhile."""
+    client = wired.client
+    wired.broker.sendall(publishes(1, 2))
+    before = time.monotonic()
+    read_all(client)
+    after = time.monotonic()
+    wired.broker.sendall(publishes(3, 4))
+    time.sleep(0.03)  # scoring a batch, say
+    read_all(client)
+    assert before <= client.read_since <= after, "since the read before"
+
+
+def test_a_turn_that_found_nothing_moves_the_start_of_the_wait(wired: Wired) -> None:
+    client = wired.client
+    wired.broker.sendall(publishes(1, 2))
+    read_all(client)
+    quiet = time.monotonic()
+    client.loop(timeout=0.02)  # a turn of the loop: the socket had nothing
+    wired.broker.sendall(publishes(3, 4))
+    read_all(client)
+    assert client.read_since >= quiet + 0.015, "not before the turn that found nothing"
+
+
+def test_a_trickle_waits_since_the_select_woke_for_it(wired: Wired) -> None:
+    """One packet a read: the select sleeps until the data comes, which waited no longer."""
+    client = wired.client
+    wired.broker.sendall(publishes(1))
+    read_all(client)
+    sender = threading.Timer(0.05, wired.broker.sendall, (publishes(2),))
+    started = time.monotonic()
+    sender.start()
+    client.loop(timeout=2.0)
+    sender.join()
+    assert [p.mid for p in wired.got if isinstance(p, Publish)] == [1, 2]
+    assert client.read_since >= started + 0.04, "from when the select woke"
+
+
+def test_the_source_spreads_a_reads_readings_over_the_time_they_waited(tmp_path: Path) -> None:
+    """A read's readings arrived one after another since its bytes began to wait: their
+    estimated arrivals (what the adaptive policy times a batch from) are spread evenly
+    between then and the hand-over, all earlier than the read."""
+    source = MqttSource(
+        WorkerSettings(
+            mqtt_url="mqtt://127.0.0.1:1", mqtt_protocol="3.1.1", worker_id="t", models_dir=tmp_path
+        )
+    )
+    with connected(source.client) as broker:
+        broker.sendall(publishes(1))
+        read_all(source.client)
+        broker.sendall(publishes(2, 3, 4))
+        time.sleep(0.03)
+        read_all(source.client)
+        items = source.take(10, timeout=0)
+    assert [i.mid for i in items] == [1, 2, 3, 4]
+    since, handed = source.client.read_since, items[1].queued_at
+    step = (handed - since) / 4
+    assert step > 0.03 / 4 - 1e-4, "they waited at least as long as the sleep"
+    assert [i.arrived_at for i in items[1:]] == pytest.approx(
+        [since + step * k for k in (1, 2, 3)], abs=1e-9
+    )
