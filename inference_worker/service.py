@@ -261,8 +261,8 @@ class Worker:
             items,
             now,
             queued,
-            first_arrived=first.queued_at or None if first else None,
-            first_arrived_est=first.arrived_at or None if first else None,
+            first_arrived=(first.queued_at or None) if first else None,
+            first_arrived_est=(first.arrived_at or None) if first else None,
         )
 
     def _pump(self) -> float | None:
