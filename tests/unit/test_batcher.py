@@ -133,7 +133,11 @@ def test_a_decision_is_asked_once_per_change() -> None:
     assert b.add_many([3], now=1.002) == []  # one more item at the same time: asked again
     assert policy.asked == 3
     assert b.poll(1.005) == [1, 2, 3]
-    assert b.add_many([4], now=1.005) == [], "a new batch is not judged by the old answer"
-    wait = b.wait(1.005)
-    assert wait is not None and wait.items == 9
-    assert wait.until == pytest.approx(1.010)
+    # a new batch of the same size at the same time is not judged by the old one's answer
+    b.add_many([4, 5], now=2.0, first_arrived=1.998)
+    old = b.wait(2.0)
+    assert old is not None and old.until == pytest.approx(2.003)
+    assert len(b.add_many(range(6, 16), now=2.0)) == 1  # 4..13 fill it; 14, 15 open the next
+    new = b.wait(2.0)
+    assert len(b) == 2 and new is not None
+    assert new.until == pytest.approx(2.005), "opened at 2.0, not 1.998"
