@@ -7,15 +7,19 @@ rows in each). The worker counts its live readings into the same bins and, every
 feature:
 
 * **Hot path** (:meth:`DriftMonitor.observe`, on the worker thread once per scored batch):
-  the batch's features as one array per (model, version) and one vectorised binning
-  (compare with the padded bin edges, one ``bincount``) into the window's open bucket.
-  No I/O, no PSI.
+  the batch's feature rows join their (model, version)'s pending rows; every
+  :data:`BIN_ROWS` rows (a quarter bucket at most), and before each measurement, they
+  become one array and one vectorised binning (compare with the padded bin edges, one
+  ``bincount``) into the window's open bucket. No I/O, no PSI. Binning per batch cost
+  ~0.1 ms of a cold CPU each time, the same at 25 readings as at 64: a share of the
+  worker's CPU per batch that the adaptive batch policy, cutting smaller batches at
+  moderate rates, paid more often.
 * **Window policy: count-bucketed sliding window.** A version's window is a ring of
   :data:`WINDOW_BUCKETS` buckets of ``drift_window / WINDOW_BUCKETS`` readings each (bin
   counts and feature sums only: bounded memory whatever the rate); when the open bucket
   fills, it joins the ring and the oldest bucket drops out. So the window holds the last
   ``drift_window * (1 - 1/WINDOW_BUCKETS)`` to ``drift_window`` readings (plus at most one
-  batch).
+  binning's rows).
 * **Decision with hysteresis** (:class:`DriftDecision`): nothing is measured until the
   window holds ``drift_min_window`` readings (a small sample's PSI is noise); a model
   starts drifting when its largest per-feature PSI reaches ``drift_threshold`` and stops
@@ -72,6 +76,8 @@ log = logging.getLogger(__name__)
 
 WINDOW_BUCKETS = 10
 """Buckets per window: the window slides by a tenth of its size at a time."""
+BIN_ROWS = 256
+"""Pending rows of a version binned at once (fewer when a quarter bucket is smaller)."""
 CLEAR_RATIO = 0.8
 """A drifting model stops drifting when its PSI falls below this share of the threshold."""
 RETIRE_AFTER = 6
@@ -201,6 +207,16 @@ class _Tracked:
     decision: DriftDecision
     seen_at_last_evaluation: int = 0
     idle_intervals: int = 0
+    rows: list[Sequence[float]] = field(default_factory=list)
+    """Feature rows observed and not yet binned (under the monitor's lock)."""
+    bin_at: int = BIN_ROWS
+    """Pending rows that are binned at once."""
+
+    def bin_pending(self) -> None:
+        """Bin the pending rows into the window (the caller holds the monitor's lock)."""
+        if self.rows:
+            self.window.add(np.array(self.rows, dtype=np.float64))
+            self.rows = []
 
 
 @dataclass(eq=False)
@@ -233,7 +249,8 @@ class DriftMonitor:
     ) -> None:
         """Count a scored batch's readings into their version's window (a version seen for
         the first time is looked up at the next :meth:`evaluate`; its readings until then
-        are not counted)."""
+        are not counted). They are binned with the version's next :data:`BIN_ROWS` rows,
+        or at the next :meth:`evaluate`, whichever comes first."""
         groups: dict[VersionKey, list[int]] = {}
         if len(result.by_version) == 1:  # one version scored the whole batch: no grouping
             groups[next(iter(result.by_version))] = result.indices
@@ -248,9 +265,18 @@ class DriftMonitor:
                     with self._lock:
                         self._pending.add(key)
                 continue
-            x = np.array([readings[i].features for i in indices], dtype=np.float64)
+            rows = [readings[i].features for i in indices]
+            if not rows:
+                continue
+            if len(rows[0]) != tracked.window.n_features:  # the core scored them: all alike
+                raise ValueError(
+                    f"{key[0]} {key[1]} scores {len(rows[0])} features; its training "
+                    f"reference has {tracked.window.n_features}"
+                )
             with self._lock:
-                tracked.window.add(x)
+                tracked.rows += rows
+                if len(tracked.rows) >= tracked.bin_at:
+                    tracked.bin_pending()
 
     def evaluate(self, now: float) -> list[DriftReport]:
         """Measure every tracked version whose window holds ``min_window`` readings."""
@@ -258,6 +284,7 @@ class DriftMonitor:
         reports = []
         for key, tracked in list(self._tracked.items()):
             with self._lock:
+                tracked.bin_pending()
                 added = tracked.window.added
                 n, counts, means = tracked.window.snapshot()
             fresh = added > tracked.seen_at_last_evaluation
@@ -336,9 +363,11 @@ class DriftMonitor:
                 log.info("drift: %s %s has no training reference; not measured", *key)
                 self._untracked.add(key)
                 continue
+            window = BinnedWindow(profile, self.window)
             self._tracked[key] = _Tracked(
-                BinnedWindow(profile, self.window),
+                window,
                 DriftDecision(self.threshold, self.min_window),
+                bin_at=max(1, min(BIN_ROWS, window.bucket_size // 4)),
             )
             log.info(
                 "drift: measuring %s %s against %s (%d rows)", *key, profile.source, profile.rows

@@ -4,7 +4,7 @@ rate, close the batch now or say how long and for how many more items to wait. P
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
 __all__ = ["AdaptivePolicy", "BatchState", "CutPolicy", "FixedPolicy", "Wait", "make_policy"]
@@ -140,6 +140,9 @@ class AdaptivePolicy:
     cpu_budget: float = 0.10
     """With ``batch_cost``: the CPU per item this policy may spend over the fixed policy's
     at the same rate (0.10: 10 % more)."""
+    _floor_share: float = field(init=False, repr=False, compare=False)
+    """:meth:`floor` over :meth:`fixed_batch`: a constant of ``batch_cost`` and
+    ``cpu_budget``."""
 
     def __post_init__(self) -> None:
         _check(self.max_size, self.max_wait)
@@ -150,6 +153,8 @@ class AdaptivePolicy:
                 f"batch_cost must be in [0, 1) and cpu_budget > 0, got {self.batch_cost}, "
                 f"{self.cpu_budget}"
             )
+        r = self.batch_cost / (1 - self.batch_cost)  # c / f, below
+        object.__setattr__(self, "_floor_share", r / (self.cpu_budget + (1 + self.cpu_budget) * r))
 
     def floor(self, rate: float, clump: float = 1.0) -> float:
         """The smallest batch that keeps the CPU per item within ``cpu_budget`` of the fixed
@@ -160,7 +165,7 @@ class AdaptivePolicy:
         costs ``c = f * s / (1 - s)`` items' worth, and an item in a batch of ``n`` costs
         ``1 + c / n``. ``1 + c / n <= (1 + cpu_budget) * (1 + c / f)`` gives ``n >= c /
         (cpu_budget + (1 + cpu_budget) * c / f)``: a fixed fraction of ``f`` (0.78 with a
-        share of 0.35 and a budget of 10 %), 0 when ``batch_cost`` is 0.
+        share of 0.35 and a budget of 10 %, worked out once), 0 when ``batch_cost`` is 0.
 
         Example:
             >>> p = AdaptivePolicy(64, 0.005, batch_cost=0.35, cpu_budget=0.1)
@@ -169,10 +174,7 @@ class AdaptivePolicy:
             >>> round(p.floor(5000.0, clump=5.0), 1)  # 30 items
             23.3
         """
-        s = self.batch_cost
-        fixed = self.fixed_batch(rate, clump)
-        c = fixed * s / (1 - s)
-        return c / (self.cpu_budget + (1 + self.cpu_budget) * c / fixed) if c else 0.0
+        return self._floor_share * self.fixed_batch(rate, clump) if self.batch_cost else 0.0
 
     def fixed_batch(self, rate: float, clump: float = 1.0) -> float:
         """The fixed policy's mean batch at ``rate`` items per second arriving ``clump`` at
@@ -199,7 +201,7 @@ class AdaptivePolicy:
         mean = max(1.0, rate * self.max_wait + clump)
         sd = math.sqrt(mean)
         z = (self.max_size - mean) / sd
-        if z > 8:  # the cap is out of reach
+        if z > 5:  # the cap is out of reach (what it takes off is below 1e-6 * sd)
             return mean
         # E[(X - max_size)+] for X ~ N(mean, sd^2): sd * (pdf(z) - z * P(Z > z))
         over = sd * (math.exp(-z * z / 2) / _SQRT_2PI - z * 0.5 * math.erfc(z / _SQRT_2))

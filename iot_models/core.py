@@ -243,18 +243,18 @@ class InferenceCore:
     ) -> None:
         with np.errstate(over="ignore"):
             batch = np.array([r.features for r in group], dtype=np.float32)
-        finite = np.isfinite(batch).all(axis=1)
-        for j in np.flatnonzero(~finite):
-            result.rejected.append(
-                (
-                    idx[j],
-                    ContractError(
-                        RejectReason.OUT_OF_RANGE,
-                        "a feature is outside the float32 range the model takes",
-                    ),
+        if not np.isfinite(batch).all():  # one check: rows are looked at only if it fails
+            finite = np.isfinite(batch).all(axis=1)
+            for j in np.flatnonzero(~finite):
+                result.rejected.append(
+                    (
+                        idx[j],
+                        ContractError(
+                            RejectReason.OUT_OF_RANGE,
+                            "a feature is outside the float32 range the model takes",
+                        ),
+                    )
                 )
-            )
-        if not finite.all():
             keep = np.flatnonzero(finite)
             batch, group, idx = batch[keep], [group[k] for k in keep], [idx[k] for k in keep]
         if not group:

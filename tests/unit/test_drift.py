@@ -198,6 +198,26 @@ def test_healthy_fleet_stays_below_an_offset_is_raised_and_cleared(
     assert not report.event.drifting
 
 
+def test_rows_are_binned_together_and_all_counted_at_each_measurement(
+    reference: FeatureProfile, healthy: npt.NDArray[np.float32]
+) -> None:
+    # window 2000: buckets of 200, rows binned 50 at a time
+    monitor = _monitor(reference, min_window=1)
+    core = _core(("fault-clf", "1"))
+    _feed(monitor, core, healthy[:8])
+    assert monitor.evaluate(0.0) == []  # first sight: the reference is looked up
+    (window,) = (t.window for t in monitor._tracked.values())
+    _feed(monitor, core, healthy[8:48], batch=10)  # 40 rows: below one binning
+    assert window.added == 0
+    (report,) = monitor.evaluate(1.0)  # a measurement bins what is pending
+    assert report.status.window == window.added == 40
+    _feed(monitor, core, healthy[48:108], batch=10)  # 60 rows: 50 binned at once
+    assert window.added == 90
+    (report,) = monitor.evaluate(2.0)
+    assert report.status.window == 100
+    assert report.fresh
+
+
 def test_versions_without_reference_are_skipped_and_idle_ones_retired(
     reference: FeatureProfile, healthy: npt.NDArray[np.float32]
 ) -> None:
