@@ -162,9 +162,9 @@ class WorkerSettings(BaseSettings):
     would not fill within twice that at the recent arrival rate, and like ``fixed`` (full
     batches) under load; but a batch closes before ``max_wait_ms`` only once it is large
     enough for ``batch_cost_share`` and ``batch_cpu_budget``, or at the time it is expected
-    to be. Lower latency below ~20k readings/s (p99 5.7-6.5 ms instead of 7.2-7.8 at
-    5k-10k/s on the 2-vCPU test machine, over a day's runs) for up to
-    ``batch_cpu_budget`` more CPU per reading: docs/streaming.md."""
+    to be. Lower latency below ~20k readings/s (p99 5.6-5.9 ms instead of 6.9-7.6 at
+    5k-10k/s on the 2-vCPU test machine, 2026-12-01) for up to ``batch_cpu_budget`` more
+    CPU per reading (1.06-1.09x measured there): docs/streaming.md."""
     batch_target_wait_ms: float = Field(default=1.5, ge=0)
     """``adaptive``: the longest a reading waits for a batch that is not going to fill
     (capped at ``max_wait_ms``). Lower: less latency, more batches per second (CPU)."""
@@ -172,7 +172,9 @@ class WorkerSettings(BaseSettings):
     """``adaptive``: the share of the worker's CPU per reading, under the ``fixed`` policy,
     that its micro-batches' own cost makes up (a model call and a Redis round trip per
     batch, each paid with cold caches; ``iotstream bench batching --batch-cost 0`` fits it
-    from the two policies: 0.28-0.36 on the 2-vCPU test machine from 2k to 10k readings/s).
+    from the two policies: 0.22-0.36 on the 2-vCPU test machine from 2k to 10k readings/s,
+    over several days; the default sits at the top of that range, which keeps the CPU a
+    few points under ``batch_cpu_budget`` there).
     Above 0, a batch closes before ``max_wait_ms`` only at the size that keeps the CPU per
     reading within ``batch_cpu_budget`` of the fixed policy's at the recent rate (about
     0.78 of the fixed policy's batch at the defaults; docs/streaming.md). 0: lowest
