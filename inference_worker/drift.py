@@ -10,10 +10,10 @@ feature:
   the batch's feature rows join their (model, version)'s pending rows; every
   :data:`BIN_ROWS` rows (a quarter bucket at most), and before each measurement, they
   become one array and one vectorised binning (compare with the padded bin edges, one
-  ``bincount``) into the window's open bucket. No I/O, no PSI. Binning per batch cost
-  ~0.1 ms of a cold CPU each time, the same at 25 readings as at 64: a share of the
+  ``bincount``) into the window's open bucket. No I/O, no PSI. Binned per batch, it cost
+  ~0.1 ms a batch on a cold CPU, most of it per call rather than per row: a share of the
   worker's CPU per batch that the adaptive batch policy, cutting smaller batches at
-  moderate rates, paid more often.
+  moderate rates, paid more often (docs/streaming.md).
 * **Window policy: count-bucketed sliding window.** A version's window is a ring of
   :data:`WINDOW_BUCKETS` buckets of ``drift_window / WINDOW_BUCKETS`` readings each (bin
   counts and feature sums only: bounded memory whatever the rate); when the open bucket

@@ -365,8 +365,8 @@ class Worker:
         :meth:`run`; waits while two batches are already waiting for Redis: backpressure).
 
         Only what the batch's records need runs before they are on their way to Redis: the
-        observers (drift counting: ~0.06 ms a batch of 50 warm, ~0.1 ms cold) and the batch
-        metrics come after, so no reading waits for them."""
+        observers (drift counting, capture) and the batch metrics come after, so no reading
+        waits for them."""
         self._received.inc(len(batch))
         self._acks_pending.inc(len(batch))  # before the batch can be acknowledged
         started = time.perf_counter()
