@@ -172,9 +172,9 @@ class WorkerSettings(BaseSettings):
     """``adaptive``: the share of the worker's CPU per reading, under the ``fixed`` policy,
     that its micro-batches' own cost makes up (a model call and a Redis round trip per
     batch, each paid with cold caches; ``iotstream bench batching --batch-cost 0`` fits it
-    from the two policies: 0.22-0.36 on the 2-vCPU test machine from 2k to 10k readings/s,
-    over several days; the default sits at the top of that range, which keeps the CPU a
-    few points under ``batch_cpu_budget`` there).
+    from the two policies: 0.22-0.37 on the 2-vCPU test machine from 2k to 10k readings/s,
+    over several days; with the default the CPU measured 1-4 points under
+    ``batch_cpu_budget`` there on 2026-12-01).
     Above 0, a batch closes before ``max_wait_ms`` only at the size that keeps the CPU per
     reading within ``batch_cpu_budget`` of the fixed policy's at the recent rate (about
     0.78 of the fixed policy's batch at the defaults; docs/streaming.md). 0: lowest
