@@ -17,9 +17,9 @@ feature:
 * **Window policy: count-bucketed sliding window.** A version's window is a ring of
   :data:`WINDOW_BUCKETS` buckets of ``drift_window / WINDOW_BUCKETS`` readings each (bin
   counts and feature sums only: bounded memory whatever the rate); when the open bucket
-  fills, it joins the ring and the oldest bucket drops out. So the window holds the last
-  ``drift_window * (1 - 1/WINDOW_BUCKETS)`` to ``drift_window`` readings (plus at most one
-  binning's rows).
+  fills, it joins the ring and the oldest bucket drops out (rows past a full bucket go on
+  into the next). So once full the window holds the last ``drift_window * (1 -
+  1/WINDOW_BUCKETS)`` to ``drift_window`` readings.
 * **Decision with hysteresis** (:class:`DriftDecision`): nothing is measured until the
   window holds ``drift_min_window`` readings (a small sample's PSI is noise); a model
   starts drifting when its largest per-feature PSI reaches ``drift_threshold`` and stops
@@ -125,19 +125,27 @@ class BinnedWindow:
         """Readings added since the window was made (never decreases)."""
 
     def add(self, x: npt.NDArray[np.float64]) -> None:
-        """Count the rows of ``x`` (``(rows, features)``, finite) into the open bucket."""
+        """Count the rows of ``x`` (``(rows, features)``, finite) into the open bucket; a
+        bucket that fills joins the ring and the rest go on into the next (every bucket in
+        the ring holds exactly ``bucket_size`` readings)."""
+        self.added += len(x)
+        while len(x):
+            room = self.bucket_size - self._open_n
+            self._count(x[:room])
+            x = x[room:]
+            if self._open_n >= self.bucket_size:
+                self._ring.append((self._open_n, self._open_counts, self._open_sums))
+                self._open_counts = np.zeros_like(self._open_counts)
+                self._open_sums = np.zeros_like(self._open_sums)
+                self._open_n = 0
+
+    def _count(self, x: npt.NDArray[np.float64]) -> None:
         bins = np.broadcast_to(self._offsets, x.shape).copy()
         for edge_row in self._edge_rows:
             bins += x >= edge_row
         self._open_counts += np.bincount(bins.ravel(), minlength=self._open_counts.size)
         self._open_sums += x.sum(axis=0)
         self._open_n += len(x)
-        self.added += len(x)
-        if self._open_n >= self.bucket_size:
-            self._ring.append((self._open_n, self._open_counts, self._open_sums))
-            self._open_counts = np.zeros_like(self._open_counts)
-            self._open_sums = np.zeros_like(self._open_sums)
-            self._open_n = 0
 
     def snapshot(self) -> tuple[int, npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         """``(readings, counts (features, bins), per-feature means)`` over the window."""

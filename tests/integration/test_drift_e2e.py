@@ -116,7 +116,7 @@ def test_injected_offset_crosses_the_threshold_and_raises_an_event(
     status = DriftStatus.model_validate_json(raw)
     assert status.drifting
     assert status.worker_id == f"d{unique}"
-    assert 1000 <= status.window <= 1500 + 64
+    assert 1000 <= status.window < 1500  # a window of 1500: nine full buckets and the open one
     temp = next(f for f in status.features if f.name == "bearing_temp_c")
     assert temp.live_mean > temp.reference_mean + 2.0
     print(f"healthy PSI max {max(healthy):.3f}; crossed {crossed_at:.1f} s after drift start")

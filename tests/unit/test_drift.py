@@ -142,6 +142,20 @@ def test_window_slides_by_buckets_and_stays_bounded(reference: FeatureProfile) -
     assert (means == 1e9).all()
 
 
+def test_rows_past_a_full_bucket_go_on_into_the_next(reference: FeatureProfile) -> None:
+    window = BinnedWindow(reference, size=1000)  # buckets of 100 readings
+    rows = np.zeros((64, len(FEATURE_NAMES)))
+    sizes = []
+    for _ in range(40):  # 64 rows at a time: most adds cross a bucket's end
+        window.add(rows)
+        sizes.append(window.snapshot()[0])
+    assert sizes[:2] == [64, 128]
+    assert max(sizes) < 1000
+    assert 900 <= sizes[-1] < 1000
+    assert window.added == 40 * 64
+    assert [b[0] for b in window._ring] == [100] * 9
+
+
 def _state(decision: DriftDecision) -> bool:
     return decision.drifting
 
@@ -258,7 +272,8 @@ def test_observer_publishes_statuses_events_and_gauges(
     def sample(name: str, **extra: str) -> float | None:
         return registry.get_sample_value(name, {**labels, **extra})
 
-    assert sink.statuses["fault-clf"].window == 2000
+    # 2000 readings counted: ten full buckets of 200, of which the ring keeps nine
+    assert sink.statuses["fault-clf"].window == 1800
     assert "vib-ae" not in sink.statuses  # no reference for that version
     assert sample("iotstream_worker_drift_psi_max") == sink.statuses["fault-clf"].psi_max
     assert sample("iotstream_worker_drifting") == 0.0
