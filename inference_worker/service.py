@@ -555,7 +555,7 @@ class Worker:
 
     def _report(self, now: float) -> None:
         m = self.metrics
-        received, stored = m.counter("received")._value.get(), m.counter("stored")._value.get()
+        received, stored = self._received._value.get(), self._stored._value.get()
         rejected = sum(c.get() for c in _children(m.counter("rejected")))
         prev_received, prev_stored, prev_rejected = self._reported
         elapsed = self.settings.report_every + (now - self._report_at)
@@ -567,7 +567,7 @@ class Worker:
             stored - prev_stored,
             rejected,
             rejected - prev_rejected,
-            m.counter("duplicates")._value.get(),
+            self._duplicates._value.get(),
             self.source.pending(),
             m.counter("takeovers")._value.get(),
         )
