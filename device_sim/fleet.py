@@ -65,7 +65,12 @@ class FleetStats:
     """Counters the fleet keeps (read by the progress reporter and by tests)."""
 
     published: int = 0
+    """Readings handed to the MQTT client."""
     acked: int = 0
+    """Readings the broker acknowledged (QoS 1) or the client wrote out (QoS 0)."""
+    status_acked: int = 0
+    """Online/offline status messages the broker acknowledged: counted apart, so that
+    ``acked`` can be set against ``published``."""
     dropped: int = 0
     reconnects: int = 0
     connected: int = 0
@@ -114,6 +119,8 @@ class Fleet:
         self.connections: list[_Connection] = []
         self.devices: list[_Device] = []
         self._stopping = False
+        self._status_mids: set[tuple[int, int]] = set()
+        """``(id(client), mid)`` of status messages the broker has not acknowledged yet."""
         self._build()
         self._by_client = {id(c.client): c for c in self.connections}
         self._drift: dict[str, DeviceDrift] = {}
@@ -211,7 +218,7 @@ class Fleet:
         conn = self._conn_of(client)
         conn.connected, conn.backoff = True, 0.5
         if device_id is not None:
-            client.publish(status_topic(device_id), STATUS_ONLINE, qos=1, retain=True)
+            self._publish_status(client, device_id, STATUS_ONLINE)
 
     def _on_disconnect(
         self, client: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any
@@ -224,8 +231,21 @@ class Fleet:
         if not self._stopping:
             log.warning("%s disconnected (%s); reconnecting in %.1fs", conn.name, rc, conn.backoff)
 
-    def _on_publish(self, _c: mqtt.Client, _u: Any, _mid: int, _rc: Any, _p: Any) -> None:
+    def _on_publish(self, client: mqtt.Client, _u: Any, mid: int, _rc: Any, _p: Any) -> None:
+        if self._status_mids:  # a few a connection, at its connects and at the end
+            key = (id(client), mid)
+            if key in self._status_mids:
+                self._status_mids.remove(key)
+                self.stats.status_acked += 1
+                return
         self.stats.acked += 1
+
+    def _publish_status(self, client: mqtt.Client, device_id: str, status: bytes) -> None:
+        """Publish the device's retained status and remember its packet id, so that its
+        acknowledgement is not counted as a reading's."""
+        info = client.publish(status_topic(device_id), status, qos=1, retain=True)
+        if info.rc != mqtt.MQTT_ERR_QUEUE_SIZE:
+            self._status_mids.add((id(client), info.mid))
 
     def _conn_of(self, client: mqtt.Client) -> _Connection:
         return self._by_client[id(client)]
@@ -348,15 +368,11 @@ class Fleet:
         if self.settings.mode == "devices":
             for conn in self.connections:
                 if conn.connected:
-                    conn.client.publish(
-                        status_topic(conn.devices[0].device_id), STATUS_OFFLINE, qos=1, retain=True
-                    )
+                    self._publish_status(conn.client, conn.devices[0].device_id, STATUS_OFFLINE)
         deadline = time.monotonic() + ack_timeout
-        wanted = self.stats.published + (
-            len(self.connections) * 2 if self.settings.mode == "devices" else 0
-        )
         while self.settings.qos == 1 and time.monotonic() < deadline:
-            if self.stats.acked >= wanted or not any(c.connected for c in self.connections):
+            done = self.stats.acked >= self.stats.published and not self._status_mids
+            if done or not any(c.connected for c in self.connections):
                 break
             self._pump(0.02)
             for conn in self.connections:
