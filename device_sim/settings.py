@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["SimSettings"]
@@ -100,6 +100,13 @@ class SimSettings(BaseSettings):
 
             parse_drift(self.drift)  # a bad spec fails here, with what is wrong
         return self
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        from iot_mqtt.connection import check_broker_url  # paho: only once settings are built
+
+        return check_broker_url(value)
 
     @model_validator(mode="after")
     def _raw_load_client_limits(self) -> SimSettings:

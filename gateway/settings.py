@@ -160,6 +160,14 @@ class GatewaySettings(BaseSettings):
     """Requests accepted and not yet answered, at most; the next gets HTTP 429 / gRPC
     RESOURCE_EXHAUSTED (policy: reject the newcomer)."""
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        from redis.connection import parse_url  # redis-py's own reading of the URL
+
+        parse_url(value)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+        return value
+
     @field_validator("jwt_algorithms", "allowed_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:

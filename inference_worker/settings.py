@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -12,6 +13,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from iot_models.bundled import bundled_models_dir
 
 __all__ = ["WorkerSettings"]
+
+
+def _scheme(url: str) -> str:
+    return urlsplit(url).scheme.lower()
 
 
 class WorkerSettings(BaseSettings):
@@ -25,7 +30,9 @@ class WorkerSettings(BaseSettings):
     """Stable identity: the MQTT client id and the ``worker_id`` in predictions. Keep it the
     same across restarts (StatefulSet pod name) so the broker hands back the queued session."""
     mqtt_url: str = "mqtt://127.0.0.1:1883"
-    """Broker URL: ``mqtt://host:port`` or ``mqtts://host:port`` (TLS)."""
+    """Broker URL: ``mqtt://host:port``, ``mqtts://host:port`` (TLS), ``ws://`` or ``wss://``
+    (MQTT over WebSockets, path ``/mqtt`` unless the URL gives one); ``memory://<name>``: the
+    in-memory source (component tests, embedding). Checked when the settings are read."""
     mqtt_username: str | None = None
     """Broker user name (the production broker refuses anonymous clients)."""
     mqtt_password: SecretStr | None = None
@@ -67,7 +74,8 @@ class WorkerSettings(BaseSettings):
     """``stream`` source: seconds between claim passes (and trims of acknowledged entries)."""
 
     redis_url: str = "redis://127.0.0.1:6379/0"
-    """Redis URL (``redis://`` or ``rediss://``)."""
+    """Redis URL (``redis://``, ``rediss://`` (TLS) or ``unix://``); ``memory://<name>``: the
+    in-memory sink (component tests, embedding). Checked when the settings are read."""
     redis_prefix: str = "iotstream"
     """Prefix of every Redis key (one deployment per prefix)."""
     stream_maxlen: int = Field(default=1_000_000, ge=1000)
@@ -229,6 +237,25 @@ class WorkerSettings(BaseSettings):
     """Python log level."""
     log_format: Literal["text", "json"] = "text"
     """``json``: one JSON object per log line, for log collectors."""
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        if _scheme(value) == "memory":  # bus.MEMORY_SCHEME: the in-memory source
+            return value
+        from iot_mqtt.connection import check_broker_url  # paho: only once settings are built
+
+        return check_broker_url(value)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if _scheme(value) == "memory":  # the in-memory sink
+            return value
+        from redis.connection import parse_url  # redis-py's own reading of the URL
+
+        parse_url(value)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+        return value
 
     @field_validator("models", mode="before")
     @classmethod

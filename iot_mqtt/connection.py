@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-__all__ = ["MqttEndpoint", "Protocol", "make_client"]
+__all__ = ["MqttEndpoint", "Protocol", "check_broker_url", "make_client"]
 
 Protocol = Literal["3.1.1", "5"]
 
@@ -61,6 +61,17 @@ class MqttEndpoint:
             transport="websockets" if transport == "websockets" else "tcp",
             path=parts.path or "/mqtt",
         )
+
+
+def check_broker_url(url: str) -> str:
+    """``url`` unchanged if :meth:`MqttEndpoint.from_url` takes it: a settings validator,
+    so that a bad broker URL is refused with the settings, not at the first connect.
+
+    Raises:
+        ValueError: unknown scheme or no host.
+    """
+    MqttEndpoint.from_url(url)
+    return url
 
 
 def make_client(

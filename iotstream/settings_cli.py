@@ -18,8 +18,6 @@ from typing import Any, TypeVar, get_args, get_origin
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings
 
-from iot_contract.codecs import validation_detail
-
 __all__ = [
     "SettingsError",
     "add_service_command",
@@ -46,6 +44,11 @@ def _unwrap(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
+def _option_and_env(name: str, env_prefix: str) -> tuple[str, str]:
+    """A settings field's command-line option and environment variable."""
+    return "--" + name.replace("_", "-"), f"{env_prefix}{name.upper()}"
+
+
 def add_settings_arguments(parser: argparse.ArgumentParser, cls: type[BaseSettings]) -> None:
     """Add one option per field of ``cls`` (default: unset, meaning environment or default)."""
     prefix = str(cls.model_config.get("env_prefix", ""))
@@ -53,12 +56,12 @@ def add_settings_arguments(parser: argparse.ArgumentParser, cls: type[BaseSettin
         "settings", f"each option can also be set as the environment variable {prefix}<NAME>"
     )
     for name, info in cls.model_fields.items():
-        flag = "--" + name.replace("_", "-")
+        flag, env_var = _option_and_env(name, prefix)
         inner, _ = _unwrap(info.annotation)
         default = info.get_default(call_default_factory=False)
         shown = "" if default is None or callable(default) else f" [default: {default}]"
         help_text = (info.description or "").replace("``", "").replace("%", "%%") + shown
-        env = f" (env {prefix}{name.upper()})"
+        env = f" (env {env_var})"
         kwargs: dict[str, Any] = {"dest": name, "default": None, "help": help_text + env}
         if inner is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
@@ -88,7 +91,25 @@ def settings_from_args(cls: type[S], args: argparse.Namespace) -> S:
     try:
         return cls(**given)
     except ValidationError as exc:
-        raise SettingsError(validation_detail(exc, limit=5)) from None
+        raise SettingsError(_settings_detail(exc, cls.model_config.get("env_prefix", ""))) from None
+
+
+def _settings_detail(exc: ValidationError, env_prefix: str, limit: int = 5) -> str:
+    """``field (--option, ENV_VAR): why; ...``, or just why for a rule across fields;
+    values are not echoed (they may be secrets)."""
+    errors = exc.errors(include_url=False, include_input=False)
+    parts = []
+    for err in errors[:limit]:
+        why = err["msg"].removeprefix("Value error, ")
+        if err["loc"]:
+            name = str(err["loc"][0])
+            where = "{} ({}, {})".format(name, *_option_and_env(name, env_prefix))
+            rest = ".".join(str(p) for p in err["loc"][1:])
+            why = f"{where}{'.' + rest if rest else ''}: {why}"
+        parts.append(why)
+    if len(errors) > limit:
+        parts.append(f"(+{len(errors) - limit} more)")
+    return "; ".join(parts)
 
 
 def add_service_command(

@@ -70,7 +70,11 @@ def _schema(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     import iot_contract as c
 
-    payload = sys.stdin.buffer.read() if str(args.file) == "-" else args.file.read_bytes()
+    try:
+        payload = sys.stdin.buffer.read() if str(args.file) == "-" else args.file.read_bytes()
+    except OSError as exc:
+        print(f"iotstream contract check: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
     try:
         device_id = c.parse_device_topic(args.topic)[0] if args.topic else None
         reading = c.decode_reading(payload, args.content_type, topic_device_id=device_id)

@@ -133,6 +133,8 @@ def _verify(args: argparse.Namespace) -> int:
     found = find_manifests(args.root)
     names = args.names or sorted(found)
     problems: list[str] = []
+    if not names:  # nothing checked is not "ok"
+        problems.append(f"no models under {args.root}; run `iotstream models build`")
     for name in names:
         if name not in found:
             problems.append(f"{name}: no manifest under {args.root}")

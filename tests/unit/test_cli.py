@@ -47,3 +47,20 @@ def test_check_accepts_valid_and_explains_invalid(
     bad.write_text('{"device_id": "d1", "seq": 1, "ts": 5, "features": [1, "x"]}')
     assert main(["contract", "check", str(bad)]) == 1
     assert "features.1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("name", "why"), [("missing.json", "No such file"), (".", "directory")])
+def test_check_names_a_file_it_cannot_read(
+    name: str, why: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["contract", "check", str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("iotstream contract check: cannot read ") and why in err
+
+
+def test_models_verify_of_a_folder_without_models_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing checked is not "ok"."""
+    assert main(["models", "verify", "--root", str(tmp_path)]) == 1
+    assert f"FAIL no models under {tmp_path}" in capsys.readouterr().err

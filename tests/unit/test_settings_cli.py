@@ -67,6 +67,53 @@ def test_bad_settings_exit_2_with_message(capsys: pytest.CaptureFixture[str]) ->
     assert "invalid settings" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["worker", "--mqtt-url", "foo://broker"],
+            "mqtt_url (--mqtt-url, WORKER_MQTT_URL): broker URL 'foo://broker': scheme must be",
+        ),
+        (["ingest", "--mqtt-url", "mqtt://"], "broker URL 'mqtt://' has no host"),
+        (["sim", "--mqtt-url", "127.0.0.1:1883"], "mqtt_url (--mqtt-url, SIM_MQTT_URL)"),
+        (
+            ["worker", "--redis-url", "localhost:6379"],
+            "redis_url (--redis-url, WORKER_REDIS_URL): Redis URL must specify one of",
+        ),
+        (["gateway", "--dev", "--redis-url", "redis://h:port"], "Port could not be cast"),
+    ],
+)
+def test_a_bad_url_is_refused_with_the_settings(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before anything starts, in one line that names the option and its variable (it
+    used to surface as a traceback from the first connect)."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err and "Value error" not in err
+
+
+def test_the_urls_every_transport_takes_are_accepted() -> None:
+    for url in ("mqtt://b", "mqtts://b:8883", "ws://b/mqtt", "wss://b", "memory://t"):
+        assert parse(WorkerSettings, ["--mqtt-url", url]).mqtt_url == url
+    for url in ("redis://r:6379/0", "rediss://r", "unix:///run/redis.sock", "memory://t"):
+        assert parse(WorkerSettings, ["--redis-url", url]).redis_url == url
+    with pytest.raises(SettingsError, match="mqtt_url"):
+        parse(SimSettings, ["--mqtt-url", "memory://t"])  # the in-memory source is the worker's
+
+
+def test_a_rule_across_fields_is_reported_without_a_field_name(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("GATEWAY_JWT_SECRET", raising=False)
+    monkeypatch.delenv("GATEWAY_DEV", raising=False)
+    assert main(["gateway"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        "iotstream gateway: invalid settings: GATEWAY_JWT_SECRET is required outside dev mode"
+    )
+
+
 def test_worker_routes_from_json(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WORKER_ROUTES", '{"fan-*": "vib-ae"}')
     assert parse(WorkerSettings, []).routes == {"fan-*": "vib-ae"}
