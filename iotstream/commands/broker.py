@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from iotstream.commands.parsers import command_group, subcommand
 
 if TYPE_CHECKING:
+    from iotstream.broker_tools.certs import Issued
     from iotstream.broker_tools.dynsec import Permissions
 
 __all__ = ["register"]
@@ -268,6 +269,9 @@ def _account_op(args: argparse.Namespace, op: str) -> int:
     from iotstream.broker_tools import PasswordFile, PasswordFileError, accounts
     from iotstream.broker_tools.dynsec_control import ControlError
 
+    if op in ("rotate", "revoke") and not args.passwd.is_file():
+        print(f"error: no password file at {args.passwd} to {op} in", file=sys.stderr)
+        return 1
     passwords = PasswordFile(args.passwd)
     hints = [_RELOAD_HINT]
     try:
@@ -320,10 +324,12 @@ def _certs_ca(args: argparse.Namespace) -> int:
 def _certs_server(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from iotstream.broker_tools.certs import issue_server, load_issued
+    from iotstream.broker_tools.certs import issue_server
 
+    if (ca := _load_ca(args.dir)) is None:
+        return 1
     hosts = [*args.host, "localhost", "127.0.0.1"]
-    issued = issue_server(load_issued(args.dir, "ca"), hosts, dt.timedelta(days=args.days))
+    issued = issue_server(ca, hosts, dt.timedelta(days=args.days))
     print("\n".join(map(str, issued.write(args.dir, "server"))))
     return 0
 
@@ -331,11 +337,31 @@ def _certs_server(args: argparse.Namespace) -> int:
 def _certs_client(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from iotstream.broker_tools.certs import issue_client, load_issued
+    from iotstream.broker_tools.certs import issue_client
 
-    issued = issue_client(load_issued(args.dir, "ca"), args.name, dt.timedelta(days=args.days))
+    if (ca := _load_ca(args.dir)) is None:
+        return 1
+    issued = issue_client(ca, args.name, dt.timedelta(days=args.days))
     print("\n".join(map(str, issued.write(args.dir, args.name))))
     return 0
+
+
+def _load_ca(folder: Path) -> Issued | None:
+    """The CA in ``folder`` to sign with; ``None`` (and why, on stderr) when there is none
+    or it cannot be read."""
+    from iotstream.broker_tools.certs import load_issued
+
+    try:
+        return load_issued(folder, "ca")
+    except FileNotFoundError as exc:
+        print(
+            f"error: no CA in {folder} ({Path(exc.filename).name} missing): create one with "
+            f"`iotstream broker certs ca --dir {folder}`",
+            file=sys.stderr,
+        )
+    except (OSError, ValueError, TypeError) as exc:  # unreadable, not PEM, not an EC key
+        print(f"error: cannot use the CA in {folder}: {exc}", file=sys.stderr)
+    return None
 
 
 def _connect_info(args: argparse.Namespace) -> int:

@@ -125,6 +125,32 @@ def test_certs_commands_build_a_working_chain(tmp_path: Path) -> None:
         load_issued(tmp_path, name).certificate.verify_directly_issued_by(ca)
 
 
+@pytest.mark.parametrize("kind", [["server", "--host", "m.example"], ["client", "pump-1"]])
+def test_certs_without_a_usable_ca_say_what_to_do(
+    kind: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["broker", "certs", *kind, "--dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"no CA in {tmp_path} (ca.crt missing)" in err
+    assert f"`iotstream broker certs ca --dir {tmp_path}`" in err
+    (tmp_path / "ca.crt").write_text("not a certificate")
+    (tmp_path / "ca.key").write_text("not a key")
+    assert main(["broker", "certs", *kind, "--dir", str(tmp_path)]) == 1
+    assert f"cannot use the CA in {tmp_path}" in capsys.readouterr().err
+    assert not list(tmp_path.glob("server.*")) and not list(tmp_path.glob("pump-1.*"))
+
+
+@pytest.mark.parametrize("op", ["rotate", "revoke"])
+def test_rotate_and_revoke_name_a_missing_password_file(
+    op: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    passwd = tmp_path / "passwd"
+    rights = ["--dynsec", str(tmp_path / "dynsec.json")] if op == "revoke" else []
+    assert main(["broker", op, "pump-1", "--passwd", str(passwd), *rights]) == 1
+    assert f"no password file at {passwd}" in capsys.readouterr().err
+    assert not passwd.exists()
+
+
 def test_connect_info_prints_settings_and_a_command(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["broker", "connect-info", "pump-1", "--host", "m.example", "--cert-dir", "certs"]
     assert main(argv) == 0
