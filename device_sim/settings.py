@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["SimSettings"]
@@ -49,11 +48,11 @@ class SimSettings(BaseSettings):
     """User name for every connection; default in ``devices`` mode: the device id."""
     password: SecretStr | None = None
     """Password for every connection (the demo broker's throwaway device password)."""
-    ca_file: Path | None = None
+    ca_file: FilePath | None = None
     """CA bundle for TLS URLs."""
-    cert_file: Path | None = None
+    cert_file: FilePath | None = None
     """Client certificate for brokers that require one."""
-    key_file: Path | None = None
+    key_file: FilePath | None = None
     """Private key of ``cert_file``."""
     boot_ids: bool = True
     """Send a boot id (a new random number every run, per device) with each reading, so

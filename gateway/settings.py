@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from iot_models.bundled import bundled_models_dir
@@ -26,6 +26,23 @@ _ASYMMETRIC: Final = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "PS
 
 class SettingsError(ValueError):
     """The settings are inconsistent or unsafe."""
+
+
+def _check_public_key(pem: str) -> None:
+    """Refuse a value that is not a PEM public key (a path given instead of the text, a
+    private key), so that a misconfigured gateway fails at start rather than answering
+    every client 4401."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        load_pem_public_key(pem.encode())
+    except (ValueError, TypeError):
+        hint = (
+            ""
+            if pem.lstrip().startswith("-----BEGIN")
+            else " (it takes the key's text, not a path)"
+        )
+        raise ValueError(f"GATEWAY_JWT_PUBLIC_KEY is not a PEM public key{hint}") from None
 
 
 class GatewaySettings(BaseSettings):
@@ -54,7 +71,8 @@ class GatewaySettings(BaseSettings):
     jwt_secret: SecretStr | None = None
     """HMAC secret for HS256/384/512 tokens (at least 32/48/64 bytes outside dev mode)."""
     jwt_public_key: str | None = None
-    """PEM public key for RS*/ES*/PS*/EdDSA tokens (instead of ``jwt_secret``)."""
+    """PEM public key for RS*/ES*/PS*/EdDSA tokens (instead of ``jwt_secret``): the key's
+    text (``GATEWAY_JWT_PUBLIC_KEY="$(cat key.pem)"``), not a path; checked at start."""
     jwt_algorithms: Annotated[list[str], NoDecode] = ["HS256"]
     """Allowlist of token algorithms; ``none`` is never accepted."""
     jwt_audience: str = "iotstream-gateway"
@@ -123,8 +141,9 @@ class GatewaySettings(BaseSettings):
         default_factory=lambda: Path.home() / ".cache" / "iotstream" / "gateway-models"
     )
     """Local copies of the versions served (start while the store is down)."""
-    log_level: str = "INFO"
-    """Logging level of the gateway (uvicorn's access log included)."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    """Logging level of the gateway, uvicorn's access log included (any case in the
+    environment)."""
     rest_rate_per_s: float = Field(default=50.0, gt=0)
     """Token-bucket refill rate per client IP on ``/v1/*``."""
     rest_burst: int = Field(default=100, ge=1)
@@ -140,9 +159,9 @@ class GatewaySettings(BaseSettings):
     ``grpc.health.v1.Health``); unset: no gRPC server. The containers use 8001 (Triton's)."""
     grpc_host: str | None = None
     """Interface of the gRPC server; unset: ``host``."""
-    grpc_tls_cert: Path | None = None
+    grpc_tls_cert: FilePath | None = None
     """PEM certificate chain: gRPC over TLS (with ``grpc_tls_key``); unset: plaintext."""
-    grpc_tls_key: Path | None = None
+    grpc_tls_key: FilePath | None = None
     """PEM private key of ``grpc_tls_cert``."""
     oip_max_batch: int = Field(default=32, ge=1, le=4096)
     """Dynamic batching of inference requests (REST ``/v2`` and gRPC alike): most requests
@@ -167,6 +186,11 @@ class GatewaySettings(BaseSettings):
 
         parse_url(value)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("jwt_algorithms", "allowed_origins", mode="before")
     @classmethod
@@ -193,7 +217,14 @@ class GatewaySettings(BaseSettings):
             raise ValueError("mix of HMAC and public-key algorithms: pick one family")
         if wants_public and not self.jwt_public_key:
             raise ValueError("a public-key algorithm needs GATEWAY_JWT_PUBLIC_KEY")
+        if wants_public:
+            _check_public_key(self.jwt_public_key or "")
         if self.dev_mode:
+            if wants_public:
+                raise ValueError(
+                    "dev mode signs its own throwaway token (HS256): leave "
+                    "GATEWAY_JWT_ALGORITHMS and GATEWAY_JWT_PUBLIC_KEY unset"
+                )
             return self
         if wants_secret:
             secret = self.jwt_secret.get_secret_value() if self.jwt_secret else ""

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, FilePath, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from iot_models.bundled import bundled_models_dir
@@ -37,11 +37,11 @@ class WorkerSettings(BaseSettings):
     """Broker user name (the production broker refuses anonymous clients)."""
     mqtt_password: SecretStr | None = None
     """Broker password."""
-    mqtt_ca_file: Path | None = None
+    mqtt_ca_file: FilePath | None = None
     """CA bundle for ``mqtts://`` / ``wss://``; the system store when unset."""
-    mqtt_cert_file: Path | None = None
+    mqtt_cert_file: FilePath | None = None
     """Client certificate (PEM) for brokers that require one on TLS listeners."""
-    mqtt_key_file: Path | None = None
+    mqtt_key_file: FilePath | None = None
     """Private key of ``mqtt_cert_file`` when it is not in that file."""
     mqtt_protocol: Literal["3.1.1", "5"] = "5"
     """MQTT version the worker speaks; devices may use either. 5 gives a session that expires
@@ -233,8 +233,8 @@ class WorkerSettings(BaseSettings):
     readings unacknowledged (the broker redelivers them) and exits."""
     report_every: float = Field(default=30.0, gt=0)
     """Seconds between progress lines in the log."""
-    log_level: str = "INFO"
-    """Python log level."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    """Python log level (any case in the environment)."""
     log_format: Literal["text", "json"] = "text"
     """``json``: one JSON object per log line, for log collectors."""
 
@@ -256,6 +256,11 @@ class WorkerSettings(BaseSettings):
 
         parse_url(value)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("models", mode="before")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import time
 
 import orjson
@@ -114,6 +115,32 @@ def test_rs256_public_key_configuration() -> None:
 def test_unsafe_settings_are_refused(kw: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         settings(**kw)
+
+
+def test_a_public_key_setting_that_is_not_one_is_refused_at_start() -> None:
+    """A path, a private key or a truncated key would make every token fail (4401)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    cases = {
+        "/etc/iotstream/jwt.pem": "not a PEM public key (it takes the key's text, not a path)",
+        private: "not a PEM public key",
+        public[:80]: "not a PEM public key",
+    }
+    for value, why in cases.items():
+        with pytest.raises(ValidationError, match=re.escape(why)):
+            GatewaySettings(jwt_algorithms=["RS256"], jwt_public_key=value)
+    with pytest.raises(ValidationError, match="dev mode signs its own throwaway token"):
+        GatewaySettings(dev_mode=True, jwt_algorithms=["RS256"], jwt_public_key=public)
+    assert GatewaySettings(jwt_algorithms=["RS256"], jwt_public_key=public).jwt_public_key
 
 
 def test_dev_mode_accepts_demo_secret_and_mints_tokens() -> None:

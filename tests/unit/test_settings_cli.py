@@ -114,6 +114,35 @@ def test_a_rule_across_fields_is_reported_without_a_field_name(
     )
 
 
+@pytest.mark.parametrize(
+    ("argv", "field"),
+    [
+        (["worker", "--mqtt-ca-file", "/nonexistent/ca.crt"], "mqtt_ca_file (--mqtt-ca-file"),
+        (["sim", "--cert-file", "/nonexistent/d.crt"], "cert_file (--cert-file, SIM_CERT_FILE)"),
+        (
+            ["gateway", "--dev", "--grpc-tls-cert", "/nonexistent/s.crt", "--grpc-tls-key", "."],
+            "grpc_tls_cert (--grpc-tls-cert, GATEWAY_GRPC_TLS_CERT): Path does not point to a file",
+        ),
+    ],
+)
+def test_a_tls_file_that_is_not_there_is_refused_with_the_settings(
+    argv: list[str], field: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert field in err and "Traceback" not in err
+
+
+def test_log_level_is_one_of_pythons_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORKER_LOG_LEVEL", "debug")
+    assert parse(WorkerSettings, []).log_level == "DEBUG"
+    monkeypatch.setenv("WORKER_LOG_LEVEL", "loud")
+    with pytest.raises(SettingsError, match="log_level"):
+        parse(WorkerSettings, [])
+    with pytest.raises(SystemExit):  # the option offers the names
+        parse(WorkerSettings, ["--log-level", "LOUD"])
+
+
 def test_worker_routes_from_json(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WORKER_ROUTES", '{"fan-*": "vib-ae"}')
     assert parse(WorkerSettings, []).routes == {"fan-*": "vib-ae"}
