@@ -29,7 +29,7 @@ from pathlib import Path
 from statistics import median
 from typing import TYPE_CHECKING, Any
 
-from bench.cli import scenario_parser
+from bench.cli import listed, one_of, positive, scenario_parser
 from bench.pipeline_bench import ROOT, Result, run_scenario, stored_predictions, write_report
 from bench.runner import aggregate
 from inference_worker.settings import WorkerSettings
@@ -54,14 +54,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = scenario_parser("batching", __doc__)
     parser.add_argument(
         "--rates",
+        type=listed(positive(float)),
         default="2000,5000,10000,20000,30000",
         help="offered readings/s, comma-separated (make the last one saturate)",
     )
-    parser.add_argument("--policies", default=",".join(POLICIES), help="fixed,adaptive")
-    parser.add_argument("--sources", default="mqtt", help="mqtt and/or stream")
-    parser.add_argument("--seconds", type=float, default=8.0, help="load per run")
     parser.add_argument(
-        "--repeats", type=int, default=1, help="pairs of runs per rate (summary: medians)"
+        "--policies",
+        type=listed(one_of(*POLICIES)),
+        default=",".join(POLICIES),
+        help="fixed,adaptive",
+    )
+    parser.add_argument(
+        "--sources",
+        type=listed(one_of("mqtt", "stream")),
+        default="mqtt",
+        help="mqtt and/or stream",
+    )
+    parser.add_argument("--seconds", type=positive(float), default=8.0, help="load per run")
+    parser.add_argument(
+        "--repeats", type=positive(int), default=1, help="pairs of runs per rate (summary: medians)"
     )
     parser.add_argument("--protocol", default="5", help="worker MQTT version")
     parser.add_argument("--max-batch", type=int, default=64, help="WORKER_MAX_BATCH")
@@ -84,15 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inflight", type=int, default=256, help="broker max_inflight")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "batching.json")
     args = parser.parse_args(argv)
-    rates = [float(r) for r in args.rates.split(",")]
-    policies = args.policies.split(",")
-    if unknown := set(policies) - set(POLICIES):
-        parser.error(f"unknown policies: {sorted(unknown)}")
-    if args.repeats < 1:
-        parser.error(f"--repeats must be at least 1, got {args.repeats}")
+    rates: list[float] = args.rates
+    policies: list[str] = args.policies
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="iotstream-bench-") as tmp:
-        for source in args.sources.split(","):
+        for source in args.sources:
             for i, rate in enumerate(rates):
                 for repeat, policy in _schedule(policies, i, args.repeats):
                     result = run_scenario(

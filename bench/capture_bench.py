@@ -32,7 +32,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from bench.cli import scenario_parser
+from bench.cli import positive, scenario_parser
 from bench.pipeline_bench import ROOT, run_scenario, write_report
 from inference_worker.app import build_core
 from inference_worker.settings import WorkerSettings
@@ -163,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7, help="rounds (the median is kept)")
     parser.add_argument("--pipeline", action="store_true", help="also saturate off vs on")
     parser.add_argument("--quick", action="store_true", help="pipeline: 4 s per run")
-    parser.add_argument("--seconds", type=float, default=10.0, help="pipeline: load per run")
+    parser.add_argument(
+        "--seconds", type=positive(float), default=10.0, help="pipeline: load per run"
+    )
     parser.add_argument("--saturate-rate", type=float, default=30000, help="offered load")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "capture.json")
     args = parser.parse_args(argv)

@@ -35,7 +35,7 @@ from typing import Any
 
 import redis
 
-from bench.cli import scenario_parser
+from bench.cli import listed, positive, scenario_parser
 from bench.client_processes import LineProcesses
 from bench.e2e_clients import CLIENT_MODULE, HOPS
 from bench.machine import machine_info
@@ -315,9 +315,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the rates (and the search), print the figures, write the report."""
     parser = scenario_parser("e2e", __doc__)
     parser.add_argument(
-        "--rates", default=None, help="offered readings/s (default 2000,5000,10000,15000)"
+        "--rates",
+        type=listed(positive(float)),
+        default=None,
+        help="offered readings/s (default 2000,5000,10000,15000)",
     )
-    parser.add_argument("--seconds", type=float, default=10.0, help="load per rate")
+    parser.add_argument("--seconds", type=positive(float), default=10.0, help="load per rate")
     parser.add_argument("--clients", type=int, default=2, help="WebSocket client processes")
     parser.add_argument("--search", type=int, default=2, help="bisection steps after the list")
     parser.add_argument("--target-p99-ms", type=float, default=TARGET_P99_MS)
@@ -326,8 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "e2e.json")
     args = parser.parse_args(argv)
-    default_rates = "500,2000" if args.quick else "2000,5000,10000,15000"
-    rates = [float(x) for x in (args.rates or default_rates).split(",")]
+    default_rates = [500.0, 2000.0] if args.quick else [2000.0, 5000.0, 10000.0, 15000.0]
+    rates: list[float] = args.rates or default_rates
     seconds, search = (2.0, 0) if args.quick else (args.seconds, args.search)
     load = os.getloadavg()
     results: list[E2EResult] = []

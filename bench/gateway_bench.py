@@ -19,7 +19,6 @@ Scenarios (each on a fresh gateway; Redis is shared):
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
@@ -33,6 +32,7 @@ from typing import Any
 
 import redis
 
+from bench.cli import positive, scenario_parser
 from bench.client_processes import LineProcesses
 from bench.figures import Measured
 from bench.gateway_clients import CLIENT_MODULE
@@ -224,9 +224,11 @@ def run_scenario(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the scenarios, print the table, write the report."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = scenario_parser("gateway", __doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer and shorter runs")
-    parser.add_argument("--seconds", type=float, default=None, help="measuring window per run")
+    parser.add_argument(
+        "--seconds", type=positive(float), default=None, help="measuring window per run"
+    )
     parser.add_argument("--only", choices=["throughput", "latency"], default=None)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "gateway.json")
     args = parser.parse_args(argv)

@@ -13,7 +13,6 @@ readings/s with batching on to off.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -29,6 +28,7 @@ import numpy as np
 import tritonclient.grpc.aio as triton_aio
 from tritonclient.utils import InferenceServerException
 
+from bench.cli import positive, scenario_parser
 from gateway.auth import TokenVerifier
 from gateway.settings import GatewaySettings
 from iotstream.gateway_process import GatewayProcess
@@ -160,9 +160,11 @@ def run(
 
 def main(argv: list[str] | None = None) -> int:
     """Run batching on and off, print the table, write the report."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = scenario_parser("oip", __doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=64, help="concurrent gRPC clients")
-    parser.add_argument("--seconds", type=float, default=10.0, help="measuring window per run")
+    parser.add_argument(
+        "--seconds", type=positive(float), default=10.0, help="measuring window per run"
+    )
     parser.add_argument("--max-batch", type=int, default=32, help="oip_max_batch when on")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "oip.json")
     args = parser.parse_args(argv)

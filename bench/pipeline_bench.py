@@ -38,7 +38,7 @@ from typing import Any
 
 import redis
 
-from bench.cli import scenario_parser
+from bench.cli import listed, one_of, positive, scenario_parser
 from iot_contract import RECORD_FIELD, JsonCodec, Prediction, RedisKeys
 from iotstream.localservices import MosquittoProcess, RedisProcess, free_port
 
@@ -356,23 +356,25 @@ def main(argv: list[str] | None = None) -> int:
     """Run the scenarios and write the report."""
     parser = scenario_parser("pipeline", __doc__)
     parser.add_argument("--quick", action="store_true", help="4 s per scenario")
-    parser.add_argument("--seconds", type=float, default=10.0, help="load per scenario")
-    parser.add_argument("--saturate-rate", type=float, default=30000, help="offered load")
-    parser.add_argument("--latency-rate", type=float, default=10000, help="fixed load")
+    parser.add_argument("--seconds", type=positive(float), default=10.0, help="load per scenario")
+    parser.add_argument("--saturate-rate", type=positive(float), default=30000, help="offered load")
+    parser.add_argument("--latency-rate", type=positive(float), default=10000, help="fixed load")
     parser.add_argument(
         "--baseline-rate",
-        type=float,
+        type=positive(float),
         default=3000,
         help="offered load for max_batch=1 (just above what it sustains)",
     )
     parser.add_argument(
         "--protocols",
+        type=listed(one_of("5", "3.1.1")),
         default="5,3.1.1",
         help="worker MQTT versions (the first also runs the baseline)",
     )
     parser.add_argument("--max-batch", type=int, default=64, help="worker max_batch")
     parser.add_argument(
         "--sources",
+        type=listed(one_of("mqtt", "stream")),
         default="mqtt,stream",
         help="worker sources: mqtt (direct shared subscription), stream (staged intake)",
     )
@@ -392,8 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     seconds = 4.0 if args.quick else args.seconds
     results: list[Result] = []
-    protocols = args.protocols.split(",")
-    sources = args.sources.split(",")
+    protocols: list[str] = args.protocols
+    sources: list[str] = args.sources
     # (scenario, offered rate, worker protocol, max_batch, source); the staged intake runs
     # on the first protocol only (the ingest's protocol; the worker speaks no MQTT there)
     plan = [

@@ -38,7 +38,7 @@ from typing import Any
 
 import orjson
 
-from bench.cli import scenario_parser
+from bench.cli import positive, scenario_parser
 from bench.figures import Measured
 from bench.http_load import build_request
 from bench.machine import machine_info
@@ -313,7 +313,7 @@ def _ratio(a: RestResult, b: RestResult) -> float:
 def main(argv: list[str] | None = None) -> int:
     """Run the four contenders, print the table and the ratios, write the report."""
     parser = scenario_parser("rest", __doc__)
-    parser.add_argument("--seconds", type=float, default=8.0, help="load per contender")
+    parser.add_argument("--seconds", type=positive(float), default=8.0, help="load per contender")
     parser.add_argument("--connections", type=int, default=32, help="HTTP connections in all")
     parser.add_argument("--load-procs", type=int, default=2, help="load generator processes")
     parser.add_argument("--batch", type=int, default=64, help="readings per /v1/predict request")

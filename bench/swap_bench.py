@@ -27,6 +27,7 @@ from typing import Any
 
 import redis
 
+from bench.cli import positive
 from bench.pipeline_bench import ROOT, _percentiles, run_scenario, stored_predictions, write_report
 from iot_contract import RedisKeys
 from iot_models.manifest import MANIFEST_FILE
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``steady`` and ``swapping`` and write the report."""
     parser = argparse.ArgumentParser(prog="iotstream bench swap", description=__doc__)
     parser.add_argument("--rate", type=float, default=5000.0, help="offered readings/s")
-    parser.add_argument("--seconds", type=float, default=16.0, help="load per run")
+    parser.add_argument("--seconds", type=positive(float), default=16.0, help="load per run")
     parser.add_argument("--every", type=float, default=2.0, help="seconds between alias moves")
     parser.add_argument("--model", default="fault-clf-large", help="model to swap")
     parser.add_argument("--quick", action="store_true", help="8 s per run")

@@ -186,7 +186,11 @@ def _bench(args: argparse.Namespace) -> int:
         min_time_s=args.min_time,
         names=tuple(args.names) or None,
     )
-    report = run_bench(args.root, cfg)
+    try:
+        report = run_bench(args.root, cfg)
+    except KeyError as exc:  # a model that is not there
+        print(f"bench failed: {exc.args[0]}", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "models_bench.json").write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)

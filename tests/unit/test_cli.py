@@ -58,6 +58,15 @@ def test_check_names_a_file_it_cannot_read(
     assert err.startswith("iotstream contract check: cannot read ") and why in err
 
 
+def test_models_bench_names_a_model_that_is_not_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["models", "bench", "nope", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bench failed: no model 'nope' under ") and "fault-clf" in err
+    assert not list(tmp_path.iterdir())
+
+
 def test_models_verify_of_a_folder_without_models_fails(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
