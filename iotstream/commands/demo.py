@@ -85,6 +85,9 @@ def check_ports_free(ports: dict[str, int], host: str = "127.0.0.1") -> list[str
     taken: list[str] = []
     seen: set[int] = set()
     for what, port in ports.items():
+        if not 1 <= port <= 65535:  # DEMO_METRICS_PORT+2 past the last port
+            taken.append(f"{what}: {port} is not a TCP port")
+            continue
         if port in seen:
             taken.append(f"{what}: port {port} is given twice")
             continue
@@ -314,8 +317,17 @@ def _die_with_parent(prctl: Callable[..., int], parent: int) -> None:
         os._exit(1)
 
 
-def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+def _port_type(var: str) -> Callable[[str], int]:
+    """An argument type: a TCP port, from the option or (as its default) ``$var``."""
+
+    def parse(text: str) -> int:
+        port = int(text) if text.strip().isdigit() else 0
+        if not 1 <= port <= 65535:
+            why = f"{text!r} is not a TCP port 1-65535 (option or ${var})"
+            raise argparse.ArgumentTypeError(why)
+        return port
+
+    return parse
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -334,7 +346,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         ("--redis-port", "DEMO_REDIS_PORT", 6379),
         ("--metrics-port", "DEMO_METRICS_PORT", 9101),
     ):
-        parser.add_argument(opt, type=int, default=_env_int(var, default), help=f"${var}")
+        # a string default goes through the type too: a bad $VAR is refused like the option
+        env_or_default = os.environ.get(var, str(default))
+        parser.add_argument(opt, type=_port_type(var), default=env_or_default, help=f"${var}")
     parser.add_argument("--dir", default=os.environ.get("DEMO_DIR", ".demo"), help="$DEMO_DIR")
     parser.set_defaults(handler=_run)
     sub = parser.add_subparsers(title="helpers (used by demo/Procfile)", metavar="HELPER")

@@ -29,6 +29,28 @@ def test_same_port_twice_is_refused() -> None:
     assert check_ports_free({"a": port, "b": port}) == [f"b: port {port} is given twice"]
 
 
+def test_a_port_past_the_last_is_refused() -> None:
+    assert check_ports_free({"ingest": 65537}) == ["ingest: 65537 is not a TCP port"]
+
+
+def test_a_bad_port_variable_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    for value in ("abc", "0", "70000"):
+        result = subprocess.run(
+            [sys.executable, "-m", "iotstream", "demo", "--dir", str(tmp_path / "d")],
+            env={**os.environ, "DEMO_REDIS_PORT": value},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 2, result.stderr
+        assert (
+            f"argument --redis-port: '{value}' is not a TCP port 1-65535 (option or "
+            "$DEMO_REDIS_PORT)"
+        ) in result.stderr
+        assert not (tmp_path / "d").exists()
+
+
 def test_demo_refuses_to_start_on_a_taken_port(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
