@@ -187,6 +187,13 @@ class GatewaySettings(BaseSettings):
         parse_url(value)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
         return value
 
+    @field_validator("model_store")
+    @classmethod
+    def _store_url(cls, value: str | None) -> str | None:
+        from iot_models.store.base import check_store_url
+
+        return check_store_url(value)
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _level_upper(cls, value: object) -> object:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, FilePath, SecretStr, field_validator
+from pydantic import Field, FilePath, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from iot_models.bundled import bundled_models_dir
@@ -256,6 +256,15 @@ class WorkerSettings(BaseSettings):
 
         parse_url(value)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
         return value
+
+    @field_validator("model_store", "capture_url")
+    @classmethod
+    def _store_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from iot_models.store.base import check_store_url
+
+        return check_store_url(
+            value, "model store" if info.field_name == "model_store" else "object store"
+        )
 
     @field_validator("log_level", mode="before")
     @classmethod

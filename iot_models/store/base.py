@@ -45,6 +45,7 @@ __all__ = [
     "alias_conflict",
     "alias_key",
     "alias_missing",
+    "check_store_url",
     "copy_variants",
     "first_error",
     "local_path",
@@ -179,6 +180,23 @@ def local_path(url: str, what: str) -> Path | None:
     raise StoreError(
         f"unknown {what} {url!r}: use s3://bucket/prefix, file:///path or a folder path"
     )
+
+
+def check_store_url(url: str | None, what: str = "model store") -> str | None:
+    """``url`` unchanged if :func:`local_path` takes it (``None`` too: no store): a settings
+    validator, so that a mistyped scheme is refused with the settings, not when the store
+    is first opened.
+
+    Raises:
+        ValueError: the message of :func:`local_path`'s :class:`StoreError`.
+    """
+    if url is None:
+        return None
+    try:
+        local_path(url, what)
+    except StoreError as exc:
+        raise ValueError(str(exc)) from None
+    return url
 
 
 def version_key(version: str) -> tuple[tuple[int, int | str], ...]:

@@ -81,6 +81,12 @@ def test_bad_settings_exit_2_with_message(capsys: pytest.CaptureFixture[str]) ->
             "redis_url (--redis-url, WORKER_REDIS_URL): Redis URL must specify one of",
         ),
         (["gateway", "--dev", "--redis-url", "redis://h:port"], "Port could not be cast"),
+        (
+            ["worker", "--model-store", "sftp://host/models"],
+            "model_store (--model-store, WORKER_MODEL_STORE): unknown model store 'sftp://",
+        ),
+        (["worker", "--capture-url", "file://host/c"], "file URLs name a local path"),
+        (["gateway", "--dev", "--model-store", "gs://b/m"], "unknown model store 'gs://b/m'"),
     ],
 )
 def test_a_bad_url_is_refused_with_the_settings(
@@ -98,6 +104,8 @@ def test_the_urls_every_transport_takes_are_accepted() -> None:
         assert parse(WorkerSettings, ["--mqtt-url", url]).mqtt_url == url
     for url in ("redis://r:6379/0", "rediss://r", "unix:///run/redis.sock", "memory://t"):
         assert parse(WorkerSettings, ["--redis-url", url]).redis_url == url
+    for url in ("s3://bucket/models", "file:///srv/models", "relative/folder"):
+        assert parse(WorkerSettings, ["--model-store", url, "--capture-url", url]).model_store
     with pytest.raises(SettingsError, match="mqtt_url"):
         parse(SimSettings, ["--mqtt-url", "memory://t"])  # the in-memory source is the worker's
 
