@@ -29,7 +29,7 @@ from pathlib import Path
 from statistics import median
 from typing import TYPE_CHECKING, Any
 
-from bench.cli import listed, one_of, positive, scenario_parser
+from bench.cli import add_sources_argument, listed, one_of, positive, scenario_parser
 from bench.pipeline_bench import ROOT, Result, run_scenario, stored_predictions, write_report
 from bench.runner import aggregate
 from inference_worker.settings import WorkerSettings
@@ -64,12 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(POLICIES),
         help="fixed,adaptive",
     )
-    parser.add_argument(
-        "--sources",
-        type=listed(one_of("mqtt", "stream")),
-        default="mqtt",
-        help="mqtt and/or stream",
-    )
+    add_sources_argument(parser, "mqtt", "mqtt and/or stream")
     parser.add_argument("--seconds", type=positive(float), default=8.0, help="load per run")
     parser.add_argument(
         "--repeats", type=positive(int), default=1, help="pairs of runs per rate (summary: medians)"

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypeVar, get_args
 
-__all__ = ["listed", "one_of", "positive", "scenario_parser"]
+__all__ = ["add_sources_argument", "listed", "one_of", "positive", "scenario_parser"]
 
 N = TypeVar("N", int, float)
 T = TypeVar("T")
@@ -48,6 +48,15 @@ def one_of(*choices: str) -> Callable[[str], str]:
         return text
 
     return parse
+
+
+def add_sources_argument(parser: argparse.ArgumentParser, default: str, help: str) -> None:
+    """``--sources``: the worker sources to run, comma-separated; the choices are
+    ``WorkerSettings.source``'s."""
+    from inference_worker.settings import WorkerSettings
+
+    choices = get_args(WorkerSettings.model_fields["source"].annotation)
+    parser.add_argument("--sources", type=listed(one_of(*choices)), default=default, help=help)
 
 
 def listed(item: Callable[[str], T]) -> Callable[[str], list[T]]:

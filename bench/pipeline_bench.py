@@ -38,7 +38,7 @@ from typing import Any
 
 import redis
 
-from bench.cli import listed, one_of, positive, scenario_parser
+from bench.cli import add_sources_argument, listed, one_of, positive, scenario_parser
 from iot_contract import RECORD_FIELD, JsonCodec, Prediction, RedisKeys
 from iotstream.localservices import MosquittoProcess, RedisProcess, free_port
 
@@ -372,11 +372,10 @@ def main(argv: list[str] | None = None) -> int:
         help="worker MQTT versions (the first also runs the baseline)",
     )
     parser.add_argument("--max-batch", type=int, default=64, help="worker max_batch")
-    parser.add_argument(
-        "--sources",
-        type=listed(one_of("mqtt", "stream")),
-        default="mqtt,stream",
-        help="worker sources: mqtt (direct shared subscription), stream (staged intake)",
+    add_sources_argument(
+        parser,
+        "mqtt,stream",
+        "worker sources: mqtt (direct shared subscription), stream (staged intake)",
     )
     parser.add_argument(
         "--load-client",

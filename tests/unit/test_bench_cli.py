@@ -44,6 +44,7 @@ def test_types_refuse_bad_values(parse: object, text: str, why: str) -> None:
         (pipeline_bench.main, ["--seconds", "-1"], "argument --seconds: must be greater than 0"),
         (pipeline_bench.main, ["--protocols", "4"], "argument --protocols: '4' is not one of"),
         (e2e_bench.main, ["--rates", "0"], "argument --rates: must be greater than 0"),
+        (batching_bench.main, ["--sources", "kafka"], "'kafka' is not one of mqtt, stream"),
     ],
 )
 def test_a_scenario_refuses_a_bad_argument_before_it_starts(
