@@ -355,7 +355,7 @@ def _load_ca(folder: Path) -> Issued | None:
         return load_issued(folder, "ca")
     except FileNotFoundError as exc:
         print(
-            f"error: no CA in {folder} ({Path(exc.filename).name} missing): create one with "
+            f"error: no CA in {folder} ({Path(str(exc.filename)).name} missing): create one with "
             f"`iotstream broker certs ca --dir {folder}`",
             file=sys.stderr,
         )
