@@ -1,20 +1,43 @@
-"""Logging set-up shared by every service entry point."""
+"""Logging set-up shared by every service entry point.
+
+Both formats hide the password of any ``scheme://user:password@host`` URL in what they
+write: the deployments put Redis's password in ``WORKER_REDIS_URL`` (compose, k8s), and
+the worker logs its Redis and broker URLs at start and in connection errors.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Literal
+import re
+from typing import Final, Literal
 
 import orjson
 
-__all__ = ["JsonFormatter", "LogFormat", "configure_logging"]
+__all__ = ["JsonFormatter", "LogFormat", "TextFormatter", "configure_logging", "redact_credentials"]
 
 LogFormat = Literal["text", "json"]
+
+_URL_PASSWORD: Final = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:)[^\s/@]+@")
+
+
+def redact_credentials(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@`` URL in it shown as
+    ``***`` (``redis://:s3cret@redis:6379/0`` becomes ``redis://:***@redis:6379/0``)."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
+
+
+class TextFormatter(logging.Formatter):
+    """A :class:`logging.Formatter` whose lines (traceback included) pass through
+    :func:`redact_credentials`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render ``record`` as text, URL passwords hidden."""
+        return redact_credentials(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ``ts``, ``level``, ``service``, ``logger``, ``msg``
-    (plus ``exc`` with the traceback), for log collectors."""
+    (plus ``exc`` with the traceback), for log collectors; URL passwords hidden."""
 
     def __init__(self, service: str | None) -> None:
         super().__init__()
@@ -27,10 +50,10 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "service": self.service,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact_credentials(record.getMessage()),
         }
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = redact_credentials(self.formatException(record.exc_info))
         return orjson.dumps(entry).decode()
 
 
@@ -45,7 +68,7 @@ def configure_logging(
     else:
         tag = f"{name} " if name else ""
         handler.setFormatter(
-            logging.Formatter(
+            TextFormatter(
                 f"%(asctime)s %(levelname)-7s {tag}%(name)s: %(message)s", datefmt="%H:%M:%S"
             )
         )

@@ -18,6 +18,8 @@ from typing import Any, TypeVar, get_args, get_origin
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings
 
+from iotstream.logs import redact_credentials
+
 __all__ = [
     "SettingsError",
     "add_service_command",
@@ -132,7 +134,10 @@ def add_service_command(
         try:
             settings = settings_from_args(cls, args)
         except SettingsError as exc:
-            print(f"iotstream {name}: invalid settings: {exc}", file=sys.stderr)
+            print(
+                f"iotstream {name}: invalid settings: {redact_credentials(str(exc))}",
+                file=sys.stderr,
+            )
             return 2
         return run(settings)
 

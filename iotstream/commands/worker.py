@@ -67,11 +67,12 @@ def _run(command: str, settings: WorkerSettings) -> int:
     from inference_worker.ingest import run_ingest
     from inference_worker.mqtt_source import MqttSourceError
     from iot_models.manifest import ModelError
-    from iotstream.logs import configure_logging
+    from iotstream.logs import configure_logging, redact_credentials
 
     configure_logging(settings.log_level, settings.worker_id, settings.log_format)
     try:
         return run_ingest(settings) if command == "ingest" else run(settings)
     except (MqttSourceError, ModelError, redis.RedisError) as exc:
-        print(f"iotstream {command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        why = redact_credentials(f"{type(exc).__name__}: {exc}")
+        print(f"iotstream {command}: {why}", file=sys.stderr)
         return 1
