@@ -286,6 +286,12 @@ class Fleet:
                 next_report = now + s.report_every
         self._shutdown()
         self._report(time.monotonic() - start)
+        if s.qos == 1 and (unacked := self.stats.published - self.stats.acked) > 0:
+            log.warning(
+                "stopped with %d readings the broker never acknowledged (a real device would "
+                "keep them and send them again after its restart)",
+                unacked,
+            )
         return self.stats
 
     def _publish(self, device: _Device) -> None:

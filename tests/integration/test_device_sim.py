@@ -291,3 +291,18 @@ def test_raw_load_client_limits_are_explained(changes: dict[str, str], message: 
     fields = {"mode": "load", "load_client": "raw", "protocol": "3.1.1"} | changes
     with pytest.raises(ValidationError, match=message):
         SimSettings(**fields)  # type: ignore[arg-type]
+
+
+def test_readings_the_broker_never_acknowledged_are_reported_at_exit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No broker: the readings stay queued in the client, and the last words say how many."""
+    from iotstream.localservices import free_port
+
+    settings = SimSettings(
+        mqtt_url=f"mqtt://127.0.0.1:{free_port()}", devices=2, rate=10, duration=0.5
+    )
+    with caplog.at_level("WARNING", logger="device_sim.fleet"):
+        stats = run(settings)
+    assert stats.published > 0 and stats.acked == 0
+    assert f"stopped with {stats.published} readings the broker never acknowledged" in caplog.text
