@@ -288,8 +288,8 @@ class Fleet:
         self._report(time.monotonic() - start)
         if s.qos == 1 and (unacked := self.stats.published - self.stats.acked) > 0:
             log.warning(
-                "stopped with %d readings the broker never acknowledged (a real device would "
-                "keep them and send them again after its restart)",
+                "stopped with %d readings the broker never acknowledged: they are lost with "
+                "the simulator (a device would have to keep them to send them again)",
                 unacked,
             )
         return self.stats
