@@ -39,6 +39,7 @@ __all__ = [
     "SinkError",
     "SourceError",
     "WriteResult",
+    "is_memory_url",
     "open_sink",
     "open_source",
 ]
@@ -232,8 +233,9 @@ class MemoryRegistry(Generic[T]):
             self._items.pop(url, None)
 
 
-def _scheme(url: str) -> str:
-    return urlsplit(url).scheme.lower()
+def is_memory_url(url: str) -> bool:
+    """Whether ``url`` names the in-memory implementation (``memory://<name>``)."""
+    return urlsplit(url).scheme.lower() == MEMORY_SCHEME
 
 
 def open_source(settings: WorkerSettings) -> ReadingSource:
@@ -243,7 +245,7 @@ def open_source(settings: WorkerSettings) -> ReadingSource:
         from inference_worker.stream_source import StreamSource
 
         return StreamSource(settings)
-    if _scheme(settings.mqtt_url) == MEMORY_SCHEME:
+    if is_memory_url(settings.mqtt_url):
         from inference_worker.memory_source import MemorySource
 
         return MemorySource.named(settings.mqtt_url, maxsize=settings.queue_size)
@@ -255,7 +257,7 @@ def open_source(settings: WorkerSettings) -> ReadingSource:
 def open_sink(settings: WorkerSettings) -> PredictionSink:
     """The sink ``settings.redis_url`` names."""
     keys = RedisKeys(settings.redis_prefix)
-    if _scheme(settings.redis_url) == MEMORY_SCHEME:
+    if is_memory_url(settings.redis_url):
         from inference_worker.memory_sink import MemorySink
 
         return MemorySink.named(settings.redis_url, keys)

@@ -5,18 +5,14 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, FilePath, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from inference_worker.bus import is_memory_url
 from iot_models.bundled import bundled_models_dir
 
 __all__ = ["WorkerSettings"]
-
-
-def _scheme(url: str) -> str:
-    return urlsplit(url).scheme.lower()
 
 
 class WorkerSettings(BaseSettings):
@@ -241,7 +237,7 @@ class WorkerSettings(BaseSettings):
     @field_validator("mqtt_url")
     @classmethod
     def _broker_url(cls, value: str) -> str:
-        if _scheme(value) == "memory":  # bus.MEMORY_SCHEME: the in-memory source
+        if is_memory_url(value):  # the in-memory source
             return value
         from iot_mqtt.connection import check_broker_url  # paho: only once settings are built
 
@@ -250,7 +246,7 @@ class WorkerSettings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
-        if _scheme(value) == "memory":  # the in-memory sink
+        if is_memory_url(value):  # the in-memory sink
             return value
         from redis.connection import parse_url  # redis-py's own reading of the URL
 

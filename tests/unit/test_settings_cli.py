@@ -105,7 +105,8 @@ def test_the_urls_every_transport_takes_are_accepted() -> None:
     for url in ("redis://r:6379/0", "rediss://r", "unix:///run/redis.sock", "memory://t"):
         assert parse(WorkerSettings, ["--redis-url", url]).redis_url == url
     for url in ("s3://bucket/models", "file:///srv/models", "relative/folder"):
-        assert parse(WorkerSettings, ["--model-store", url, "--capture-url", url]).model_store
+        settings = parse(WorkerSettings, ["--model-store", url, "--capture-url", url])
+        assert (settings.model_store, settings.capture_url) == (url, url)
     with pytest.raises(SettingsError, match="mqtt_url"):
         parse(SimSettings, ["--mqtt-url", "memory://t"])  # the in-memory source is the worker's
 
