@@ -9,7 +9,6 @@ from typing import Annotated, Literal
 from pydantic import Field, FilePath, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from inference_worker.bus import is_memory_url
 from iot_models.bundled import bundled_models_dir
 
 __all__ = ["WorkerSettings"]
@@ -237,6 +236,8 @@ class WorkerSettings(BaseSettings):
     @field_validator("mqtt_url")
     @classmethod
     def _broker_url(cls, value: str) -> str:
+        from inference_worker.bus import is_memory_url  # not at import: --help stays light
+
         if is_memory_url(value):  # the in-memory source
             return value
         from iot_mqtt.connection import check_broker_url  # paho: only once settings are built
@@ -246,6 +247,8 @@ class WorkerSettings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
+        from inference_worker.bus import is_memory_url
+
         if is_memory_url(value):  # the in-memory sink
             return value
         from redis.connection import parse_url  # redis-py's own reading of the URL
